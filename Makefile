@@ -1,0 +1,42 @@
+# The two commands of the README: `make run` (demo gateway) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint unit integration bench install redis-server clean
+
+$(BIN)/routeway: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/routeway
+
+# The suite starts its own redis-server; install it from Debian's packages when it is missing.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing redis-server"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
+run: install
+	$(BIN)/routeway demo
+
+lint: install
+	$(BIN)/ruff check gateway tests bench
+	$(BIN)/mypy
+
+test: install redis-server lint
+	$(BIN)/pytest tests
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+integration: install redis-server
+	$(BIN)/pytest tests/integration
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

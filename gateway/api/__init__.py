@@ -1,0 +1,1 @@
+"""HTTP API: the OpenAI-compatible routes and our own (health, explain, admin)."""

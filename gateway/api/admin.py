@@ -1,0 +1,75 @@
+"""Our own endpoints: route explanation (no upstream call) and policy reload."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.api.chat import validate_chat
+from gateway.api.relay import JSON, authenticate, parse_body, runtime
+from gateway.policy.loader import PolicyError, load_policy
+from gateway.routing.router import Plan
+
+router = APIRouter()
+
+
+def explain_plan(plan: Plan) -> dict[str, Any]:
+    return {
+        "route": plan.route.name,
+        "objective": plan.objective,
+        "estimate": {
+            "input_tokens": plan.estimate.input_tokens,
+            "output_tokens": plan.estimate.output_tokens,
+        },
+        "candidates": [
+            {
+                "backend": s.target.backend,
+                "model_id": s.target.model_id,
+                "hardware": s.target.hardware,
+                "predicted_latency_ms": round(s.latency_ms, 3),
+                "predicted_cost_usd": round(s.cost_usd, 10),
+                "predicted_energy_j": round(s.energy_j, 4),
+                "score": s.score,
+            }
+            for s in plan.ranked
+        ],
+        "dropped": [{"backend": d.backend, "reason": d.reason} for d in plan.dropped],
+    }
+
+
+@router.post("/v1/route/explain")
+async def explain(request: Request) -> Response:
+    rt = runtime(request)
+    authenticate(rt, request)
+    body = parse_body(await request.body())
+    validate_chat(body)
+    plan = rt.router.plan(rt.catalog, "chat", body, request.headers.get("x-routeway-objective"))
+    return Response(orjson.dumps(explain_plan(plan)), media_type=JSON)
+
+
+@router.post("/admin/reload")
+async def reload(request: Request) -> Response:
+    rt = runtime(request)
+    authenticate(rt, request)
+    try:
+        loaded = await asyncio.to_thread(load_policy, rt.settings.config)
+    except PolicyError as err:
+        problems = [{"file": p.file, "path": p.path, "reason": p.reason} for p in err.problems]
+        body = {
+            "error": {
+                "message": f"policy rejected, the last good one keeps serving: {len(problems)} problem(s)",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "invalid_policy",
+            },
+            "problems": problems,
+        }
+        return Response(orjson.dumps(body), status_code=422, media_type=JSON)
+    rt.swap(loaded)
+    rt.log.info("policy reloaded", extra={"fingerprint": loaded.fingerprint, "source": "admin"})
+    return Response(orjson.dumps({"status": "reloaded", "policy": loaded.fingerprint}), media_type=JSON)

@@ -1,0 +1,96 @@
+"""create_app(): the FastAPI app; its lifespan builds the runtime (transport, catalog, policy watcher)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import orjson
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.api import admin, chat, completions, embeddings, health, models
+from gateway.errors import GatewayError
+from gateway.policy.loader import LoadedPolicy, load_policy
+from gateway.policy.watch import PolicyWatcher
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+
+log = logging.getLogger("routeway")
+
+
+def create_app(settings: Settings | None = None, loaded: LoadedPolicy | None = None) -> FastAPI:
+    """Builds the app; loads the policy now so a bad one fails the start, not the first request."""
+    settings = settings or Settings()
+    loaded = loaded or load_policy(settings.config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = Runtime.create(settings, loaded)
+        await rt.transport.start()
+        app.state.runtime = rt
+        watcher: asyncio.Task[None] | None = None
+        if settings.reload_policies:
+            watcher = asyncio.create_task(PolicyWatcher(settings.config, rt.swap, log).run())
+        log.info(
+            "routeway ready", extra={"policy": loaded.fingerprint, "backends": len(loaded.policy.backends)}
+        )
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            await rt.transport.close()
+
+    app = FastAPI(title="Routeway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    for module in (chat, completions, embeddings, models, health, admin):
+        app.include_router(module.router)
+    app.add_exception_handler(GatewayError, _gateway_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory` workers: everything comes from ROUTEWAY_* settings."""
+    from gateway.observability.logging import setup_logging
+
+    settings = Settings()
+    setup_logging(settings.log_level)
+    return create_app(settings)
+
+
+def _json(status: int, body: bytes, headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return _json(exc.status, exc.body(), exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    kind = "not_found" if exc.status_code == 404 else "invalid_request_error"
+    msg = f"{request.method} {request.url.path}: {exc.detail}"
+    body = {"error": {"message": msg, "type": "invalid_request_error", "param": None, "code": kind}}
+    return _json(exc.status_code, orjson.dumps(body))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error", extra={"path": request.url.path, "exc_type": type(exc).__name__})
+    body = {
+        "error": {
+            "message": "internal error",
+            "type": "server_error",
+            "param": None,
+            "code": "internal_error",
+        }
+    }
+    return _json(500, orjson.dumps(body))

@@ -1,0 +1,69 @@
+"""Structured JSON logs written off the event loop: handlers enqueue, a listener thread formats and writes."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sys
+import time
+from logging.handlers import QueueHandler, QueueListener
+from typing import Any
+
+import orjson
+
+_STD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys()) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; fields passed as `extra=` become top-level keys."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STD_ATTRS and not key.startswith("_"):
+                doc[key] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            doc["exc_type"] = record.exc_info[0].__name__
+        return orjson.dumps(doc, default=str).decode()
+
+
+class _Enqueue(QueueHandler):
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        # Formatting happens on the listener thread, not on the event loop: pass the record as it is.
+        record.exc_text = None
+        return record
+
+
+_listener: QueueListener | None = None
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Routes every `routeway.*` and uvicorn logger through one queue to stderr as JSON lines."""
+    global _listener  # one listener per process, like the logging module's own handler registry
+    if _listener is not None:
+        _listener.stop()
+    q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    out = logging.StreamHandler(sys.stderr)
+    out.setFormatter(JsonFormatter())
+    _listener = QueueListener(q, out, respect_handler_level=False)
+    _listener.start()
+    handler = _Enqueue(q)
+    for name in ("routeway", "uvicorn", "uvicorn.error"):
+        log = logging.getLogger(name)
+        log.handlers[:] = [handler]
+        log.setLevel(level.upper())
+        log.propagate = False
+    logging.getLogger("uvicorn.access").disabled = True  # our own access line replaces it
+
+
+def stop_logging() -> None:
+    global _listener  # see setup_logging
+    if _listener is not None:
+        _listener.stop()
+        _listener = None

@@ -1,0 +1,1 @@
+"""Routing policies: the YAML model, its loader and hot reload."""

@@ -1,0 +1,262 @@
+"""Load a policy from a YAML file or folder, validate and cross-check it, and report every problem."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from gateway.policy.model import Backend, Policy, Route
+from gateway.settings import read_secret
+
+YAML_SUFFIXES = (".yaml", ".yml")
+# Each top-level key of a policy file and how one file's fragment of it is validated on its own,
+# so that a problem is reported against the file it is in.
+_FRAGMENTS: dict[str, TypeAdapter[Any]] = {
+    "backends": TypeAdapter(dict[str, Backend]),
+    "routes": TypeAdapter(list[Route]),
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a policy: where it is and why."""
+
+    file: str
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.path}: {self.reason}"
+
+
+class PolicyError(Exception):
+    """A policy could not be loaded; `problems` lists everything found, not only the first."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(f"invalid policy ({len(self.problems)} problem(s)):\n{lines}")
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    """A validated policy, the files it came from, and the credentials its backends name."""
+
+    policy: Policy
+    files: tuple[Path, ...]
+    secrets: Mapping[str, str | None] = field(repr=False)
+    fingerprint: str
+
+
+@dataclass
+class _Source:
+    """One parsed file and what it contributes, with origins kept for attributing cross-check problems."""
+
+    file: str
+    backends: dict[str, Backend] = field(default_factory=dict)
+    routes: list[Route] = field(default_factory=list)
+    has_routes: bool = False
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key repeated in one mapping instead of silently keeping the last."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_policy(path: Path) -> LoadedPolicy:
+    """Load a YAML file or a folder of them (merged in name order); raise PolicyError listing all problems."""
+    files = _policy_files(path)
+    contents = [(f, _read(f)) for f in files]
+    problems: list[Problem] = []
+    sources = [_parse(str(f), text, problems) for f, text in contents]
+    for source in sources:
+        problems += _check_backends(source)
+    if problems:
+        raise PolicyError(problems)
+    policy = _merge(str(path), sources)
+    problems += _check_routes(policy, sources)
+    if problems:
+        raise PolicyError(problems)
+    secrets = {
+        name: read_secret(b.api_key_env) if b.api_key_env else None for name, b in policy.backends.items()
+    }
+    return LoadedPolicy(policy, tuple(files), MappingProxyType(secrets), _fingerprint(path, contents))
+
+
+def _fingerprint(root: Path, contents: list[tuple[Path, bytes]]) -> str:
+    """A short digest of each file's name and bytes; names count because a rename can reorder routes."""
+    digest = hashlib.sha256()
+    for file, text in contents:
+        name = file.relative_to(root).as_posix() if file != root else file.name
+        digest.update(f"{name}\0{len(text)}\0".encode())
+        digest.update(text)
+    return digest.hexdigest()[:16]
+
+
+def _policy_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise PolicyError([Problem(str(path), "-", "no such file or folder")])
+    files = sorted(
+        p for p in path.iterdir() if p.suffix in YAML_SUFFIXES and not p.name.startswith(".") and p.is_file()
+    )
+    if not files:
+        raise PolicyError([Problem(str(path), "-", "folder contains no *.yaml or *.yml files")])
+    return files
+
+
+def _read(file: Path) -> bytes:
+    try:
+        return file.read_bytes()
+    except OSError as exc:
+        raise PolicyError([Problem(str(file), "-", f"cannot read: {exc.strerror or exc}")]) from exc
+
+
+def _parse(file: str, text: bytes, problems: list[Problem]) -> _Source:
+    """Parse and validate one file's fragments, appending what is wrong to `problems`."""
+    source = _Source(file)
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)
+    except yaml.YAMLError as exc:
+        problems.append(Problem(file, "-", _yaml_reason(exc)))
+        return source
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        problems.append(Problem(file, "-", f"top level must be a mapping, not {type(data).__name__}"))
+        return source
+    for key, value in data.items():
+        adapter = _FRAGMENTS.get(key) if isinstance(key, str) else None
+        if adapter is None:
+            problems.append(Problem(file, str(key), "unknown key"))
+            continue
+        try:
+            setattr(source, key, adapter.validate_python(value))
+        except ValidationError as exc:
+            problems += (Problem(file, _dotted((key, *e["loc"])), _reason(e)) for e in exc.errors())
+    source.has_routes = "routes" in data
+    return source
+
+
+def _yaml_reason(exc: yaml.YAMLError) -> str:
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return f"invalid YAML: {exc}"
+    mark = exc.problem_mark or exc.context_mark
+    what = ": ".join(part for part in (exc.context, exc.problem) if part) or "syntax error"
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+    return f"invalid YAML: {what}{where}"
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+    return out
+
+
+def _reason(error: Mapping[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    return str(error["msg"])
+
+
+def _check_backends(source: _Source) -> Iterator[Problem]:
+    from gateway.providers.registry import known_kinds  # late: the registry imports every adapter
+
+    kinds = known_kinds()
+    for name, backend in source.backends.items():
+        if backend.provider not in kinds:
+            reason = f"unknown provider {backend.provider!r}; known: {', '.join(kinds)}"
+            yield Problem(source.file, f"backends.{name}.provider", reason)
+        if backend.api_key_env and read_secret(backend.api_key_env) is None:
+            reason = f"environment variable {backend.api_key_env} is not set"
+            yield Problem(source.file, f"backends.{name}.api_key_env", reason)
+
+
+def _merge(origin: str, sources: list[_Source]) -> Policy:
+    """Unite the backends and concatenate the routes of every file, in file order."""
+    problems: list[Problem] = []
+    backends: dict[str, Backend] = {}
+    owner: dict[str, str] = {}
+    for source in sources:
+        for name, backend in source.backends.items():
+            if name in owner:
+                reason = f"backend {name!r} is also defined in {owner[name]}"
+                problems.append(Problem(source.file, f"backends.{name}", reason))
+            backends[name], owner[name] = backend, source.file
+    if not backends:
+        problems.append(Problem(origin, "backends", "no backends defined"))
+    if problems:
+        raise PolicyError(problems)
+    data: dict[str, Any] = {"backends": backends}
+    if any(s.has_routes for s in sources):
+        data["routes"] = [route for s in sources for route in s.routes]
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        # Whole-policy constraints only: each file's fragments have already been validated.
+        raise PolicyError(
+            [Problem(origin, _dotted(tuple(e["loc"])), _reason(e)) for e in exc.errors()]
+        ) from exc
+
+
+def _route_origins(policy: Policy, sources: list[_Source], default: str) -> list[tuple[str, int]]:
+    """(file, index in that file) of each merged route; the built-in default route belongs to `default`."""
+    origins = [(s.file, i) for s in sources for i in range(len(s.routes))]
+    return origins if len(origins) == len(policy.routes) else [(default, 0)] * len(policy.routes)
+
+
+def _check_routes(policy: Policy, sources: list[_Source]) -> list[Problem]:
+    problems: list[Problem] = []
+    origins = _route_origins(policy, sources, sources[0].file)
+    first_seen: dict[str, tuple[str, int]] = {}
+    for route, (file, i) in zip(policy.routes, origins, strict=True):
+        at = f"routes[{i}]"
+        if route.name in first_seen:
+            other_file, other_i = first_seen[route.name]
+            reason = f"duplicate route name {route.name!r} (first used at routes[{other_i}] in {other_file})"
+            problems.append(Problem(file, f"{at}.name", reason))
+        first_seen.setdefault(route.name, (file, i))
+        problems += (Problem(file, f"{at}.{path}", reason) for path, reason in _route_problems(policy, route))
+    return problems
+
+
+def _route_problems(policy: Policy, route: Route) -> Iterator[tuple[str, str]]:
+    """(path within the route, reason) for each way the route cannot reach a backend."""
+    glob = route.match.model
+    serving = {name for name, b in policy.backends.items() if any(fnmatchcase(m, glob) for m in b.models)}
+    if not serving:
+        yield "match.model", f"{glob!r} matches no model of any backend"
+    if route.backends is None:
+        return
+    for j, name in enumerate(route.backends):
+        if name not in policy.backends:
+            yield f"backends[{j}]", f"no backend named {name!r}"
+    known = [name for name in route.backends if name in policy.backends]
+    if serving and not serving.intersection(known) and (known or not route.backends):
+        yield "backends", f"none of the allowed backends serves a model matching {glob!r}"

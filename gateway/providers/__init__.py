@@ -1,0 +1,1 @@
+"""Provider adapters: pure translators between our requests and each upstream's wire format."""

@@ -1,0 +1,140 @@
+"""Completes OpenAI-format bodies that omit fields the published spec requires, in place and cheaply.
+
+Many OpenAI-compatible servers (vLLM, TGI, some hosted NIMs) leave out `message.refusal`, `choices[].logprobs`
+or send `system_fingerprint: null`; the official SDKs tolerate that, strict clients and validators do not.
+Each function returns True when it changed the document, so untouched bodies are forwarded byte for byte.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+Doc = dict[str, Any]
+
+_STREAM_FINISH = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call", None})
+_NULL_NOT_ALLOWED = ("system_fingerprint", "service_tier")
+_COUNTS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def _new_id(prefix: str) -> str:
+    return prefix + os.urandom(12).hex()
+
+
+def _top(doc: Doc, obj: str, id_prefix: str, model: str) -> bool:
+    changed = False
+    if not isinstance(doc.get("id"), str):
+        doc["id"] = _new_id(id_prefix)
+        changed = True
+    if doc.get("object") != obj:
+        doc["object"] = obj
+        changed = True
+    if not isinstance(doc.get("created"), int):
+        doc["created"] = int(time.time())
+        changed = True
+    if not isinstance(doc.get("model"), str):
+        doc["model"] = model
+        changed = True
+    for key in _NULL_NOT_ALLOWED:
+        if key in doc and doc[key] is None:
+            del doc[key]
+            changed = True
+    if not isinstance(doc.get("choices"), list):
+        doc["choices"] = []
+        changed = True
+    return changed
+
+
+def _usage(doc: Doc, keys: tuple[str, ...], *, null_ok: bool = False) -> bool:
+    """Fills missing counters; drops `usage: null` where the spec does not allow null (whole responses)."""
+    if "usage" not in doc:
+        return False
+    usage = doc["usage"]
+    if not isinstance(usage, dict):
+        if usage is None and null_ok:
+            return False
+        del doc["usage"]
+        return True
+    changed = False
+    for key in keys:
+        if not isinstance(usage.get(key), int):
+            usage[key] = 0
+            changed = True
+    return changed
+
+
+def _setdefault(d: Doc, key: str, value: Any) -> bool:
+    if key in d:
+        return False
+    d[key] = value
+    return True
+
+
+def _finish(choice: Doc, *, nullable: bool) -> bool:
+    reason = choice.get("finish_reason")
+    if reason in _STREAM_FINISH and (reason is not None or nullable) and "finish_reason" in choice:
+        return False
+    # Unknown reasons ("eos", "abort", missing) map to the closest spec value.
+    choice["finish_reason"] = (
+        None if nullable and reason is None else ("length" if reason == "length" else "stop")
+    )
+    return True
+
+
+def chat_completion(doc: Doc, model: str) -> bool:
+    changed = _top(doc, "chat.completion", "chatcmpl-", model)
+    for i, choice in enumerate(doc["choices"]):
+        changed |= _setdefault(choice, "index", i)
+        changed |= _finish(choice, nullable=False)
+        changed |= _setdefault(choice, "logprobs", None)
+        msg = choice.get("message")
+        if not isinstance(msg, dict):
+            msg = choice["message"] = {}
+            changed = True
+        changed |= _setdefault(msg, "role", "assistant")
+        changed |= _setdefault(msg, "content", None)
+        changed |= _setdefault(msg, "refusal", None)
+    return _usage(doc, _COUNTS) or changed
+
+
+def chat_chunk(doc: Doc, model: str) -> bool:
+    changed = _top(doc, "chat.completion.chunk", "chatcmpl-", model)
+    for i, choice in enumerate(doc["choices"]):
+        changed |= _setdefault(choice, "index", i)
+        changed |= _setdefault(choice, "delta", {})
+        changed |= _finish(choice, nullable=True)
+    return _usage(doc, _COUNTS, null_ok=True) or changed
+
+
+def text_completion(doc: Doc, model: str, *, chunk: bool = False) -> bool:
+    changed = _top(doc, "text_completion", "cmpl-", model)
+    for i, choice in enumerate(doc["choices"]):
+        changed |= _setdefault(choice, "index", i)
+        changed |= _setdefault(choice, "text", "")
+        changed |= _setdefault(choice, "logprobs", None)
+        changed |= _finish(choice, nullable=chunk)
+    return _usage(doc, _COUNTS, null_ok=chunk) or changed
+
+
+def embeddings(doc: Doc, model: str) -> bool:
+    changed = False
+    if doc.get("object") != "list":
+        doc["object"] = "list"
+        changed = True
+    if not isinstance(doc.get("model"), str):
+        doc["model"] = model
+        changed = True
+    data = doc.get("data")
+    if not isinstance(data, list):
+        data = doc["data"] = []
+        changed = True
+    for i, item in enumerate(data):
+        changed |= _setdefault(item, "index", i)
+        if item.get("object") != "embedding":
+            item["object"] = "embedding"
+            changed = True
+    if not isinstance(doc.get("usage"), dict):
+        doc["usage"] = {"prompt_tokens": 0, "total_tokens": 0}
+        return True
+    return _usage(doc, ("prompt_tokens", "total_tokens")) or changed

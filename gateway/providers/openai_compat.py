@@ -1,0 +1,173 @@
+"""Adapter for any server that speaks OpenAI's wire format (OpenAI, Groq, NIM, vLLM, TGI, ...)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from email.utils import parsedate_to_datetime
+from time import time
+from typing import Any
+
+import orjson
+
+from gateway.providers import conform
+from gateway.providers.base import (
+    FailureKind,
+    Operation,
+    Parsed,
+    ProviderError,
+    Target,
+    UpstreamRequest,
+    Usage,
+)
+
+_PATHS: dict[Operation, str] = {
+    "chat": "/chat/completions",
+    "completions": "/completions",
+    "embeddings": "/embeddings",
+}
+
+# Context-length wording of OpenAI, Groq, vLLM, NIM (vLLM/TRT-LLM based), Bedrock and Vertex.
+_CONTEXT_LENGTH = re.compile(
+    r"context[_ ]length|maximum context length|context window|reduce the length|too many (input )?tokens"
+    r"|input is too long|prompt is too long|exceeds? the maximum (number of )?tokens|input token count",
+    re.IGNORECASE,
+)
+
+_STATUS_KIND: dict[int, FailureKind] = {
+    401: "auth",
+    403: "auth",
+    408: "timeout",
+    409: "server",
+    429: "rate_limited",
+}
+
+_CONFORM: dict[Operation, Callable[[dict[str, Any], str], bool]] = {
+    "chat": conform.chat_completion,
+    "completions": conform.text_completion,
+    "embeddings": conform.embeddings,
+}
+
+
+class OpenAICompatAdapter:
+    """Rewrites the model id, injects the backend's key, completes spec fields on the way back."""
+
+    def build_request(self, op: Operation, body: dict[str, Any], target: Target) -> UpstreamRequest:
+        out = dict(body)  # shallow copy: the caller's body is reused on a retry to another backend
+        out["model"] = target.model_id
+        headers = {"content-type": "application/json", **target.headers}
+        if target.api_key:
+            headers["authorization"] = f"Bearer {target.api_key}"
+        return UpstreamRequest("POST", target.base_url + _PATHS[op], headers, orjson.dumps(out))
+
+    def parse_response(self, op: Operation, body: bytes, target: Target) -> Parsed:
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise ProviderError("protocol", "response is not JSON", backend=target.backend) from None
+        if not isinstance(doc, dict):
+            raise ProviderError("protocol", "response is not a JSON object", backend=target.backend)
+        changed = _CONFORM[op](doc, target.model_id)
+        return Parsed(orjson.dumps(doc) if changed else body, _usage(doc.get("usage")))
+
+    def parse_error(
+        self, status: int, headers: Mapping[str, str], body: bytes, target: Target
+    ) -> ProviderError:
+        doc = _json_or_none(body)
+        message = _error_message(doc, body)
+        kind = _STATUS_KIND.get(status) or ("server" if status >= 500 else "client")
+        if kind == "client" and _CONTEXT_LENGTH.search(message):
+            kind = "context_length"
+        return ProviderError(
+            kind,
+            message,
+            backend=target.backend,
+            status=status,
+            retry_after=retry_after(headers),
+            body=doc if isinstance(doc, dict) else None,
+        )
+
+    def stream_translator(self, op: Operation, target: Target) -> ChunkTranslator:
+        return ChunkTranslator(op, target.model_id)
+
+
+class ChunkTranslator:
+    """Per-stream state: completes each chunk to the spec, picks up usage, passes untouched chunks as is."""
+
+    __slots__ = ("_conform", "_model", "usage")
+
+    def __init__(self, op: Operation, model: str) -> None:
+        self._conform: Callable[[dict[str, Any], str], bool] = (
+            conform.chat_chunk if op == "chat" else _text_chunk
+        )
+        self._model = model
+        self.usage: Usage | None = None
+
+    def translate(self, data: bytes) -> bytes | None:
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise ProviderError("protocol", "malformed stream chunk") from None
+        if not isinstance(doc, dict):
+            raise ProviderError("protocol", "stream chunk is not a JSON object")
+        if "error" in doc:
+            err = doc["error"]
+            msg = err.get("message", "error") if isinstance(err, dict) else str(err)
+            raise ProviderError("server", f"upstream error in stream: {msg}"[:300])
+        usage = _usage(doc.get("usage"))
+        if usage is not None:
+            self.usage = usage
+        return orjson.dumps(doc) if self._conform(doc, self._model) else data
+
+
+def _text_chunk(doc: dict[str, Any], model: str) -> bool:
+    return conform.text_completion(doc, model, chunk=True)
+
+
+def _usage(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    inp = raw.get("prompt_tokens")
+    out = raw.get("completion_tokens")
+    return Usage(inp if isinstance(inp, int) else 0, out if isinstance(out, int) else 0)
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _error_message(doc: Any, body: bytes) -> str:
+    if isinstance(doc, dict):
+        err = doc.get("error", doc)
+        if isinstance(err, dict):
+            for key in ("message", "detail", "msg"):
+                if isinstance(err.get(key), str):
+                    return str(err[key])[:500]
+        elif isinstance(err, str):
+            return err[:500]
+    text = body[:200].decode("utf-8", "replace").strip()
+    return text or "no error body"
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from `retry-after-ms`, else `retry-after` (seconds or an HTTP date)."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time())
+    except (TypeError, ValueError, IndexError):
+        return None

@@ -1,0 +1,1 @@
+"""Resilience: the attempt loop with retries and failover (the only tenacity user)."""

@@ -1,0 +1,188 @@
+"""The attempt loop: failover across ranked candidates with tenacity; the one place retries are decided."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    stop_any,
+)
+from tenacity.stop import stop_base
+
+from gateway.errors import (
+    AllBackendsFailed,
+    ContextLengthExceeded,
+    GatewayError,
+    RateLimited,
+    UpstreamRejected,
+)
+from gateway.providers.base import FailureKind, ProviderError, Target
+
+R = TypeVar("R")
+
+# Kinds worth another attempt (on another backend first). "client" errors are the caller's: returned at once.
+RETRYABLE: frozenset[FailureKind] = frozenset(
+    {"connect", "timeout", "rate_limited", "server", "auth", "protocol", "context_length"}
+)
+BACKOFF_BASE_S = 0.1
+BACKOFF_CAP_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    deadline_s: float = 300.0
+
+
+@dataclass(slots=True)
+class AttemptLog:
+    """Every attempt's error, in order, for the final report and the explain headers."""
+
+    errors: list[ProviderError] = field(default_factory=list)
+    attempts: int = 0
+
+
+class _Picker:
+    """Chooses the next candidate: rank order, never the same backend twice in a row while another is
+    eligible, skipping backends that asked us to wait (retry-after) or whose window is too small."""
+
+    def __init__(self, candidates: Sequence[Target]) -> None:
+        self.candidates = list(candidates)
+        self.tried: list[Target] = []
+        self.not_before: dict[str, float] = {}
+        self.min_window = 0  # after a context-length error, only larger windows are eligible
+        self.excluded: set[str] = set()
+
+    def eligible(self, now: float) -> list[Target]:
+        return [
+            t
+            for t in self.candidates
+            if t.backend not in self.excluded
+            and self.not_before.get(t.backend, 0.0) <= now
+            and (t.context_window or 1 << 62) > self.min_window
+        ]
+
+    def next(self) -> Target | None:
+        pool = self.eligible(time.monotonic())
+        if not pool:
+            return None
+        untried = [t for t in pool if t not in self.tried]
+        if untried:
+            return untried[0]
+        last = self.tried[-1] if self.tried else None
+        others = [t for t in pool if t is not last]
+        return others[0] if others else pool[0]
+
+    def note_failure(self, target: Target, err: ProviderError) -> None:
+        self.tried.append(target)
+        if err.kind == "rate_limited":
+            self.not_before[target.backend] = time.monotonic() + (err.retry_after or 1.0)
+        elif err.kind == "auth":
+            self.excluded.add(target.backend)  # a bad key does not get better on a retry
+        elif err.kind == "context_length":
+            self.min_window = max(self.min_window, target.context_window or 0)
+            self.excluded.add(target.backend)
+
+
+class _NoCandidateLeft(stop_base):
+    """Stops as soon as every candidate is excluded or asked us to wait (e.g. all rate-limited)."""
+
+    def __init__(self, picker: _Picker) -> None:
+        self.picker = picker
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.picker.next() is None
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, ProviderError) and exc.kind in RETRYABLE
+
+
+async def attempt(
+    candidates: Sequence[Target],
+    send: Callable[[Target], Awaitable[R]],
+    policy: RetryPolicy,
+    log: AttemptLog,
+) -> tuple[R, Target]:
+    """Sends to candidates in order until one succeeds; raises a GatewayError summarising every failure."""
+    picker = _Picker(candidates)
+
+    def wait(state: RetryCallState) -> float:
+        # Switching to another backend is immediate; coming back to one already tried backs off with jitter.
+        nxt = picker.next()
+        if nxt is None or nxt not in picker.tried:
+            return 0.0
+        n = state.attempt_number
+        return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (n - 1)))
+
+    retrying: AsyncRetrying = AsyncRetrying(
+        stop=stop_any(
+            stop_after_attempt(policy.max_attempts),
+            stop_after_delay(policy.deadline_s),
+            _NoCandidateLeft(picker),
+        ),
+        wait=wait,
+        retry=retry_if_exception(_retryable),
+        reraise=True,
+    )
+    try:
+        async for step in retrying:
+            with step:
+                target = picker.next()
+                assert target is not None  # guarded by the stop condition
+                log.attempts += 1
+                try:
+                    return await send(target), target
+                except ProviderError as err:
+                    err.backend = err.backend or target.backend
+                    log.errors.append(err)
+                    picker.note_failure(target, err)
+                    raise
+    except ProviderError:
+        pass
+    raise final_error(log.errors, picker)
+
+
+def final_error(errors: list[ProviderError], picker: _Picker | None = None) -> GatewayError:
+    """The one error the client sees once attempts are over, naming every backend's failure in order."""
+    last = errors[-1]
+    if last.kind == "client":
+        return _passthrough(last)
+    if all(e.kind == "context_length" for e in errors):
+        return ContextLengthExceeded(
+            f"The prompt exceeds the context window of every eligible backend: {last.message}",
+            param="messages",
+        )
+    if all(e.kind == "rate_limited" for e in errors):
+        now = time.monotonic()
+        waits = [t - now for t in (picker.not_before.values() if picker else [])]
+        retry_after = max(min(waits), 0.0) if waits else (last.retry_after or 1.0)
+        return RateLimited(
+            f"Every backend is rate-limited; retry after {retry_after:.1f}s. " + _summary(errors),
+            retry_after=retry_after,
+        )
+    return AllBackendsFailed(f"All {len(errors)} attempts failed. " + _summary(errors))
+
+
+def _summary(errors: list[ProviderError]) -> str:
+    return "; ".join(f"[{i}] {e.summary()}" for i, e in enumerate(errors, 1))[:4000]
+
+
+def _passthrough(err: ProviderError) -> GatewayError:
+    """A backend's 4xx for the client's request goes back with its status and message, unretried."""
+    body = err.body.get("error") if err.body else None
+    param = body.get("param") if isinstance(body, dict) and isinstance(body.get("param"), str) else None
+    code = body.get("code") if isinstance(body, dict) and isinstance(body.get("code"), str) else None
+    return UpstreamRejected(err.message, status=err.status or 400, param=param, code=code)
+
+
+__all__ = ["AttemptLog", "RetryPolicy", "attempt", "final_error"]

@@ -1,0 +1,1 @@
+"""Routing: which backends may serve a request, how they rank, and driving an attempt."""

@@ -1,0 +1,88 @@
+"""The catalog compiled from a policy: logical model → route and the (backend, model) targets allowed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+
+from gateway.errors import ModelNotFound
+from gateway.policy.model import ModelType, Policy, Route
+from gateway.providers.base import Adapter, Target
+from gateway.providers.registry import adapter_for
+
+
+@dataclass(frozen=True, slots=True)
+class LogicalModel:
+    name: str
+    type: ModelType
+    owned_by: str
+
+
+@dataclass(slots=True)
+class Catalog:
+    """Immutable after build, swapped whole on a policy reload."""
+
+    routes: list[Route]
+    targets: dict[str, list[Target]]
+    models: list[LogicalModel]
+    adapters: dict[str, Adapter]
+    fingerprint: str = ""
+    _route_cache: dict[str, Route | None] = field(default_factory=dict)
+
+    def route_for(self, model: str) -> Route | None:
+        try:
+            return self._route_cache[model]
+        except KeyError:
+            pass
+        route = next((r for r in self.routes if fnmatchcase(model, r.match.model)), None)
+        if len(self._route_cache) < 10_000:  # bounded: the model name comes from the client
+            self._route_cache[model] = route
+        return route
+
+    def resolve(self, model: str) -> tuple[Route, list[Target]]:
+        """The route for `model` and its targets in policy order; 404 when nothing serves it."""
+        targets = self.targets.get(model)
+        route = self.route_for(model) if targets else None
+        if not targets or route is None:
+            raise ModelNotFound(
+                f"The model '{model[:200]}' does not exist or is not served here", param="model"
+            )
+        if route.backends is not None:
+            allowed = route.backends
+            targets = [t for t in targets if t.backend in allowed]
+            if not targets:
+                raise ModelNotFound(
+                    f"No backend of route '{route.name}' serves '{model[:200]}'", param="model"
+                )
+        return route, targets
+
+
+def build_catalog(policy: Policy, secrets: Mapping[str, str | None], fingerprint: str = "") -> Catalog:
+    targets: dict[str, list[Target]] = {}
+    models: dict[str, LogicalModel] = {}
+    for name, backend in policy.backends.items():
+        for logical, entry in backend.models.items():
+            targets.setdefault(logical, []).append(
+                Target(
+                    backend=name,
+                    provider=backend.provider,
+                    base_url=backend.base_url.rstrip("/"),
+                    model=logical,
+                    model_id=entry.id,
+                    api_key=secrets.get(name),
+                    headers=dict(backend.headers),
+                    hardware=backend.hardware,
+                    input_price=entry.input_price,
+                    output_price=entry.output_price,
+                    context_window=entry.context_window,
+                    ttft_ms=entry.ttft_ms,
+                    tokens_per_s=entry.tokens_per_s,
+                    joules_per_token=backend.joules_per_token,
+                )
+            )
+            models.setdefault(logical, LogicalModel(logical, entry.type, "routeway"))
+    adapters = {b.provider: adapter_for(b.provider) for b in policy.backends.values()}
+    return Catalog(
+        list(policy.routes), targets, sorted(models.values(), key=lambda m: m.name), adapters, fingerprint
+    )

@@ -1,0 +1,169 @@
+"""The router: plans a request (route, ranked candidates) and drives its attempts through the transport."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import BadRequest, ContextLengthExceeded
+from gateway.policy.model import Objective, Route
+from gateway.providers.base import Adapter, Operation, Parsed, ProviderError, StreamTranslator, Target, Usage
+from gateway.resilience.retry import AttemptLog, RetryPolicy, attempt
+from gateway.routing.candidates import Catalog
+from gateway.routing.scoring import Dropped, Estimate, Scored, rank
+from gateway.streaming import DONE, SSEDecoder
+from gateway.upstream import Deadlines, Reply, Transport
+
+OBJECTIVES: frozenset[str] = frozenset({"cheapest", "fastest", "balanced", "greenest"})
+
+
+@dataclass(slots=True)
+class Plan:
+    op: Operation
+    route: Route
+    objective: Objective
+    estimate: Estimate
+    ranked: list[Scored]
+    dropped: list[Dropped]
+    adapters: dict[str, Adapter]
+
+
+@dataclass(slots=True)
+class Completed:
+    parsed: Parsed
+    target: Target
+    log: AttemptLog
+
+
+@dataclass(slots=True)
+class OpenStream:
+    """A stream that has produced its first event: from here on, no failover."""
+
+    target: Target
+    log: AttemptLog
+    reply: Reply
+    chunks: AsyncIterator[bytes]
+    decoder: SSEDecoder
+    translator: StreamTranslator
+    first: list[bytes]
+
+
+def estimate(op: Operation, body: dict[str, Any], route: Route) -> Estimate:
+    """Token counts from characters (~4 per token): cheap, and close enough to rank and to guard windows."""
+    if op == "chat":
+        chars = sum(_chars(m.get("content")) + 16 for m in body.get("messages", ()) if isinstance(m, dict))
+    elif op == "completions":
+        chars = _chars(body.get("prompt"))
+    else:
+        chars = _chars(body.get("input"))
+    out = body.get("max_completion_tokens") or body.get("max_tokens")
+    n = body.get("n")
+    n = n if isinstance(n, int) else 1
+    if op == "embeddings":
+        out = 0
+    elif not isinstance(out, int):
+        out = route.expected_output_tokens
+    return Estimate(max(1, chars // 4), out * max(1, n))
+
+
+def _chars(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return sum(_chars(v.get("text") if isinstance(v, dict) else v) for v in value)
+    return 0
+
+
+class Router:
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    def plan(
+        self, catalog: Catalog, op: Operation, body: dict[str, Any], objective: str | None = None
+    ) -> Plan:
+        route, targets = catalog.resolve(body["model"])
+        if objective is not None and objective not in OBJECTIVES:
+            raise BadRequest(
+                f"x-routeway-objective must be one of {', '.join(sorted(OBJECTIVES))}",
+                param="x-routeway-objective",
+            )
+        chosen: Objective = objective or route.objective  # type: ignore[assignment]
+        est = estimate(op, body, route)
+        ranked, dropped = rank(targets, chosen, est)
+        if not ranked:
+            raise ContextLengthExceeded(
+                f"The prompt (~{est.input_tokens} tokens) exceeds the context window of every backend",
+                param="messages",
+            )
+        return Plan(op, route, chosen, est, ranked, dropped, catalog.adapters)
+
+    def _policy(self, plan: Plan) -> RetryPolicy:
+        return RetryPolicy(plan.route.max_attempts, plan.route.timeouts.total_s)
+
+    async def complete(self, plan: Plan, body: dict[str, Any]) -> Completed:
+        t = plan.route.timeouts
+        deadlines = Deadlines(t.connect_s, t.total_s, t.idle_s, t.total_s)
+        log = AttemptLog()
+
+        async def send(target: Target) -> Parsed:
+            adapter = plan.adapters[target.provider]
+            reply = await self._transport.send(adapter.build_request(plan.op, body, target), deadlines)
+            data = await reply.read()
+            if reply.status >= 300:
+                raise adapter.parse_error(reply.status, reply.headers, data, target)
+            return adapter.parse_response(plan.op, data, target)
+
+        parsed, target = await attempt([s.target for s in plan.ranked], send, self._policy(plan), log)
+        return Completed(parsed, target, log)
+
+    async def open_stream(self, plan: Plan, body: dict[str, Any]) -> OpenStream:
+        t = plan.route.timeouts
+        deadlines = Deadlines(t.connect_s, t.first_token_s, t.idle_s, t.total_s)
+        log = AttemptLog()
+
+        async def send(target: Target) -> OpenStream:
+            adapter = plan.adapters[target.provider]
+            reply = await self._transport.send(adapter.build_request(plan.op, body, target), deadlines)
+            if reply.status >= 300:
+                raise adapter.parse_error(reply.status, reply.headers, await reply.read(), target)
+            try:
+                return await _first_event(
+                    reply, adapter.stream_translator(plan.op, target), target, log, t.first_token_s
+                )
+            except BaseException:
+                reply.close()
+                raise
+
+        opened, _ = await attempt([s.target for s in plan.ranked], send, self._policy(plan), log)
+        return opened
+
+
+async def _first_event(
+    reply: Reply, translator: StreamTranslator, target: Target, log: AttemptLog, timeout_s: float
+) -> OpenStream:
+    """Waits for the upstream's first SSE event; until then a failure may still fail over."""
+    decoder = SSEDecoder()
+    chunks = reply.chunks()
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                try:
+                    chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    raise ProviderError("protocol", "stream ended before its first event") from None
+                events = decoder.feed(chunk)
+                if events:
+                    break
+    except TimeoutError:
+        raise ProviderError("timeout", f"no first token within {timeout_s:g}s") from None
+    # Translate now so a malformed first chunk also fails over.
+    first = [e if e == DONE else (translator.translate(e) or b"") for e in events]
+    return OpenStream(target, log, reply, chunks, decoder, translator, [e for e in first if e])
+
+
+def cost_usd(target: Target, usage: Usage | None) -> float | None:
+    if usage is None:
+        return None
+    return (usage.input_tokens * target.input_price + usage.output_tokens * target.output_price) / 1e6

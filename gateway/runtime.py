@@ -1,0 +1,43 @@
+"""The per-process state the handlers share: settings, transport, router and the current catalog."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from gateway.policy.loader import LoadedPolicy
+from gateway.routing.candidates import Catalog, build_catalog
+from gateway.routing.router import Router
+from gateway.settings import Settings
+from gateway.upstream import Transport
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: Settings
+    transport: Transport
+    router: Router
+    loaded: LoadedPolicy
+    catalog: Catalog
+    client_keys: frozenset[str]
+    access: logging.Logger = field(default_factory=lambda: logging.getLogger("routeway.access"))
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("routeway"))
+    started: int = field(default_factory=lambda: int(time.time()))
+
+    @classmethod
+    def create(cls, settings: Settings, loaded: LoadedPolicy) -> Runtime:
+        transport = Transport(pool_size=settings.upstream_pool_size, per_host=settings.upstream_pool_per_host)
+        return cls(
+            settings=settings,
+            transport=transport,
+            router=Router(transport),
+            loaded=loaded,
+            catalog=build_catalog(loaded.policy, loaded.secrets, loaded.fingerprint),
+            client_keys=settings.client_keys(),
+        )
+
+    def swap(self, loaded: LoadedPolicy) -> None:
+        """Installs a new policy; requests in flight keep the catalog they started with."""
+        self.catalog = build_catalog(loaded.policy, loaded.secrets, loaded.fingerprint)
+        self.loaded = loaded

@@ -1,0 +1,121 @@
+"""The transport: the one shared aiohttp session that sends neutral requests upstream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+
+from gateway.providers.base import ProviderError, UpstreamRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    connect_s: float
+    first_byte_s: float  # until the response headers arrive
+    idle_s: float  # between two body chunks
+    total_s: float
+
+
+class Reply:
+    """An upstream response: status and headers, then the body read whole or as a stream of chunks."""
+
+    __slots__ = ("status", "headers", "_resp", "_idle_s")
+
+    def __init__(self, resp: aiohttp.ClientResponse, idle_s: float) -> None:
+        self.status = resp.status
+        self.headers: Mapping[str, str] = resp.headers
+        self._resp = resp
+        self._idle_s = idle_s
+
+    async def read(self) -> bytes:
+        try:
+            async with asyncio.timeout(self._idle_s):
+                return await self._resp.read()
+        except TimeoutError:
+            raise ProviderError("timeout", f"no body within {self._idle_s:g}s") from None
+        except aiohttp.ClientError as exc:
+            raise ProviderError("protocol", f"body cut: {type(exc).__name__}") from None
+        finally:
+            self._resp.release()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """Yields body bytes as they arrive; raises ProviderError on a stall or a cut."""
+        content = self._resp.content
+        while True:
+            try:
+                async with asyncio.timeout(self._idle_s):
+                    chunk = await content.readany()
+            except TimeoutError:
+                raise ProviderError("timeout", f"stream stalled for {self._idle_s:g}s") from None
+            except aiohttp.ClientError as exc:
+                raise ProviderError("protocol", f"stream cut: {type(exc).__name__}") from None
+            if not chunk:
+                return
+            yield chunk
+
+    def close(self) -> None:
+        """Drops the connection (used when the client went away or the stream is abandoned)."""
+        self._resp.close()
+
+    def release(self) -> None:
+        self._resp.release()
+
+
+class Transport:
+    """Owns the pooled aiohttp ClientSession; nothing else on the hot path speaks HTTP upstream."""
+
+    def __init__(self, *, pool_size: int = 512, per_host: int = 0) -> None:
+        self._pool_size = pool_size
+        self._per_host = per_host
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=self._pool_size,
+            limit_per_host=self._per_host,
+            ttl_dns_cache=300,
+            enable_cleanup_closed=True,
+        )
+        # No cookies, no env proxies, and we never follow redirects: upstream URLs come only from config.
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,
+            auto_decompress=True,
+            skip_auto_headers=("User-Agent",),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, req: UpstreamRequest, deadlines: Deadlines) -> Reply:
+        """Sends and waits for the response headers; connection failures become ProviderError."""
+        if self._session is None:
+            raise RuntimeError("transport not started")
+        timeout = aiohttp.ClientTimeout(total=deadlines.total_s, sock_connect=deadlines.connect_s)
+        try:
+            async with asyncio.timeout(deadlines.first_byte_s):
+                resp = await self._session.request(
+                    req.method,
+                    req.url,
+                    data=req.body,
+                    headers=req.headers,
+                    timeout=timeout,
+                    allow_redirects=False,
+                )
+        except TimeoutError:
+            raise ProviderError("timeout", f"no response within {deadlines.first_byte_s:g}s") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise ProviderError(
+                "connect", f"connection failed: {exc.strerror or type(exc).__name__}"
+            ) from None
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            raise ProviderError("connect", f"connection lost before response: {type(exc).__name__}") from None
+        except aiohttp.ClientError as exc:
+            raise ProviderError("protocol", f"bad response: {type(exc).__name__}") from None
+        return Reply(resp, deadlines.idle_s)
