@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint unit integration bench install redis-server clean
+.PHONY: run test lint unit integration install redis-server clean
 
 $(BIN)/routeway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,8 @@ run: install
 	$(BIN)/routeway demo
 
 lint: install
-	$(BIN)/ruff check gateway tests bench
+	$(BIN)/ruff check gateway tests
+	$(BIN)/ruff format --check gateway tests
 	$(BIN)/mypy
 
 test: install redis-server lint
@@ -34,9 +35,6 @@ unit: install
 
 integration: install redis-server
 	$(BIN)/pytest tests/integration
-
-bench: install
-	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -66,10 +66,10 @@ def rank(
         kept.append((t, *predict(t, est)))
     if not kept:
         return [], dropped
-    min_lat = max(min(k[1] for k in kept), 1e-9)
-    min_cost = min(k[2] for k in kept)
+    max_lat = max(max(k[1] for k in kept), 1e-9)
+    max_cost = max(max(k[2] for k in kept), 1e-12)
     scored = [
-        Scored(t, lat, cost, en, _score(objective, lat, cost, en, min_lat, min_cost))
+        Scored(t, lat, cost, en, _score(objective, lat, cost, en, max_lat, max_cost))
         for t, lat, cost, en in kept
     ]
     tiebreak = {
@@ -84,7 +84,7 @@ def rank(
 
 
 def _score(
-    objective: Objective, lat: float, cost: float, energy: float, min_lat: float, min_cost: float
+    objective: Objective, lat: float, cost: float, energy: float, max_lat: float, max_cost: float
 ) -> float:
     if objective == "cheapest":
         return cost
@@ -92,6 +92,6 @@ def _score(
         return lat
     if objective == "greenest":
         return energy
-    # balanced: each dimension relative to the best candidate, so neither unit dominates.
-    # A nano-dollar floor keeps free backends from turning every other cost ratio infinite.
-    return 0.5 * (cost + 1e-9) / (min_cost + 1e-9) + 0.5 * (lat / min_lat)
+    # balanced: each dimension as a share of the worst candidate's (0..1), so neither unit dominates and a
+    # free backend scores 0 on cost rather than making every other ratio infinite.
+    return 0.5 * (cost / max_cost) + 0.5 * (lat / max_lat)
