@@ -6,6 +6,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from gateway.events import Observers
+from gateway.observability.logging import AccessLog
 from gateway.policy.loader import LoadedPolicy
 from gateway.routing.candidates import Catalog, build_catalog
 from gateway.routing.router import Router
@@ -21,17 +23,17 @@ class Runtime:
     loaded: LoadedPolicy
     catalog: Catalog
     client_keys: frozenset[str]
-    access: logging.Logger = field(default_factory=lambda: logging.getLogger("routeway.access"))
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("routeway"))
     started: int = field(default_factory=lambda: int(time.time()))
 
     @classmethod
     def create(cls, settings: Settings, loaded: LoadedPolicy) -> Runtime:
         transport = Transport(pool_size=settings.upstream_pool_size, per_host=settings.upstream_pool_per_host)
+        observers = Observers([AccessLog()] if settings.access_log else [])
         return cls(
             settings=settings,
             transport=transport,
-            router=Router(transport),
+            router=Router(transport, observers),
             loaded=loaded,
             catalog=build_catalog(loaded.policy, loaded.secrets, loaded.fingerprint),
             client_keys=settings.client_keys(),

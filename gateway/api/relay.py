@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import os
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -13,8 +12,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from gateway.errors import AuthenticationFailed, BadRequest, GatewayError
-from gateway.providers.base import Operation, ProviderError
-from gateway.routing.router import Completed, OpenStream, Plan, cost_usd
+from gateway.events import RequestRecord
+from gateway.providers.base import Operation, ProviderError, Target, Usage
+from gateway.routing.router import Completed, OpenStream, cost_usd
 from gateway.runtime import Runtime
 from gateway.streaming import DONE, DONE_EVENT, encode, error_event
 
@@ -54,65 +54,68 @@ def request_id(request: Request) -> str:
 
 async def relay(request: Request, op: Operation, validate: Validator) -> Response:
     rt = runtime(request)
-    started = time.perf_counter()
-    rid = request_id(request)
-    fields: dict[str, Any] = {"request_id": rid, "path": request.url.path, "op": op}
+    req = RequestRecord(request_id(request), op, request.url.path, incoming_headers=request.headers)
+    observers = rt.router.observers
+    observers.request_started(req)
     try:
         authenticate(rt, request)
         body = parse_body(await request.body())
         validate(body)
-        fields["model"] = body["model"]
+        req.model = body["model"]
         plan = rt.router.plan(rt.catalog, op, body, request.headers.get("x-routeway-objective"))
-        fields["route"] = plan.route.name
+        req.route, req.objective = plan.route.name, plan.objective
+        req.candidates, req.dropped = plan.ranked, plan.dropped
         if body.get("stream") is True and op != "embeddings":
-            opened = await rt.router.open_stream(plan, body)
-            headers = _route_headers(rid, opened.target.backend, opened.target.model_id, opened.log.attempts)
-            gen = _relay_stream(rt, opened, fields, started)
-            return StreamingResponse(gen, media_type="text/event-stream", headers=headers)
-        done = await rt.router.complete(plan, body)
+            req.stream = True
+            opened = await rt.router.open_stream(plan, body, req)
+            headers = _route_headers(req, opened.target)
+            return StreamingResponse(
+                _relay_stream(rt, opened, req), media_type="text/event-stream", headers=headers
+            )
+        done = await rt.router.complete(plan, body, req)
     except GatewayError as err:
-        _access(rt, fields, started, err.status, error=err.code or err.type)
-        err.headers.setdefault("x-request-id", rid)
+        req.status, req.error = err.status, err.code or err.type
+        observers.request_finished(req)
+        err.headers.setdefault("x-request-id", req.request_id)
         raise
-    return _respond(rt, plan, done, rid, fields, started)
+    return _respond(rt, done, req)
 
 
-def _respond(
-    rt: Runtime, plan: Plan, done: Completed, rid: str, fields: dict[str, Any], started: float
-) -> Response:
-    target, usage = done.target, done.parsed.usage
-    headers = _route_headers(rid, target.backend, target.model_id, done.log.attempts)
-    cost = cost_usd(target, usage)
-    if cost is not None:
-        headers["x-routeway-cost-usd"] = f"{cost:.8f}"
-    fields.update(backend=target.backend, attempts=done.log.attempts, cost_usd=cost)
-    if usage is not None:
-        fields.update(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
-    _access(rt, fields, started, 200)
+def _respond(rt: Runtime, done: Completed, req: RequestRecord) -> Response:
+    headers = _route_headers(req, done.target)
+    _account(req, done.target, done.parsed.usage)
+    if req.cost_usd is not None:
+        headers["x-routeway-cost-usd"] = f"{req.cost_usd:.8f}"
+    req.status = 200
+    rt.router.observers.request_finished(req)
     return Response(done.parsed.body, media_type=JSON, headers=headers)
 
 
-def _route_headers(rid: str, backend: str, model_id: str, attempts: int) -> dict[str, str]:
+def _account(req: RequestRecord, target: Target, usage: Usage | None) -> None:
+    req.backend = target.backend
+    if usage is not None:
+        req.input_tokens, req.output_tokens = usage.input_tokens, usage.output_tokens
+        req.cost_usd = cost_usd(target, usage)
+
+
+def _route_headers(req: RequestRecord, target: Target) -> dict[str, str]:
     return {
-        "x-request-id": rid,
-        "x-routeway-backend": backend,
-        "x-routeway-model": model_id,
-        "x-routeway-attempts": str(attempts),
+        "x-request-id": req.request_id,
+        "x-routeway-backend": target.backend,
+        "x-routeway-model": target.model_id,
+        "x-routeway-attempts": str(len(req.attempts)),
     }
 
 
-async def _relay_stream(
-    rt: Runtime, s: OpenStream, fields: dict[str, Any], started: float
-) -> AsyncIterator[bytes]:
+async def _relay_stream(rt: Runtime, s: OpenStream, req: RequestRecord) -> AsyncIterator[bytes]:
     """After the first byte there is no failover: a cut, stall or bad chunk ends the stream with an error
     event and never with [DONE]. Closing the upstream in `finally` also covers a client that went away."""
     finished = False
-    outcome = "client_disconnected"
+    att = s.attempt
+    att.outcome = "cancelled"  # until the stream ends one way or the other
     try:
-        out = _encode_events(s, s.first, translate=False)
-        if out[1]:
-            finished = True
-        yield out[0]
+        data, finished = _encode_events(s, s.first, translate=False)
+        yield data
         while not finished:
             try:
                 chunk = await anext(s.chunks)
@@ -121,23 +124,32 @@ async def _relay_stream(
             data, finished = _encode_events(s, s.decoder.feed(chunk))
             if data:
                 yield data
-        outcome = "ok"
+        att.outcome = "ok"
     except ProviderError as err:
-        outcome = f"{err.kind}: {err.message}"
+        att.outcome, att.error = err.kind, err.message
         yield error_event(
             f"The upstream stream from '{s.target.backend}' failed after it started: {err.message}"
         )
     finally:
-        if finished:
-            s.reply.release()
-        else:
-            s.reply.close()
-        usage = s.translator.usage
-        fields.update(backend=s.target.backend, attempts=s.log.attempts, stream=outcome, partial=not finished)
-        if usage is not None:
-            fields.update(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
-            fields["cost_usd"] = cost_usd(s.target, usage)
-        _access(rt, fields, started, 200)
+        _finish_stream(rt, s, req, finished)
+
+
+def _finish_stream(rt: Runtime, s: OpenStream, req: RequestRecord, finished: bool) -> None:
+    if finished:
+        s.reply.release()
+    else:
+        s.reply.close()
+    att = s.attempt
+    usage = s.translator.usage
+    if usage is not None:
+        att.input_tokens, att.output_tokens = usage.input_tokens, usage.output_tokens
+    _account(req, s.target, usage)
+    att.partial = not finished
+    req.status = 200
+    if not finished:
+        req.error = "client_disconnected" if att.outcome == "cancelled" else "stream_interrupted"
+    rt.router.observers.attempt_finished(req, att)
+    rt.router.observers.request_finished(req)
 
 
 def _encode_events(s: OpenStream, events: list[bytes], translate: bool = True) -> tuple[bytes, bool]:
@@ -154,18 +166,6 @@ def _encode_events(s: OpenStream, events: list[bytes], translate: bool = True) -
             data = translated
         parts.append(encode(data))
     return b"".join(parts), False
-
-
-def _access(
-    rt: Runtime, fields: dict[str, Any], started: float, status: int, error: str | None = None
-) -> None:
-    if not rt.settings.access_log:
-        return
-    fields["status"] = status
-    fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
-    if error:
-        fields["error"] = error
-    rt.access.info("request", extra=fields)
 
 
 # Light validation of the fields we use; everything else passes through untouched.

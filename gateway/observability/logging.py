@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 
+from gateway.events import AttemptRecord, RequestRecord
+
 _STD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys()) | {"message", "asctime"}
 
 
@@ -67,3 +69,43 @@ def stop_logging() -> None:
     if _listener is not None:
         _listener.stop()
         _listener = None
+
+
+class AccessLog:
+    """The one JSON line per request (an Observer): who asked for what, where it went, what it cost."""
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self._log = logger or logging.getLogger("routeway.access")
+
+    def request_started(self, req: RequestRecord) -> None:
+        pass
+
+    def attempt_started(self, req: RequestRecord, att: AttemptRecord, headers: dict[str, str]) -> None:
+        pass
+
+    def attempt_finished(self, req: RequestRecord, att: AttemptRecord) -> None:
+        pass
+
+    def request_finished(self, req: RequestRecord) -> None:
+        if not self._log.isEnabledFor(logging.INFO):
+            return
+        fields: dict[str, Any] = {
+            "request_id": req.request_id,
+            "path": req.path,
+            "model": req.model,
+            "route": req.route,
+            "objective": req.objective,
+            "backend": req.backend,
+            "status": req.status,
+            "stream": req.stream,
+            "attempts": len(req.attempts),
+            "latency_ms": round((req.duration_s or 0.0) * 1000, 2),
+            "input_tokens": req.input_tokens,
+            "output_tokens": req.output_tokens,
+            "cost_usd": req.cost_usd,
+        }
+        if req.error:
+            fields["error"] = req.error
+        if len(req.attempts) > 1 or req.error:
+            fields["tried"] = [f"{a.target.backend}:{a.outcome}" for a in req.attempts]
+        self._log.info("request", extra=fields)

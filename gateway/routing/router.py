@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import BadRequest, ContextLengthExceeded
+from gateway.events import AttemptRecord, Observers, RequestRecord
 from gateway.policy.model import Objective, Route
 from gateway.providers.base import Adapter, Operation, Parsed, ProviderError, StreamTranslator, Target, Usage
 from gateway.resilience.retry import AttemptLog, RetryPolicy, attempt
@@ -43,6 +45,7 @@ class OpenStream:
 
     target: Target
     log: AttemptLog
+    attempt: AttemptRecord
     reply: Reply
     chunks: AsyncIterator[bytes]
     decoder: SSEDecoder
@@ -77,8 +80,9 @@ def _chars(value: Any) -> int:
 
 
 class Router:
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, observers: Observers | None = None) -> None:
         self._transport = transport
+        self.observers = observers or Observers()
 
     def plan(
         self, catalog: Catalog, op: Operation, body: dict[str, Any], objective: str | None = None
@@ -102,46 +106,88 @@ class Router:
     def _policy(self, plan: Plan) -> RetryPolicy:
         return RetryPolicy(plan.route.max_attempts, plan.route.timeouts.total_s)
 
-    async def complete(self, plan: Plan, body: dict[str, Any]) -> Completed:
+    def _begin(self, req: RequestRecord, target: Target, headers: dict[str, str]) -> AttemptRecord:
+        att = AttemptRecord(target, len(req.attempts) + 1)
+        req.attempts.append(att)
+        self.observers.attempt_started(req, att, headers)
+        return att
+
+    def _failed(self, req: RequestRecord, att: AttemptRecord, exc: BaseException) -> None:
+        if isinstance(exc, ProviderError):
+            att.outcome, att.error, att.retry_after = exc.kind, exc.message, exc.retry_after
+            att.status = exc.status or att.status
+        else:
+            att.outcome = "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"
+        self.observers.attempt_finished(req, att)
+
+    async def complete(self, plan: Plan, body: dict[str, Any], req: RequestRecord) -> Completed:
         t = plan.route.timeouts
         deadlines = Deadlines(t.connect_s, t.total_s, t.idle_s, t.total_s)
         log = AttemptLog()
 
         async def send(target: Target) -> Parsed:
             adapter = plan.adapters[target.provider]
-            reply = await self._transport.send(adapter.build_request(plan.op, body, target), deadlines)
-            data = await reply.read()
-            if reply.status >= 300:
-                raise adapter.parse_error(reply.status, reply.headers, data, target)
-            return adapter.parse_response(plan.op, data, target)
+            upstream = adapter.build_request(plan.op, body, target)
+            att = self._begin(req, target, upstream.headers)
+            try:
+                reply = await self._transport.send(upstream, deadlines)
+                att.status, att.headers = reply.status, reply.headers
+                data = await reply.read()
+                att.ttft_s = time.monotonic() - att.started
+                if reply.status >= 300:
+                    raise adapter.parse_error(reply.status, reply.headers, data, target)
+                parsed = adapter.parse_response(plan.op, data, target)
+            except BaseException as exc:
+                self._failed(req, att, exc)
+                raise
+            att.outcome = "ok"
+            if parsed.usage is not None:
+                att.input_tokens, att.output_tokens = parsed.usage.input_tokens, parsed.usage.output_tokens
+            self.observers.attempt_finished(req, att)
+            return parsed
 
         parsed, target = await attempt([s.target for s in plan.ranked], send, self._policy(plan), log)
         return Completed(parsed, target, log)
 
-    async def open_stream(self, plan: Plan, body: dict[str, Any]) -> OpenStream:
+    async def open_stream(self, plan: Plan, body: dict[str, Any], req: RequestRecord) -> OpenStream:
+        """Returns once the winning upstream produced its first event; its attempt stays open until the
+        stream ends (the API layer finishes it)."""
         t = plan.route.timeouts
         deadlines = Deadlines(t.connect_s, t.first_token_s, t.idle_s, t.total_s)
         log = AttemptLog()
 
         async def send(target: Target) -> OpenStream:
             adapter = plan.adapters[target.provider]
-            reply = await self._transport.send(adapter.build_request(plan.op, body, target), deadlines)
-            if reply.status >= 300:
-                raise adapter.parse_error(reply.status, reply.headers, await reply.read(), target)
+            upstream = adapter.build_request(plan.op, body, target)
+            att = self._begin(req, target, upstream.headers)
             try:
-                return await _first_event(
-                    reply, adapter.stream_translator(plan.op, target), target, log, t.first_token_s
-                )
-            except BaseException:
-                reply.close()
+                reply = await self._transport.send(upstream, deadlines)
+                att.status, att.headers = reply.status, reply.headers
+                if reply.status >= 300:
+                    raise adapter.parse_error(reply.status, reply.headers, await reply.read(), target)
+                try:
+                    translator = adapter.stream_translator(plan.op, target)
+                    opened = await _first_event(reply, translator, target, log, att, t.first_token_s)
+                except BaseException:
+                    reply.close()
+                    raise
+            except BaseException as exc:
+                self._failed(req, att, exc)
                 raise
+            att.ttft_s = time.monotonic() - att.started
+            return opened
 
         opened, _ = await attempt([s.target for s in plan.ranked], send, self._policy(plan), log)
         return opened
 
 
 async def _first_event(
-    reply: Reply, translator: StreamTranslator, target: Target, log: AttemptLog, timeout_s: float
+    reply: Reply,
+    translator: StreamTranslator,
+    target: Target,
+    log: AttemptLog,
+    att: AttemptRecord,
+    timeout_s: float,
 ) -> OpenStream:
     """Waits for the upstream's first SSE event; until then a failure may still fail over."""
     decoder = SSEDecoder()
@@ -160,7 +206,7 @@ async def _first_event(
         raise ProviderError("timeout", f"no first token within {timeout_s:g}s") from None
     # Translate now so a malformed first chunk also fails over.
     first = [e if e == DONE else (translator.translate(e) or b"") for e in events]
-    return OpenStream(target, log, reply, chunks, decoder, translator, [e for e in first if e])
+    return OpenStream(target, log, att, reply, chunks, decoder, translator, [e for e in first if e])
 
 
 def cost_usd(target: Target, usage: Usage | None) -> float | None:
