@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from gateway.events import Observers
 from gateway.observability.logging import AccessLog
 from gateway.policy.loader import LoadedPolicy
+from gateway.resilience.health import Health
 from gateway.routing.candidates import Catalog, build_catalog
 from gateway.routing.router import Router
 from gateway.settings import Settings
@@ -29,11 +30,12 @@ class Runtime:
     @classmethod
     def create(cls, settings: Settings, loaded: LoadedPolicy) -> Runtime:
         transport = Transport(pool_size=settings.upstream_pool_size, per_host=settings.upstream_pool_per_host)
-        observers = Observers([AccessLog()] if settings.access_log else [])
+        health = Health(loaded.policy.resilience)
+        observers = Observers([health, *([AccessLog()] if settings.access_log else [])])
         return cls(
             settings=settings,
             transport=transport,
-            router=Router(transport, observers),
+            router=Router(transport, observers, health),
             loaded=loaded,
             catalog=build_catalog(loaded.policy, loaded.secrets, loaded.fingerprint),
             client_keys=settings.client_keys(),
@@ -43,3 +45,5 @@ class Runtime:
         """Installs a new policy; requests in flight keep the catalog they started with."""
         self.catalog = build_catalog(loaded.policy, loaded.secrets, loaded.fingerprint)
         self.loaded = loaded
+        if self.router.health is not None:
+            self.router.health.configure(loaded.policy.resilience)

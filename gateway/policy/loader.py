@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from gateway.policy.model import Backend, Policy, Route
+from gateway.policy.model import Backend, Policy, Resilience, Route
 from gateway.settings import read_secret
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -22,6 +22,7 @@ YAML_SUFFIXES = (".yaml", ".yml")
 _FRAGMENTS: dict[str, TypeAdapter[Any]] = {
     "backends": TypeAdapter(dict[str, Backend]),
     "routes": TypeAdapter(list[Route]),
+    "resilience": TypeAdapter(Resilience),
 }
 
 
@@ -63,6 +64,7 @@ class _Source:
     file: str
     backends: dict[str, Backend] = field(default_factory=dict)
     routes: list[Route] = field(default_factory=list)
+    resilience: Resilience | None = None
     has_routes: bool = False
 
 
@@ -211,11 +213,16 @@ def _merge(origin: str, sources: list[_Source]) -> Policy:
             backends[name], owner[name] = backend, source.file
     if not backends:
         problems.append(Problem(origin, "backends", "no backends defined"))
+    tuned = [s for s in sources if s.resilience is not None]
+    for extra in tuned[1:]:
+        problems.append(Problem(extra.file, "resilience", f"also defined in {tuned[0].file}; keep one"))
     if problems:
         raise PolicyError(problems)
     data: dict[str, Any] = {"backends": backends}
     if any(s.has_routes for s in sources):
         data["routes"] = [route for s in sources for route in s.routes]
+    if tuned:
+        data["resilience"] = tuned[0].resilience
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:

@@ -50,6 +50,13 @@ class Timeouts(_Strict):
     total_s: float = Field(default=300.0, gt=0)
 
 
+class Hedge(_Strict):
+    """Opt-in: if the first token is late, also ask the next-best backend and keep whichever answers first."""
+
+    enabled: bool = False
+    after_ms: float | None = Field(default=None, gt=0, description="default: the backend's p95 TTFT")
+
+
 class Route(_Strict):
     name: str = Field(min_length=1)
     match: RouteMatch = Field(default_factory=RouteMatch)
@@ -58,8 +65,35 @@ class Route(_Strict):
     max_attempts: int = Field(default=3, ge=1, le=10)
     expected_output_tokens: int = Field(default=256, gt=0, description="used to predict cost and latency")
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    hedge: Hedge = Field(default_factory=Hedge)
+
+
+class BreakerConfig(_Strict):
+    """When a (backend, model) stops getting traffic, and how it comes back."""
+
+    consecutive_failures: int = Field(default=5, ge=1)
+    error_rate: float = Field(default=0.5, gt=0, le=1, description="opens at this failure share...")
+    min_requests: int = Field(default=20, ge=1, description="...once the window holds this many requests")
+    window_s: float = Field(default=30, ge=1)
+    cooldown_s: float = Field(default=5, gt=0, description="open time before trials; doubles on each re-open")
+    max_cooldown_s: float = Field(default=60, gt=0)
+    half_open_trials: int = Field(default=1, ge=1, description="trial requests in flight at once")
+    slow_start_s: float = Field(default=10, ge=0, description="traffic ramps up over this after closing")
+    auth_cooldown_s: float = Field(default=300, gt=0, description="a backend rejecting its key (401/403)")
+
+
+class RetryBudgetConfig(_Strict):
+    ratio: float = Field(default=0.2, ge=0, le=1, description="extra attempts per request over the window")
+    min_retries: int = Field(default=10, ge=0, description="always allowed per window, for low traffic")
+    window_s: int = Field(default=10, ge=1)
+
+
+class Resilience(_Strict):
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    retry_budget: RetryBudgetConfig = Field(default_factory=RetryBudgetConfig)
 
 
 class Policy(_Strict):
     backends: dict[str, Backend] = Field(min_length=1)
     routes: list[Route] = Field(default_factory=lambda: [Route(name="default")])
+    resilience: Resilience = Field(default_factory=Resilience)

@@ -6,7 +6,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from tenacity import (
     AsyncRetrying,
@@ -23,9 +23,11 @@ from gateway.errors import (
     ContextLengthExceeded,
     GatewayError,
     RateLimited,
+    ServiceUnavailable,
     UpstreamRejected,
 )
 from gateway.providers.base import FailureKind, ProviderError, Target
+from gateway.resilience.budget import RetryBudget
 
 R = TypeVar("R")
 
@@ -49,14 +51,24 @@ class AttemptLog:
 
     errors: list[ProviderError] = field(default_factory=list)
     attempts: int = 0
+    budget_spent: bool = False
+
+
+class Gate(Protocol):
+    """Backend health as the attempt loop sees it (implemented by resilience.health.Health)."""
+
+    def blocked(self, target: Target) -> tuple[str, float, bool] | None: ...
+
+    def admit(self, target: Target) -> bool: ...
 
 
 class _Picker:
     """Chooses the next candidate: rank order, never the same backend twice in a row while another is
     eligible, skipping backends that asked us to wait (retry-after) or whose window is too small."""
 
-    def __init__(self, candidates: Sequence[Target]) -> None:
+    def __init__(self, candidates: Sequence[Target], gate: Gate | None = None) -> None:
         self.candidates = list(candidates)
+        self.gate = gate
         self.tried: list[Target] = []
         self.not_before: dict[str, float] = {}
         self.min_window = 0  # after a context-length error, only larger windows are eligible
@@ -69,6 +81,7 @@ class _Picker:
             if t.backend not in self.excluded
             and self.not_before.get(t.backend, 0.0) <= now
             and (t.context_window or 1 << 62) > self.min_window
+            and (self.gate is None or self.gate.blocked(t) is None)
         ]
 
     def next(self) -> Target | None:
@@ -103,6 +116,34 @@ class _NoCandidateLeft(stop_base):
         return self.picker.next() is None
 
 
+class _BudgetSpent(stop_base):
+    """Stops when the retry budget has no extra attempt left (checked last, as it spends one otherwise)."""
+
+    def __init__(self, budget: RetryBudget, log: AttemptLog) -> None:
+        self.budget = budget
+        self.log = log
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        if self.budget.try_spend():
+            return False
+        self.log.budget_spent = True
+        return True
+
+
+class _NoneAdmitted(Exception):
+    """Every remaining candidate refused at send time (e.g. its half-open trial slot was just taken)."""
+
+
+def _admitted(picker: _Picker) -> Target:
+    target = picker.next()
+    while target is not None and picker.gate is not None and not picker.gate.admit(target):
+        picker.excluded.add(target.backend)
+        target = picker.next()
+    if target is None:
+        raise _NoneAdmitted()
+    return target
+
+
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ProviderError) and exc.kind in RETRYABLE
 
@@ -112,9 +153,19 @@ async def attempt(
     send: Callable[[Target], Awaitable[R]],
     policy: RetryPolicy,
     log: AttemptLog,
+    *,
+    gate: Gate | None = None,
+    budget: RetryBudget | None = None,
 ) -> tuple[R, Target]:
     """Sends to candidates in order until one succeeds; raises a GatewayError summarising every failure."""
-    picker = _Picker(candidates)
+    picker = _Picker(candidates, gate)
+    stops: list[stop_base] = [
+        stop_after_attempt(policy.max_attempts),
+        stop_after_delay(policy.deadline_s),
+        _NoCandidateLeft(picker),
+    ]
+    if budget is not None:
+        stops.append(_BudgetSpent(budget, log))
 
     def wait(state: RetryCallState) -> float:
         # Switching to another backend is immediate; coming back to one already tried backs off with jitter.
@@ -125,11 +176,7 @@ async def attempt(
         return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (n - 1)))
 
     retrying: AsyncRetrying = AsyncRetrying(
-        stop=stop_any(
-            stop_after_attempt(policy.max_attempts),
-            stop_after_delay(policy.deadline_s),
-            _NoCandidateLeft(picker),
-        ),
+        stop=stop_any(*stops),
         wait=wait,
         retry=retry_if_exception(_retryable),
         reraise=True,
@@ -137,8 +184,7 @@ async def attempt(
     try:
         async for step in retrying:
             with step:
-                target = picker.next()
-                assert target is not None  # guarded by the stop condition
+                target = _admitted(picker)
                 log.attempts += 1
                 try:
                     return await send(target), target
@@ -149,10 +195,18 @@ async def attempt(
                     raise
     except ProviderError:
         pass
-    raise final_error(log.errors, picker)
+    except _NoneAdmitted:
+        if not log.errors:
+            raise ServiceUnavailable(
+                "No backend can take the request right now (circuits open or trials in flight)",
+                headers={"retry-after": "1"},
+            ) from None
+    raise final_error(log.errors, picker, budget_spent=log.budget_spent)
 
 
-def final_error(errors: list[ProviderError], picker: _Picker | None = None) -> GatewayError:
+def final_error(
+    errors: list[ProviderError], picker: _Picker | None = None, *, budget_spent: bool = False
+) -> GatewayError:
     """The one error the client sees once attempts are over, naming every backend's failure in order."""
     last = errors[-1]
     if last.kind == "client":
@@ -170,7 +224,8 @@ def final_error(errors: list[ProviderError], picker: _Picker | None = None) -> G
             f"Every backend is rate-limited; retry after {retry_after:.1f}s. " + _summary(errors),
             retry_after=retry_after,
         )
-    return AllBackendsFailed(f"All {len(errors)} attempts failed. " + _summary(errors))
+    why = "the retry budget is spent. " if budget_spent else ""
+    return AllBackendsFailed(f"All {len(errors)} attempts failed; {why}" + _summary(errors))
 
 
 def _summary(errors: list[ProviderError]) -> str:
@@ -185,4 +240,4 @@ def _passthrough(err: ProviderError) -> GatewayError:
     return UpstreamRejected(err.message, status=err.status or 400, param=param, code=code)
 
 
-__all__ = ["AttemptLog", "RetryPolicy", "attempt", "final_error"]
+__all__ = ["AttemptLog", "Gate", "RetryPolicy", "attempt", "final_error"]

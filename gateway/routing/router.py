@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from gateway.errors import BadRequest, ContextLengthExceeded
+from gateway.errors import BadRequest, ContextLengthExceeded, RateLimited, ServiceUnavailable
 from gateway.events import AttemptRecord, Observers, RequestRecord
 from gateway.policy.model import Objective, Route
 from gateway.providers.base import Adapter, Operation, Parsed, ProviderError, StreamTranslator, Target, Usage
+from gateway.resilience.health import Health
 from gateway.resilience.retry import AttemptLog, RetryPolicy, attempt
 from gateway.routing.candidates import Catalog
 from gateway.routing.scoring import Dropped, Estimate, Scored, rank
 from gateway.streaming import DONE, SSEDecoder
 from gateway.upstream import Deadlines, Reply, Transport
+
+R = TypeVar("R")
 
 OBJECTIVES: frozenset[str] = frozenset({"cheapest", "fastest", "balanced", "greenest"})
 
@@ -80,9 +83,12 @@ def _chars(value: Any) -> int:
 
 
 class Router:
-    def __init__(self, transport: Transport, observers: Observers | None = None) -> None:
+    def __init__(
+        self, transport: Transport, observers: Observers | None = None, health: Health | None = None
+    ) -> None:
         self._transport = transport
         self.observers = observers or Observers()
+        self.health = health
 
     def plan(
         self, catalog: Catalog, op: Operation, body: dict[str, Any], objective: str | None = None
@@ -101,10 +107,44 @@ class Router:
                 f"The prompt (~{est.input_tokens} tokens) exceeds the context window of every backend",
                 param="messages",
             )
+        if self.health is not None:
+            ranked = self._healthy(ranked, dropped)
         return Plan(op, route, chosen, est, ranked, dropped, catalog.adapters)
 
-    def _policy(self, plan: Plan) -> RetryPolicy:
-        return RetryPolicy(plan.route.max_attempts, plan.route.timeouts.total_s)
+    def _healthy(self, ranked: list[Scored], dropped: list[Dropped]) -> list[Scored]:
+        """Drops backends that are cooling down or whose circuit is open; fails fast when none is left."""
+        assert self.health is not None
+        kept: list[Scored] = []
+        waits: list[tuple[float, bool]] = []
+        for s in ranked:
+            blocked = self.health.blocked(s.target)
+            if blocked is None:
+                kept.append(s)
+            else:
+                dropped.append(Dropped(s.target.backend, blocked[0]))
+                waits.append((blocked[1], blocked[2]))
+        if not kept:
+            wait = min(w for w, _ in waits)
+            if all(limited for _, limited in waits):
+                raise RateLimited(f"Every backend is rate-limited; retry after {wait:.1f}s", retry_after=wait)
+            raise ServiceUnavailable(
+                "Every backend is unavailable (circuit open); " + "; ".join(d.reason for d in dropped[-3:]),
+                headers={"retry-after": str(max(1, int(wait + 0.999)))},
+            )
+        order = self.health.demote_slow_starters([s.target for s in kept])
+        if order != [s.target for s in kept]:
+            by_target = {id(s.target): s for s in kept}
+            kept = [by_target[id(t)] for t in order]
+        return kept
+
+    async def _attempt(
+        self, plan: Plan, send: Callable[[Target], Awaitable[R]], log: AttemptLog
+    ) -> tuple[R, Target]:
+        policy = RetryPolicy(plan.route.max_attempts, plan.route.timeouts.total_s)
+        health = self.health
+        targets = [s.target for s in plan.ranked]
+        budget = health.budget if health is not None else None
+        return await attempt(targets, send, policy, log, gate=health, budget=budget)
 
     def _begin(self, req: RequestRecord, target: Target, headers: dict[str, str]) -> AttemptRecord:
         att = AttemptRecord(target, len(req.attempts) + 1)
@@ -146,7 +186,7 @@ class Router:
             self.observers.attempt_finished(req, att)
             return parsed
 
-        parsed, target = await attempt([s.target for s in plan.ranked], send, self._policy(plan), log)
+        parsed, target = await self._attempt(plan, send, log)
         return Completed(parsed, target, log)
 
     async def open_stream(self, plan: Plan, body: dict[str, Any], req: RequestRecord) -> OpenStream:
@@ -177,7 +217,7 @@ class Router:
             att.ttft_s = time.monotonic() - att.started
             return opened
 
-        opened, _ = await attempt([s.target for s in plan.ranked], send, self._policy(plan), log)
+        opened, _ = await self._attempt(plan, send, log)
         return opened
 
 

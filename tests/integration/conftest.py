@@ -177,5 +177,12 @@ def gateway(sims: SimThread, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.fixture
+def fresh_gateway(sims: SimThread, tmp_path: Path) -> Iterator[GatewayThread]:
+    """A gateway of its own for tests that inject faults: the breakers and cooldowns they cause stay there."""
+    with GatewayThread(default_policy(sims), tmp_path, reload_policies=False) as gw:
+        yield gw
+
+
+@pytest.fixture
 def client(gateway: GatewayThread) -> openai.OpenAI:
     return gateway.client()

@@ -96,7 +96,8 @@ def test_embeddings_and_models_validate(gateway: GatewayThread, spec: SpecValida
     spec.validate("Model", httpx.get(gateway.base_url + "/models/chat").json())
 
 
-def test_error_bodies_validate(gateway: GatewayThread, sims: SimThread, spec: SpecValidator) -> None:
+def test_error_bodies_validate(fresh_gateway: GatewayThread, sims: SimThread, spec: SpecValidator) -> None:
+    gateway = fresh_gateway
     bodies = [
         post(gateway, "/chat/completions", {"model": "nope", "messages": MSG}),
         post(gateway, "/chat/completions", {"model": "chat"}),
@@ -113,7 +114,10 @@ def test_error_bodies_validate(gateway: GatewayThread, sims: SimThread, spec: Sp
         spec.validate("ErrorResponse", b.json())
 
 
-def test_stream_error_event_validates(gateway: GatewayThread, sims: SimThread, spec: SpecValidator) -> None:
+def test_stream_error_event_validates(
+    fresh_gateway: GatewayThread, sims: SimThread, spec: SpecValidator
+) -> None:
+    gateway = fresh_gateway
     sims.control("cheap", cut_after_tokens=2)
     r = post(
         gateway, "/chat/completions", {"model": "chat", "messages": MSG, "max_tokens": 9, "stream": True}

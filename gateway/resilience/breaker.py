@@ -1,0 +1,152 @@
+"""Circuit breakers per (backend, model): closed → open → half-open trials → closed with a slow start."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from gateway.policy.model import BreakerConfig
+
+State = Literal["closed", "open", "half_open"]
+
+
+@dataclass(slots=True)
+class _Window:
+    """Outcomes in one-second buckets over the last `size` seconds."""
+
+    size: int
+    ok: list[int] = field(default_factory=list)
+    bad: list[int] = field(default_factory=list)
+    stamp: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.ok, self.bad, self.stamp = [0] * self.size, [0] * self.size, [-1] * self.size
+
+    def add(self, now: float, good: bool) -> None:
+        second = int(now)
+        i = second % self.size
+        if self.stamp[i] != second:
+            self.stamp[i], self.ok[i], self.bad[i] = second, 0, 0
+        if good:
+            self.ok[i] += 1
+        else:
+            self.bad[i] += 1
+
+    def totals(self, now: float) -> tuple[int, int]:
+        oldest = int(now) - self.size
+        live = [i for i in range(self.size) if self.stamp[i] > oldest]
+        return sum(self.ok[i] for i in live), sum(self.bad[i] for i in live)
+
+    def clear(self) -> None:
+        self.stamp = [-1] * self.size
+
+
+@dataclass(slots=True)
+class _Breaker:
+    window: _Window
+    state: State = "closed"
+    consecutive: int = 0
+    open_until: float = 0.0
+    cooldown_s: float = 0.0
+    trials_in_flight: int = 0
+    closed_at: float = -1e18  # long ago: no slow start for a backend never opened
+
+
+class Breakers:
+    """Local breaker state for every key; `peek` never changes state, `admit` takes a half-open trial slot."""
+
+    def __init__(self, config: BreakerConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self._clock = clock
+        self._items: dict[str, _Breaker] = {}
+
+    def _get(self, key: str) -> _Breaker:
+        b = self._items.get(key)
+        if b is None:
+            b = self._items[key] = _Breaker(_Window(max(1, int(self.config.window_s))))
+        return b
+
+    def _advance(self, b: _Breaker, now: float) -> None:
+        if b.state == "open" and now >= b.open_until:
+            b.state, b.trials_in_flight = "half_open", 0
+
+    def peek(self, key: str) -> tuple[State, float]:
+        """The state and, when open, the seconds until trials start."""
+        b = self._items.get(key)
+        if b is None:
+            return "closed", 0.0
+        now = self._clock()
+        self._advance(b, now)
+        if b.state == "half_open" and b.trials_in_flight >= self.config.half_open_trials:
+            return "open", 0.0  # a trial is already under way
+        return b.state, max(0.0, b.open_until - now) if b.state == "open" else 0.0
+
+    def admit(self, key: str) -> bool:
+        b = self._items.get(key)
+        if b is None:
+            return True
+        self._advance(b, self._clock())
+        if b.state == "closed":
+            return True
+        if b.state == "half_open" and b.trials_in_flight < self.config.half_open_trials:
+            b.trials_in_flight += 1
+            return True
+        return False
+
+    def weight(self, key: str) -> float:
+        """Share of traffic a recently closed breaker should take (slow start), 1.0 once ramped up."""
+        b = self._items.get(key)
+        if b is None or b.state != "closed" or self.config.slow_start_s <= 0:
+            return 1.0
+        ramp = (self._clock() - b.closed_at) / self.config.slow_start_s
+        return 1.0 if ramp >= 1.0 else max(0.1, ramp)
+
+    def success(self, key: str) -> None:
+        b = self._get(key)
+        now = self._clock()
+        b.window.add(now, True)
+        b.consecutive = 0
+        if b.state == "half_open":
+            b.state, b.cooldown_s, b.closed_at, b.trials_in_flight = "closed", 0.0, now, 0
+            b.window.clear()
+
+    def failure(self, key: str, *, hard: bool = False) -> bool:
+        """Counts a failure; returns True when this failure opened the breaker."""
+        b = self._get(key)
+        now = self._clock()
+        b.window.add(now, False)
+        b.consecutive += 1
+        if b.state == "half_open" or hard:
+            return self._trip(b, now)
+        if b.state == "open":
+            return False
+        ok, bad = b.window.totals(now)
+        cfg = self.config
+        by_rate = ok + bad >= cfg.min_requests and bad / (ok + bad) >= cfg.error_rate
+        if b.consecutive >= cfg.consecutive_failures or by_rate:
+            return self._trip(b, now)
+        return False
+
+    def release(self, key: str) -> None:
+        """A trial that ended without a verdict (cancelled, the client's own error) frees its slot."""
+        b = self._items.get(key)
+        if b is not None and b.state == "half_open" and b.trials_in_flight > 0:
+            b.trials_in_flight -= 1
+
+    def force_open(self, key: str, seconds: float) -> None:
+        """Opens from outside (another replica's verdict), without counting a local failure."""
+        b = self._get(key)
+        now = self._clock()
+        if b.state != "open" or b.open_until < now + seconds:
+            b.state, b.open_until, b.trials_in_flight = "open", now + seconds, 0
+
+    def _trip(self, b: _Breaker, now: float) -> bool:
+        cfg = self.config
+        b.cooldown_s = min(cfg.max_cooldown_s, b.cooldown_s * 2 if b.cooldown_s else cfg.cooldown_s)
+        b.state, b.open_until, b.trials_in_flight = "open", now + b.cooldown_s, 0
+        return True
+
+    def states(self) -> dict[str, State]:
+        return {k: self.peek(k)[0] for k in list(self._items)}

@@ -1,0 +1,110 @@
+"""Backend health for routing: circuit breakers, retry-after cooldowns and the retry budget."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+from gateway.events import AttemptRecord, RequestRecord
+from gateway.policy.model import Resilience
+from gateway.providers.base import Target
+from gateway.resilience.breaker import Breakers
+from gateway.resilience.budget import RetryBudget
+
+# Attempt outcomes that say the backend is unwell; the client's own errors and cancellations say nothing.
+BREAKER_FAILURES = frozenset({"connect", "timeout", "server", "protocol"})
+
+
+def health_key(target: Target) -> str:
+    return f"{target.backend}/{target.model_id}"
+
+
+class Health:
+    """An Observer of attempts, and the router's view of which backends may take traffic right now."""
+
+    def __init__(self, config: Resilience, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.breakers = Breakers(config.breaker, clock)
+        self.budget = RetryBudget(
+            config.retry_budget.ratio, config.retry_budget.min_retries, config.retry_budget.window_s, clock
+        )
+        self.config = config
+        self._cooldowns: dict[
+            str, float
+        ] = {}  # key → monotonic time before which the backend asked us to wait
+        self.on_open: Callable[[str, float], None] | None = (
+            None  # shares a breaker opening with other replicas
+        )
+
+    def configure(self, config: Resilience) -> None:
+        """A policy reload changes thresholds, never the state learned so far."""
+        self.config = config
+        self.breakers.config = config.breaker
+        self.budget.ratio = config.retry_budget.ratio
+        self.budget.min_retries = config.retry_budget.min_retries
+
+    def cool_down(self, key: str, until: float) -> None:
+        if self._cooldowns.get(key, 0.0) < until:
+            self._cooldowns[key] = until
+
+    def blocked(self, target: Target) -> tuple[str, float, bool] | None:
+        """(reason, seconds to wait, is_rate_limit) when the target must not be tried now."""
+        key = health_key(target)
+        now = self._clock()
+        until = self._cooldowns.get(key)
+        if until is not None:
+            if until > now:
+                return f"rate-limited: retry after {until - now:.2f}s", until - now, True
+            del self._cooldowns[key]
+        state, wait = self.breakers.peek(key)
+        if state == "open":
+            what = "circuit open" if wait > 0 else "circuit half-open, trial in flight"
+            return f"{what}: trials in {wait:.2f}s", max(wait, 0.1), False
+        return None
+
+    def admit(self, target: Target) -> bool:
+        """At send time: takes a half-open trial slot, refuses a backend that went bad meanwhile."""
+        key = health_key(target)
+        until = self._cooldowns.get(key)
+        if until is not None and until > self._clock():
+            return False
+        return self.breakers.admit(key)
+
+    def demote_slow_starters(self, targets: list[Target]) -> list[Target]:
+        """A backend whose breaker just closed takes a growing share of traffic, not a herd at once."""
+        keep: list[Target] = []
+        later: list[Target] = []
+        for t in targets:
+            w = self.breakers.weight(health_key(t))
+            (keep if w >= 1.0 or random.random() < w else later).append(t)
+        return keep + later if later else targets
+
+    # Observer hooks
+
+    def request_started(self, req: RequestRecord) -> None:
+        self.budget.note_request()
+
+    def attempt_started(self, req: RequestRecord, att: AttemptRecord, headers: dict[str, str]) -> None:
+        pass
+
+    def attempt_finished(self, req: RequestRecord, att: AttemptRecord) -> None:
+        key = health_key(att.target)
+        kind = att.outcome
+        if kind == "ok":
+            self.breakers.success(key)
+        elif kind in BREAKER_FAILURES:
+            if self.breakers.failure(key) and self.on_open is not None:
+                self.on_open(key, self.breakers.peek(key)[1])
+        elif kind == "auth":
+            self.breakers.force_open(key, self.config.breaker.auth_cooldown_s)
+            if self.on_open is not None:
+                self.on_open(key, self.config.breaker.auth_cooldown_s)
+        elif kind == "rate_limited":
+            self.cool_down(key, self._clock() + (att.retry_after if att.retry_after is not None else 1.0))
+            self.breakers.release(key)
+        else:
+            self.breakers.release(key)
+
+    def request_finished(self, req: RequestRecord) -> None:
+        pass
