@@ -1,0 +1,106 @@
+"""Breaker and retry-budget state machines, on an injected clock (no sleeping, no timing)."""
+
+from __future__ import annotations
+
+from gateway.policy.model import BreakerConfig
+from gateway.resilience.breaker import Breakers
+from gateway.resilience.budget import RetryBudget
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def make(**cfg: float) -> tuple[Breakers, Clock]:
+    clock = Clock()
+    return Breakers(BreakerConfig(**cfg), clock), clock  # type: ignore[arg-type]
+
+
+def test_opens_after_consecutive_failures_and_trials_after_cooldown() -> None:
+    b, clock = make(consecutive_failures=3, cooldown_s=5, slow_start_s=0)
+    for _ in range(2):
+        assert b.failure("k") is False
+    assert b.failure("k") is True
+    assert b.peek("k") == ("open", 5.0)
+    assert b.admit("k") is False
+    clock.t += 5
+    assert b.peek("k")[0] == "half_open"
+    assert b.admit("k") is True  # the one trial
+    assert b.admit("k") is False  # no second trial while one is in flight
+    assert b.peek("k")[0] == "open"
+    b.success("k")
+    assert b.peek("k")[0] == "closed" and b.admit("k")
+
+
+def test_failed_trial_reopens_with_doubled_cooldown_capped() -> None:
+    b, clock = make(consecutive_failures=1, cooldown_s=2, max_cooldown_s=5)
+    b.failure("k")
+    clock.t += 2
+    assert b.admit("k")
+    assert b.failure("k") is True
+    assert b.peek("k") == ("open", 4.0)
+    clock.t += 4
+    assert b.admit("k")
+    b.failure("k")
+    assert b.peek("k") == ("open", 5.0)
+
+
+def test_error_rate_trips_only_with_enough_requests() -> None:
+    b, clock = make(consecutive_failures=100, error_rate=0.5, min_requests=10, window_s=10)
+    for _ in range(4):
+        b.success("k")
+        b.failure("k")
+    assert b.peek("k")[0] == "closed"  # 8 requests: below min_requests
+    b.success("k")
+    assert b.failure("k") is True  # 10 requests, 50% failed
+
+
+def test_old_outcomes_leave_the_window() -> None:
+    b, clock = make(consecutive_failures=100, error_rate=0.5, min_requests=4, window_s=5)
+    for _ in range(3):
+        b.failure("k")
+        b.success("k")  # resets the consecutive count, keeps the window
+    clock.t += 6
+    assert b.failure("k") is False  # the old failures no longer count
+
+
+def test_slow_start_ramps_weight() -> None:
+    b, clock = make(consecutive_failures=1, cooldown_s=1, slow_start_s=10)
+    b.failure("k")
+    clock.t += 1
+    b.admit("k")
+    b.success("k")
+    assert b.weight("k") == 0.1
+    clock.t += 5
+    assert 0.49 < b.weight("k") < 0.51
+    clock.t += 5
+    assert b.weight("k") == 1.0
+    assert b.weight("never-seen") == 1.0
+
+
+def test_release_frees_a_trial_and_force_open() -> None:
+    b, clock = make(consecutive_failures=1, cooldown_s=1)
+    b.failure("k")
+    clock.t += 1
+    assert b.admit("k") and not b.admit("k")
+    b.release("k")
+    assert b.admit("k")
+    b.force_open("other", 30)
+    assert b.peek("other") == ("open", 30.0)
+
+
+def test_retry_budget() -> None:
+    clock = Clock()
+    budget = RetryBudget(ratio=0.2, min_retries=2, window_s=10, clock=clock)
+    assert budget.try_spend() and budget.try_spend()
+    assert not budget.try_spend()  # the floor is spent, no requests yet
+    for _ in range(20):
+        budget.note_request()
+    assert budget.try_spend() and budget.try_spend()  # 20% of 20 = 4
+    assert not budget.try_spend()
+    clock.t += 11
+    assert budget.try_spend()  # the window moved on
