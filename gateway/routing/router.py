@@ -12,6 +12,7 @@ from gateway.errors import BadRequest, ContextLengthExceeded, RateLimited, Servi
 from gateway.events import AttemptRecord, Observers, RequestRecord
 from gateway.policy.model import Objective, Route
 from gateway.providers.base import Adapter, Operation, Parsed, ProviderError, StreamTranslator, Target, Usage
+from gateway.resilience.budget import RetryBudget
 from gateway.resilience.health import Health
 from gateway.resilience.retry import AttemptLog, RetryPolicy, attempt
 from gateway.routing.candidates import Catalog
@@ -144,7 +145,30 @@ class Router:
         health = self.health
         targets = [s.target for s in plan.ranked]
         budget = health.budget if health is not None else None
+        if plan.route.hedge.enabled and len(targets) > 1:
+            send = self._hedged(plan, send, targets)
         return await attempt(targets, send, policy, log, gate=health, budget=budget)
+
+    def _hedged(
+        self, plan: Plan, send: Callable[[Target], Awaitable[R]], targets: list[Target]
+    ) -> Callable[[Target], Awaitable[R]]:
+        """Wraps the first attempt: when its answer is late, the next-best backend is asked too and the
+        first success wins; the other is cancelled (its attempt ends 'cancelled' and is not billed)."""
+        first_call = True
+
+        async def hedged(target: Target) -> R:
+            nonlocal first_call
+            backup = next((t for t in targets if t is not target and self._can_take(t)), None)
+            delay = hedge_delay(plan.route.hedge.after_ms, target)
+            if not first_call or backup is None or delay is None:
+                return await send(target)
+            first_call = False
+            return await race(send, target, backup, delay, self.health.budget if self.health else None)
+
+        return hedged
+
+    def _can_take(self, target: Target) -> bool:
+        return self.health is None or self.health.blocked(target) is None
 
     def _begin(self, req: RequestRecord, target: Target, headers: dict[str, str]) -> AttemptRecord:
         att = AttemptRecord(target, len(req.attempts) + 1)
@@ -165,7 +189,7 @@ class Router:
         deadlines = Deadlines(t.connect_s, t.total_s, t.idle_s, t.total_s)
         log = AttemptLog()
 
-        async def send(target: Target) -> Parsed:
+        async def send(target: Target) -> Completed:
             adapter = plan.adapters[target.provider]
             upstream = adapter.build_request(plan.op, body, target)
             att = self._begin(req, target, upstream.headers)
@@ -184,10 +208,12 @@ class Router:
             if parsed.usage is not None:
                 att.input_tokens, att.output_tokens = parsed.usage.input_tokens, parsed.usage.output_tokens
             self.observers.attempt_finished(req, att)
-            return parsed
+            return Completed(
+                parsed, target, log
+            )  # the winner names itself: with hedging it may be the backup
 
-        parsed, target = await self._attempt(plan, send, log)
-        return Completed(parsed, target, log)
+        done, _ = await self._attempt(plan, send, log)
+        return done
 
     async def open_stream(self, plan: Plan, body: dict[str, Any], req: RequestRecord) -> OpenStream:
         """Returns once the winning upstream produced its first event; its attempt stays open until the
@@ -247,6 +273,42 @@ async def _first_event(
     # Translate now so a malformed first chunk also fails over.
     first = [e if e == DONE else (translator.translate(e) or b"") for e in events]
     return OpenStream(target, log, att, reply, chunks, decoder, translator, [e for e in first if e])
+
+
+def hedge_delay(after_ms: float | None, target: Target) -> float | None:
+    """Seconds to wait before hedging: the route's setting, else twice the backend's declared TTFT."""
+    if after_ms is not None:
+        return after_ms / 1000
+    return target.ttft_ms * 2 / 1000 if target.ttft_ms is not None else None
+
+
+async def race(
+    send: Callable[[Target], Awaitable[R]],
+    primary: Target,
+    backup: Target,
+    delay: float,
+    budget: RetryBudget | None,
+) -> R:
+    """Starts `primary`, adds `backup` after `delay` if still waiting (and the retry budget allows), returns
+    the first success; raises the primary's error when both fail."""
+    first = asyncio.ensure_future(send(primary))
+    done, _ = await asyncio.wait({first}, timeout=delay)
+    if done or (budget is not None and not budget.try_spend()):
+        return await first
+    second = asyncio.ensure_future(send(backup))
+    pending = {first, second}
+    try:
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task.exception() is None:
+                    return task.result()
+        return await first  # both failed: re-raises the primary's error
+    finally:
+        for task in (first, second):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(first, second, return_exceptions=True)
 
 
 def cost_usd(target: Target, usage: Usage | None) -> float | None:

@@ -115,3 +115,49 @@ def test_context_length_error_goes_to_larger_window(sims: SimThread, tmp_path: P
         assert raw.headers["x-routeway-backend"] == "fast"
         assert raw.headers["x-routeway-attempts"] == "2"
     assert sims.stats("cheap")["status_counts"].get("400") == 1
+
+
+def hedged_policy(sims: SimThread) -> dict[str, Any]:
+    policy = default_policy(sims)
+    policy["routes"][0]["hedge"] = {"enabled": True, "after_ms": 100}
+    return policy
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_hedging_uses_the_backup_when_the_first_token_is_late(
+    sims: SimThread, tmp_path: Path, stream: bool
+) -> None:
+    sims.control("cheap", ttft_ms=3000)  # the cheapest backend is first in rank but stuck
+    with GatewayThread(hedged_policy(sims), tmp_path, reload_policies=False) as gw:
+        started = time.monotonic()
+        raw = gw.client().chat.completions.with_raw_response.create(
+            model="chat",
+            messages=MSG,  # type: ignore[arg-type]
+            max_tokens=2,
+            stream=stream,
+        )
+        body = raw.parse()
+        if stream:
+            assert "".join(c.choices[0].delta.content or "" for c in body if c.choices)  # type: ignore[union-attr]
+        assert time.monotonic() - started < 1.5
+        assert raw.headers["x-routeway-backend"] == "fast"
+        assert raw.headers["x-routeway-attempts"] == "2"
+        if not stream:
+            # Billed at the winner's prices: fast charges 2/4 USD per 1M tokens.
+            usage = body.usage  # type: ignore[union-attr]
+            expected = (usage.prompt_tokens * 2.0 + usage.completion_tokens * 4.0) / 1e6
+            assert abs(float(raw.headers["x-routeway-cost-usd"]) - expected) < 1e-9
+    deadline = time.monotonic() + 1.0
+    while sims.stats("cheap")["cancelled"] < 1:
+        assert time.monotonic() < deadline, "the losing upstream request was not cancelled"
+        time.sleep(0.02)
+
+
+def test_hedging_does_not_fire_when_the_first_answers_in_time(sims: SimThread, tmp_path: Path) -> None:
+    with GatewayThread(hedged_policy(sims), tmp_path, reload_policies=False) as gw:
+        for _ in range(5):
+            raw = gw.client().chat.completions.with_raw_response.create(
+                model="chat", messages=MSG, max_tokens=1
+            )  # type: ignore[arg-type]
+            assert raw.headers["x-routeway-backend"] == "cheap" and raw.headers["x-routeway-attempts"] == "1"
+    assert sims.stats("fast")["total_requests"] == 0
