@@ -193,9 +193,8 @@ def report(n: int, rate: float, base: Tally, run: Tally, sims: dict[str, SimThre
     print(f"  success rate            {run.ok / n:.4%}   (target >= 99.9%)")
     print(f"  attempts per request    {run.attempts / n:.3f}   (target <= 1.2)")
     print(f"  statuses                {dict(sorted(run.statuses.items()))}")
-    print(
-        f"  p99 latency             {p99(run.latencies) * 1000:.1f} ms (fault-free warm-up {p99(base.latencies) * 1000:.1f} ms)"
-    )
+    warm = p99(base.latencies) * 1000
+    print(f"  p99 latency             {p99(run.latencies) * 1000:.1f} ms (fault-free warm-up {warm:.1f} ms)")
     print(f"  added p99               {(p99(run.latencies) - p99(base.latencies)) * 1000:.1f} ms")
     print(f"  requests to c after its restart: {len(c_arrivals)}")
     print("  requests sent to c while dead: refused connections are not seen by the simulator; the gateway's")
