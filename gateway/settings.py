@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -12,7 +13,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Everything a process needs that does not belong in a routing policy."""
 
-    model_config = SettingsConfigDict(env_prefix="ROUTEWAY_", extra="ignore")
+    # OTEL_* fields are read under their standard names (validation_alias) and set by field name in code.
+    model_config = SettingsConfigDict(env_prefix="ROUTEWAY_", extra="ignore", validate_by_name=True)
 
     config: Path = Field(default=Path("policies"), description="YAML file or folder of YAML files")
     host: str = "127.0.0.1"
@@ -24,9 +26,44 @@ class Settings(BaseSettings):
     api_keys: str = ""
     reload_policies: bool = True
     redis_url: str | None = None
+    # Telemetry: how fast old measurements stop counting, and how often replicas share through Redis.
+    telemetry_half_life_s: float = Field(default=30.0, gt=0)
+    telemetry_flush_ms: int = Field(default=100, gt=0)
+    telemetry_refresh_ms: int = Field(default=250, gt=0)
+    telemetry_replica_ttl_s: float = Field(default=3.0, gt=0)  # a silent replica stops counting after this
+    telemetry_redis_prefix: str = "routeway:telemetry:v1"
+    redis_timeout_ms: int = Field(default=50, gt=0)
     # Upstream connection pool, shared by every backend.
     upstream_pool_size: int = 512
     upstream_pool_per_host: int = 0
+    # Prometheus text at GET /metrics.
+    metrics: bool = True
+    # Tracing: the standard OTEL_* variables. No endpoint means no tracer at all.
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    )
+    otel_exporter_otlp_protocol: Literal["http/protobuf", "grpc"] = Field(
+        default="http/protobuf", validation_alias="OTEL_EXPORTER_OTLP_PROTOCOL"
+    )
+    # "k=v,k=v" lists: exporter headers (e.g. a backend's auth) and extra resource attributes.
+    otel_exporter_otlp_headers: str = Field(default="", validation_alias="OTEL_EXPORTER_OTLP_HEADERS")
+    otel_exporter_otlp_timeout_ms: int = Field(default=10_000, validation_alias="OTEL_EXPORTER_OTLP_TIMEOUT")
+    otel_service_name: str = Field(default="routeway", validation_alias="OTEL_SERVICE_NAME")
+    otel_resource_attributes: str = Field(default="", validation_alias="OTEL_RESOURCE_ATTRIBUTES")
+    otel_traces_sampler: Literal[
+        "always_on",
+        "always_off",
+        "traceidratio",
+        "parentbased_always_on",
+        "parentbased_always_off",
+        "parentbased_traceidratio",
+    ] = Field(default="parentbased_always_on", validation_alias="OTEL_TRACES_SAMPLER")
+    otel_traces_sampler_arg: float | None = Field(default=None, validation_alias="OTEL_TRACES_SAMPLER_ARG")
+    otel_bsp_schedule_delay_ms: int = Field(default=5_000, validation_alias="OTEL_BSP_SCHEDULE_DELAY")
+    otel_sdk_disabled: bool = Field(default=False, validation_alias="OTEL_SDK_DISABLED")
 
     def client_keys(self) -> frozenset[str]:
         return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())

@@ -1,0 +1,56 @@
+"""TelemetryRecorder: the observer that feeds every finished attempt into the telemetry store."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from gateway.events import AttemptRecord, RequestRecord
+from gateway.telemetry.headroom import Headroom, parse_headroom
+from gateway.telemetry.store import Key, TelemetryStore
+from gateway.telemetry.window import Sample
+
+_OPEN = "telemetry.in_flight"  # set in AttemptRecord.context while this attempt counts as in flight
+
+
+def key_of(att: AttemptRecord) -> Key:
+    return att.target.backend, att.target.model_id
+
+
+class TelemetryRecorder:
+    """Counts attempts in flight and records each finished one; only sync, in-memory work (no I/O)."""
+
+    __slots__ = ("_clock", "_store")
+
+    def __init__(self, store: TelemetryStore, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+
+    def request_started(self, req: RequestRecord) -> None:
+        return None
+
+    def attempt_started(self, req: RequestRecord, att: AttemptRecord, headers: dict[str, str]) -> None:
+        self._store.add_in_flight(key_of(att), 1)
+        att.context[_OPEN] = True
+
+    def attempt_finished(self, req: RequestRecord, att: AttemptRecord) -> None:
+        key = key_of(att)
+        headroom = parse_headroom(att.headers, self._clock)
+        if att.retry_after is not None and (headroom is None or headroom.retry_after_s is None):
+            headroom = replace(headroom or Headroom(), retry_after_s=att.retry_after)
+        sample = Sample(
+            outcome=att.outcome,
+            # A buffered body's first byte is its last: only a stream's first event is a time to first token.
+            ttft_s=att.ttft_s if req.stream else None,
+            duration_s=att.duration_s,
+            output_tokens=att.output_tokens,
+            headroom=headroom,
+        )
+        # Recorded while still counted in flight, so AIMD sees the concurrency the outcome came from.
+        self._store.record(key, sample)
+        if att.context.pop(_OPEN, False):
+            self._store.add_in_flight(key, -1)
+
+    def request_finished(self, req: RequestRecord) -> None:
+        return None

@@ -1,0 +1,105 @@
+"""TelemetryRecorder as an observer: in-flight accounting and the sample each attempt becomes."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.events import AttemptRecord, Observers, RequestRecord
+from gateway.providers.base import Target
+from gateway.telemetry import MemoryStore, Sample, TelemetryRecorder
+from gateway.telemetry.headroom import Headroom
+from gateway.telemetry.store import Key
+
+TARGET = Target(
+    backend="groq",
+    provider="openai",
+    base_url="http://x",
+    model="llama",
+    model_id="llama-3.3-70b-versatile",
+    api_key=None,
+    headers={},
+    hardware=None,
+    input_price=0.0,
+    output_price=0.0,
+    context_window=None,
+    ttft_ms=None,
+    tokens_per_s=None,
+)
+KEY = ("groq", "llama-3.3-70b-versatile")
+
+
+class Spy(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__(clock=lambda: 500.0)
+        self.samples: list[tuple[Key, Sample, int]] = []
+
+    def record(self, key: Key, sample: Sample) -> None:
+        self.samples.append((key, sample, self.snapshot()[key].in_flight if key in self.snapshot() else 0))
+        super().record(key, sample)
+
+
+def run(stream: bool, att_setup: dict[str, object]) -> Spy:
+    store = Spy()
+    observers = Observers([TelemetryRecorder(store, clock=lambda: 500.0)])
+    req = RequestRecord("r1", "chat", "/v1/chat/completions", stream=stream)
+    observers.request_started(req)
+    att = AttemptRecord(TARGET, 1)
+    observers.attempt_started(req, att, {})
+    assert store.snapshot()[KEY].in_flight == 1
+    for name, value in att_setup.items():
+        setattr(att, name, value)
+    observers.attempt_finished(req, att)
+    observers.request_finished(req)
+    return store
+
+
+def test_stream_attempt() -> None:
+    store = run(
+        True,
+        {
+            "outcome": "ok",
+            "ttft_s": 0.3,
+            "duration_s": 2.3,
+            "output_tokens": 100,
+            "headers": {"x-ratelimit-remaining-requests": "9", "x-ratelimit-limit-requests": "10"},
+        },
+    )
+    [(key, sample, in_flight)] = store.samples
+    assert key == KEY and in_flight == 1  # recorded while still counted, for AIMD
+    assert sample == Sample("ok", 0.3, 2.3, 100, Headroom(requests_remaining=9, requests_limit=10))
+    s = store.snapshot()[KEY]
+    assert s.in_flight == 0 and s.tokens_per_s == pytest.approx(50.0)
+    assert s.headroom_at == 500.0
+
+
+def test_buffered_attempt_has_no_ttft() -> None:
+    store = run(False, {"outcome": "ok", "ttft_s": 1.9, "duration_s": 2.0, "output_tokens": 100})
+    [(_, sample, _)] = store.samples
+    assert sample.ttft_s is None and sample.duration_s == 2.0
+    assert store.snapshot()[KEY].latency_s == 2.0
+
+
+def test_rate_limited_attempt_keeps_adapter_retry_after() -> None:
+    store = run(
+        False,
+        {"outcome": "rate_limited", "status": 429, "retry_after": 3.0, "headers": {"content-type": "x"}},
+    )
+    [(_, sample, _)] = store.samples
+    assert sample.headroom == Headroom(retry_after_s=3.0)
+    s = store.snapshot()[KEY]
+    assert s.retry_at == 503.0 and s.concurrency_limit == 1.0
+
+
+def test_header_retry_after_wins() -> None:
+    store = run(False, {"outcome": "rate_limited", "retry_after": 3.0, "headers": {"retry-after-ms": "250"}})
+    assert store.samples[0][1].headroom == Headroom(retry_after_s=0.25)
+
+
+def test_finish_without_start_does_not_go_negative() -> None:
+    store = MemoryStore()
+    rec = TelemetryRecorder(store)
+    req = RequestRecord("r1", "chat", "/x")
+    att = AttemptRecord(TARGET, 1, outcome="ok")
+    rec.attempt_finished(req, att)
+    rec.attempt_finished(req, att)
+    assert store.snapshot()[KEY].in_flight == 0
