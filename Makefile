@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint unit integration install redis-server clean
+.PHONY: run test lint unit integration install redis-server clean bench
 
 $(BIN)/routeway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ unit: install
 
 integration: install redis-server
 	$(BIN)/pytest tests/integration
+
+# Routeway vs the bare upstream, minimal pass-throughs and LiteLLM (docs/benchmarks.md); QUICK=1: short runs.
+bench: install
+	$(BIN)/python -m bench $(if $(filter 1 yes true,$(QUICK)),--quick,)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

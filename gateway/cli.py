@@ -94,6 +94,7 @@ def explain(
     from gateway.api.admin import explain_plan
     from gateway.errors import GatewayError
     from gateway.routing.candidates import build_catalog
+    from gateway.routing.preferences import take_preferences
     from gateway.routing.router import Router
     from gateway.upstream import Transport
 
@@ -103,7 +104,8 @@ def explain(
     if max_tokens:
         body["max_tokens"] = max_tokens
     try:
-        plan = Router(Transport()).plan(catalog, "chat", body, objective)
+        prefs = take_preferences(body, {"x-routeway-objective": objective} if objective else {})
+        plan = Router(Transport()).plan(catalog, "chat", body, prefs)
     except GatewayError as err:
         typer.echo(f"error: {err.message}", err=True)
         raise typer.Exit(1) from None

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api import admin, chat, completions, embeddings, health, models
+from gateway.api import admin, chat, completions, embeddings, health, metrics, models
 from gateway.errors import GatewayError
 from gateway.policy.loader import LoadedPolicy, load_policy
 from gateway.policy.watch import PolicyWatcher
@@ -32,6 +32,8 @@ def create_app(settings: Settings | None = None, loaded: LoadedPolicy | None = N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = Runtime.create(settings, loaded)
         await rt.transport.start()
+        if rt.store is not None:
+            await rt.store.start()
         app.state.runtime = rt
         watcher: asyncio.Task[None] | None = None
         if settings.reload_policies:
@@ -47,9 +49,13 @@ def create_app(settings: Settings | None = None, loaded: LoadedPolicy | None = N
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
             await rt.transport.close()
+            if rt.store is not None:
+                await rt.store.close()
+            if rt.tracing is not None:
+                await asyncio.to_thread(rt.tracing.shutdown)  # flushes the last spans
 
     app = FastAPI(title="Routeway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    for module in (chat, completions, embeddings, models, health, admin):
+    for module in (chat, completions, embeddings, models, health, admin, metrics):
         app.include_router(module.router)
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(HTTPException, _http_error)

@@ -8,11 +8,14 @@ from dataclasses import dataclass, field
 
 from gateway.events import Observers
 from gateway.observability.logging import AccessLog
+from gateway.observability.metrics import Metrics
+from gateway.observability.tracing import Tracing, build_tracing
 from gateway.policy.loader import LoadedPolicy
 from gateway.resilience.health import Health
 from gateway.routing.candidates import Catalog, build_catalog
 from gateway.routing.router import Router
 from gateway.settings import Settings
+from gateway.telemetry import TelemetryRecorder, TelemetryStore, make_store
 from gateway.upstream import Transport
 
 
@@ -26,19 +29,32 @@ class Runtime:
     client_keys: frozenset[str]
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("routeway"))
     started: int = field(default_factory=lambda: int(time.time()))
+    metrics: Metrics | None = None  # served at GET /metrics
+    tracing: Tracing | None = None  # shut down (flushed) by the app's lifespan
+    store: TelemetryStore | None = None  # started and closed by the app's lifespan
 
     @classmethod
     def create(cls, settings: Settings, loaded: LoadedPolicy) -> Runtime:
         transport = Transport(pool_size=settings.upstream_pool_size, per_host=settings.upstream_pool_per_host)
-        health = Health(loaded.policy.resilience)
-        observers = Observers([health, *([AccessLog()] if settings.access_log else [])])
+        store = make_store(settings)
+        health = Health(loaded.policy.resilience, store=store)
+        recorder = TelemetryRecorder(store)
+        observers = Observers([recorder, health, *([AccessLog()] if settings.access_log else [])])
+        metrics = Metrics() if settings.metrics else None
+        tracing = build_tracing(settings)  # None without an OTLP endpoint: no observer, no cost
+        for observer in (metrics, tracing):
+            if observer is not None:
+                observers.add(observer)
         return cls(
             settings=settings,
             transport=transport,
-            router=Router(transport, observers, health),
+            router=Router(transport, observers, health, store),
             loaded=loaded,
             catalog=build_catalog(loaded.policy, loaded.secrets, loaded.fingerprint),
             client_keys=settings.client_keys(),
+            metrics=metrics,
+            tracing=tracing,
+            store=store,
         )
 
     def swap(self, loaded: LoadedPolicy) -> None:

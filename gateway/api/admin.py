@@ -13,6 +13,7 @@ from starlette.responses import Response
 from gateway.api.chat import validate_chat
 from gateway.api.relay import JSON, authenticate, parse_body, runtime
 from gateway.policy.loader import PolicyError, load_policy
+from gateway.routing.preferences import take_preferences
 from gateway.routing.router import Plan
 
 router = APIRouter()
@@ -34,6 +35,12 @@ def explain_plan(plan: Plan) -> dict[str, Any]:
                 "predicted_latency_ms": round(s.latency_ms, 3),
                 "predicted_cost_usd": round(s.cost_usd, 10),
                 "predicted_energy_j": round(s.energy_j, 4),
+                "ttft_ms": round(s.ttft_ms, 2) if s.ttft_ms is not None else None,
+                "tokens_per_s": round(s.tokens_per_s, 1) if s.tokens_per_s is not None else None,
+                "failure_rate": round(s.failure_rate, 4),
+                "requests_remaining": s.requests_remaining,
+                "live_telemetry": s.fresh,
+                "demoted": s.demoted,
                 "score": s.score,
             }
             for s in plan.ranked
@@ -48,7 +55,7 @@ async def explain(request: Request) -> Response:
     authenticate(rt, request)
     body = parse_body(await request.body())
     validate_chat(body)
-    plan = rt.router.plan(rt.catalog, "chat", body, request.headers.get("x-routeway-objective"))
+    plan = rt.router.plan(rt.catalog, "chat", body, take_preferences(body, request.headers))
     return Response(orjson.dumps(explain_plan(plan)), media_type=JSON)
 
 

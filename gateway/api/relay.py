@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from gateway.errors import AuthenticationFailed, BadRequest, GatewayError
 from gateway.events import RequestRecord
 from gateway.providers.base import Operation, ProviderError, Target, Usage
+from gateway.routing.preferences import take_preferences
 from gateway.routing.router import Completed, OpenStream, cost_usd
 from gateway.runtime import Runtime
 from gateway.streaming import DONE, DONE_EVENT, encode, error_event
@@ -62,23 +66,45 @@ async def relay(request: Request, op: Operation, validate: Validator) -> Respons
         body = parse_body(await request.body())
         validate(body)
         req.model = body["model"]
-        plan = rt.router.plan(rt.catalog, op, body, request.headers.get("x-routeway-objective"))
-        req.route, req.objective = plan.route.name, plan.objective
+        plan = rt.router.plan(rt.catalog, op, body, take_preferences(body, request.headers), req)
         req.candidates, req.dropped = plan.ranked, plan.dropped
         if body.get("stream") is True and op != "embeddings":
             req.stream = True
             opened = await rt.router.open_stream(plan, body, req)
-            headers = _route_headers(req, opened.target)
-            return StreamingResponse(
-                _relay_stream(rt, opened, req), media_type="text/event-stream", headers=headers
-            )
+            return RelayStream(rt, opened, req)
         done = await rt.router.complete(plan, body, req)
     except GatewayError as err:
         req.status, req.error = err.status, err.code or err.type
         observers.request_finished(req)
         err.headers.setdefault("x-request-id", req.request_id)
         raise
+    except BaseException as exc:
+        # A bug, or the client going away mid-request: still one finished record (gauges, spans, log).
+        gone = isinstance(exc, asyncio.CancelledError)
+        req.status, req.error = (499, "client_disconnected") if gone else (500, "internal_error")
+        observers.request_finished(req)
+        raise
     return _respond(rt, done, req)
+
+
+class RelayStream(StreamingResponse):
+    """The SSE response; if the client is gone before the first write, the upstream is still closed."""
+
+    def __init__(self, rt: Runtime, opened: OpenStream, req: RequestRecord) -> None:
+        self._relay = _StreamState(rt, opened, req)
+        super().__init__(
+            _relay_stream(self._relay),
+            media_type="text/event-stream",
+            headers=_route_headers(req, opened.target),
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if not self._relay.started:
+                self._relay.started = True
+                _finish_stream(self._relay, finished=False)
 
 
 def _respond(rt: Runtime, done: Completed, req: RequestRecord) -> Response:
@@ -107,9 +133,21 @@ def _route_headers(req: RequestRecord, target: Target) -> dict[str, str]:
     }
 
 
-async def _relay_stream(rt: Runtime, s: OpenStream, req: RequestRecord) -> AsyncIterator[bytes]:
+@dataclass(slots=True)
+class _StreamState:
+    rt: Runtime
+    s: OpenStream
+    req: RequestRecord
+    started: bool = False
+
+
+async def _relay_stream(state: _StreamState) -> AsyncIterator[bytes]:
     """After the first byte there is no failover: a cut, stall or bad chunk ends the stream with an error
     event and never with [DONE]. Closing the upstream in `finally` also covers a client that went away."""
+    if state.started:
+        return
+    state.started = True
+    s = state.s
     finished = False
     att = s.attempt
     att.outcome = "cancelled"  # until the stream ends one way or the other
@@ -131,10 +169,11 @@ async def _relay_stream(rt: Runtime, s: OpenStream, req: RequestRecord) -> Async
             f"The upstream stream from '{s.target.backend}' failed after it started: {err.message}"
         )
     finally:
-        _finish_stream(rt, s, req, finished)
+        _finish_stream(state, finished)
 
 
-def _finish_stream(rt: Runtime, s: OpenStream, req: RequestRecord, finished: bool) -> None:
+def _finish_stream(state: _StreamState, finished: bool) -> None:
+    rt, s, req = state.rt, state.s, state.req
     if finished:
         s.reply.release()
     else:

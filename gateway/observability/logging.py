@@ -106,6 +106,9 @@ class AccessLog:
         }
         if req.error:
             fields["error"] = req.error
+        trace_id = req.context.get("trace_id")  # set by the tracing observer when tracing is on
+        if trace_id:
+            fields["trace_id"] = trace_id
         if len(req.attempts) > 1 or req.error:
             fields["tried"] = [f"{a.target.backend}:{a.outcome}" for a in req.attempts]
         self._log.info("request", extra=fields)

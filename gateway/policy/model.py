@@ -57,6 +57,19 @@ class Hedge(_Strict):
     after_ms: float | None = Field(default=None, gt=0, description="default: the backend's p95 TTFT")
 
 
+class HardwareFilter(_Strict):
+    allow: list[str] | None = Field(default=None, description="only these hardware labels")
+    deny: list[str] = Field(default_factory=list)
+
+
+class Weights(_Strict):
+    """How `balanced` trades each dimension, each taken as a share of the worst candidate's."""
+
+    cost: float = Field(default=0.5, ge=0)
+    latency: float = Field(default=0.5, ge=0)
+    energy: float = Field(default=0.0, ge=0)
+
+
 class Route(_Strict):
     name: str = Field(min_length=1)
     match: RouteMatch = Field(default_factory=RouteMatch)
@@ -66,6 +79,15 @@ class Route(_Strict):
     expected_output_tokens: int = Field(default=256, gt=0, description="used to predict cost and latency")
     timeouts: Timeouts = Field(default_factory=Timeouts)
     hedge: Hedge = Field(default_factory=Hedge)
+    weights: Weights = Field(default_factory=Weights)
+    explore: float = Field(default=0.05, ge=0, le=1, description="share of requests that try a stale backend")
+    # Hard constraints: a candidate that breaks one is dropped, with the reason in explain.
+    max_ttft_ms: float | None = Field(default=None, gt=0)
+    min_tokens_per_s: float | None = Field(default=None, gt=0)
+    max_input_price: float | None = Field(default=None, ge=0)
+    max_output_price: float | None = Field(default=None, ge=0)
+    hardware: HardwareFilter = Field(default_factory=HardwareFilter)
+    min_context_window: int | None = Field(default=None, gt=0)
 
 
 class BreakerConfig(_Strict):

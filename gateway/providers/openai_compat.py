@@ -20,6 +20,7 @@ from gateway.providers.base import (
     UpstreamRequest,
     Usage,
 )
+from gateway.redact import scrub
 
 _PATHS: dict[Operation, str] = {
     "chat": "/chat/completions",
@@ -74,7 +75,8 @@ class OpenAICompatAdapter:
         self, status: int, headers: Mapping[str, str], body: bytes, target: Target
     ) -> ProviderError:
         doc = _json_or_none(body)
-        message = _error_message(doc, body)
+        # Some upstreams repeat the credential they were sent in their error text: never pass it on.
+        message = scrub(_error_message(doc, body), target.api_key)
         kind = _STATUS_KIND.get(status) or ("server" if status >= 500 else "client")
         if kind == "client" and _CONTEXT_LENGTH.search(message):
             kind = "context_length"
@@ -84,23 +86,24 @@ class OpenAICompatAdapter:
             backend=target.backend,
             status=status,
             retry_after=retry_after(headers),
-            body=doc if isinstance(doc, dict) else None,
+            body=_scrubbed_error(doc, target.api_key),
         )
 
     def stream_translator(self, op: Operation, target: Target) -> ChunkTranslator:
-        return ChunkTranslator(op, target.model_id)
+        return ChunkTranslator(op, target.model_id, target.api_key)
 
 
 class ChunkTranslator:
     """Per-stream state: completes each chunk to the spec, picks up usage, passes untouched chunks as is."""
 
-    __slots__ = ("_conform", "_model", "usage")
+    __slots__ = ("_conform", "_model", "_secret", "usage")
 
-    def __init__(self, op: Operation, model: str) -> None:
+    def __init__(self, op: Operation, model: str, secret: str | None = None) -> None:
         self._conform: Callable[[dict[str, Any], str], bool] = (
             conform.chat_chunk if op == "chat" else _text_chunk
         )
         self._model = model
+        self._secret = secret
         self.usage: Usage | None = None
 
     def translate(self, data: bytes) -> bytes | None:
@@ -113,7 +116,7 @@ class ChunkTranslator:
         if "error" in doc:
             err = doc["error"]
             msg = err.get("message", "error") if isinstance(err, dict) else str(err)
-            raise ProviderError("server", f"upstream error in stream: {msg}"[:300])
+            raise ProviderError("server", scrub(f"upstream error in stream: {msg}"[:300], self._secret))
         usage = _usage(doc.get("usage"))
         if usage is not None:
             self.usage = usage
@@ -130,6 +133,15 @@ def _usage(raw: Any) -> Usage | None:
     inp = raw.get("prompt_tokens")
     out = raw.get("completion_tokens")
     return Usage(inp if isinstance(inp, int) else 0, out if isinstance(out, int) else 0)
+
+
+def _scrubbed_error(doc: Any, secret: str | None) -> dict[str, Any] | None:
+    """The upstream's `error.param` and `error.code` (all we pass on), without credentials."""
+    err = doc.get("error") if isinstance(doc, dict) else None
+    if not isinstance(err, dict):
+        return None
+    kept = {k: scrub(v, secret) for k in ("param", "code") if isinstance(v := err.get(k), str)}
+    return {"error": kept}
 
 
 def _json_or_none(body: bytes) -> Any:

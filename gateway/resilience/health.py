@@ -11,9 +11,11 @@ from gateway.policy.model import Resilience
 from gateway.providers.base import Target
 from gateway.resilience.breaker import Breakers
 from gateway.resilience.budget import RetryBudget
+from gateway.telemetry import TelemetryStore
 
 # Attempt outcomes that say the backend is unwell; the client's own errors and cancellations say nothing.
 BREAKER_FAILURES = frozenset({"connect", "timeout", "server", "protocol"})
+SHARED_PREFIX = "breaker:"  # cooldown names in the shared store
 
 
 def health_key(target: Target) -> str:
@@ -23,8 +25,14 @@ def health_key(target: Target) -> str:
 class Health:
     """An Observer of attempts, and the router's view of which backends may take traffic right now."""
 
-    def __init__(self, config: Resilience, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: Resilience,
+        clock: Callable[[], float] = time.monotonic,
+        store: TelemetryStore | None = None,
+    ) -> None:
         self._clock = clock
+        self._store = store
         self.breakers = Breakers(config.breaker, clock)
         self.budget = RetryBudget(
             config.retry_budget.ratio, config.retry_budget.min_retries, config.retry_budget.window_s, clock
@@ -57,6 +65,11 @@ class Health:
             if until > now:
                 return f"rate-limited: retry after {until - now:.2f}s", until - now, True
             del self._cooldowns[key]
+        if self._store is not None:
+            shared = self._store.snapshot().cooldown_until(SHARED_PREFIX + key)
+            wall = time.time()
+            if shared is not None and shared > wall:
+                self.breakers.force_open(key, shared - wall)  # opened by another replica
         state, wait = self.breakers.peek(key)
         if state == "open":
             what = "circuit open" if wait > 0 else "circuit half-open, trial in flight"
@@ -92,14 +105,16 @@ class Health:
         key = health_key(att.target)
         kind = att.outcome
         if kind == "ok":
+            was = self.breakers.peek(key)[0]
             self.breakers.success(key)
+            if was != "closed" and self._store is not None:
+                self._store.clear_cooldown(SHARED_PREFIX + key)
         elif kind in BREAKER_FAILURES:
-            if self.breakers.failure(key) and self.on_open is not None:
-                self.on_open(key, self.breakers.peek(key)[1])
+            if self.breakers.failure(key):
+                self._share(key, self.breakers.peek(key)[1])
         elif kind == "auth":
             self.breakers.force_open(key, self.config.breaker.auth_cooldown_s)
-            if self.on_open is not None:
-                self.on_open(key, self.config.breaker.auth_cooldown_s)
+            self._share(key, self.config.breaker.auth_cooldown_s)
         elif kind == "rate_limited":
             self.cool_down(key, self._clock() + (att.retry_after if att.retry_after is not None else 1.0))
             self.breakers.release(key)
@@ -108,3 +123,8 @@ class Health:
 
     def request_finished(self, req: RequestRecord) -> None:
         pass
+
+    def _share(self, key: str, seconds: float) -> None:
+        """Tells the other replicas (through the store) that this breaker opened, and for how long."""
+        if self._store is not None:
+            self._store.set_cooldown(SHARED_PREFIX + key, time.time() + seconds)

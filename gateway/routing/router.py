@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from gateway.errors import BadRequest, ContextLengthExceeded, RateLimited, ServiceUnavailable
+from gateway.errors import ContextLengthExceeded, GatewayError, RateLimited, ServiceUnavailable
 from gateway.events import AttemptRecord, Observers, RequestRecord
 from gateway.policy.model import Objective, Route
 from gateway.providers.base import Adapter, Operation, Parsed, ProviderError, StreamTranslator, Target, Usage
@@ -16,13 +17,13 @@ from gateway.resilience.budget import RetryBudget
 from gateway.resilience.health import Health
 from gateway.resilience.retry import AttemptLog, RetryPolicy, attempt
 from gateway.routing.candidates import Catalog
+from gateway.routing.preferences import Preferences, constraints_for
 from gateway.routing.scoring import Dropped, Estimate, Scored, rank
 from gateway.streaming import DONE, SSEDecoder
+from gateway.telemetry import TelemetryStore
 from gateway.upstream import Deadlines, Reply, Transport
 
 R = TypeVar("R")
-
-OBJECTIVES: frozenset[str] = frozenset({"cheapest", "fastest", "balanced", "greenest"})
 
 
 @dataclass(slots=True)
@@ -85,31 +86,48 @@ def _chars(value: Any) -> int:
 
 class Router:
     def __init__(
-        self, transport: Transport, observers: Observers | None = None, health: Health | None = None
+        self,
+        transport: Transport,
+        observers: Observers | None = None,
+        health: Health | None = None,
+        store: TelemetryStore | None = None,
     ) -> None:
         self._transport = transport
         self.observers = observers or Observers()
         self.health = health
+        self.store = store
 
     def plan(
-        self, catalog: Catalog, op: Operation, body: dict[str, Any], objective: str | None = None
+        self,
+        catalog: Catalog,
+        op: Operation,
+        body: dict[str, Any],
+        prefs: Preferences | None = None,
+        req: RequestRecord | None = None,
     ) -> Plan:
         route, targets = catalog.resolve(body["model"])
-        if objective is not None and objective not in OBJECTIVES:
-            raise BadRequest(
-                f"x-routeway-objective must be one of {', '.join(sorted(OBJECTIVES))}",
-                param="x-routeway-objective",
-            )
-        chosen: Objective = objective or route.objective  # type: ignore[assignment]
+        prefs = prefs or Preferences()
+        chosen: Objective = prefs.objective or route.objective  # type: ignore[assignment]
+        if req is not None:  # known before ranking, so even a fail-fast 429/503 is labelled by route
+            req.route, req.objective = route.name, chosen
         est = estimate(op, body, route)
-        ranked, dropped = rank(targets, chosen, est)
+        snap = self.store.snapshot() if self.store is not None else None
+        ranked, dropped = rank(
+            targets,
+            chosen,
+            est,
+            telemetry=snap,
+            constraints=constraints_for(route, prefs),
+            weights=route.weights,
+            now=time.time(),
+        )
         if not ranked:
-            raise ContextLengthExceeded(
-                f"The prompt (~{est.input_tokens} tokens) exceeds the context window of every backend",
-                param="messages",
-            )
+            raise _nothing_eligible(est, dropped)
         if self.health is not None:
             ranked = self._healthy(ranked, dropped)
+        ranked = _apply_order(ranked, prefs) if prefs.order or not prefs.allow_fallbacks else ranked
+        if not prefs.order and route.explore > 0 and random.random() < route.explore:
+            ranked = _explore(ranked)
         return Plan(op, route, chosen, est, ranked, dropped, catalog.adapters)
 
     def _healthy(self, ranked: list[Scored], dropped: list[Dropped]) -> list[Scored]:
@@ -273,6 +291,39 @@ async def _first_event(
     # Translate now so a malformed first chunk also fails over.
     first = [e if e == DONE else (translator.translate(e) or b"") for e in events]
     return OpenStream(target, log, att, reply, chunks, decoder, translator, [e for e in first if e])
+
+
+def _nothing_eligible(est: Estimate, dropped: list[Dropped]) -> GatewayError:
+    reasons = "; ".join(f"{d.backend}: {d.reason}" for d in dropped)
+    if all("context window" in d.reason for d in dropped):
+        return ContextLengthExceeded(
+            f"The prompt (~{est.input_tokens} tokens) exceeds the context window of every backend",
+            param="messages",
+        )
+    if all("rate limit" in d.reason for d in dropped):
+        return RateLimited(f"Every backend is at its rate limit: {reasons}", retry_after=1.0)
+    return ServiceUnavailable(f"No backend meets the route's constraints: {reasons}")
+
+
+def _apply_order(ranked: list[Scored], prefs: Preferences) -> list[Scored]:
+    """OpenRouter semantics: `order` first, in its order; without fallbacks only the first candidate."""
+    first = [s for name in prefs.order for s in ranked if s.target.backend == name]
+    rest = [s for s in ranked if s not in first]
+    ordered = first + rest
+    if not prefs.allow_fallbacks:
+        ordered = ordered[:1]
+    if not ordered:
+        raise ServiceUnavailable("None of the backends in provider.order can take the request")
+    return ordered
+
+
+def _explore(ranked: list[Scored]) -> list[Scored]:
+    """Sends a small share of traffic to a backend with no recent data so its numbers stay fresh."""
+    stale = [s for s in ranked[1:] if not s.fresh and s.demoted is None]
+    if not stale or not ranked[0].fresh:
+        return ranked
+    pick = random.choice(stale)
+    return [pick, *(s for s in ranked if s is not pick)]
 
 
 def hedge_delay(after_ms: float | None, target: Target) -> float | None:

@@ -1,18 +1,23 @@
-"""Scoring: a pure function from candidates, an estimate of the request and an objective to a ranked list."""
+"""Scoring: a pure function from candidates, live telemetry, the request's estimate and the route's objective
+and constraints to a ranked list, with a reason for every candidate dropped."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
-from gateway.policy.model import Objective
+from gateway.policy.model import Objective, Weights
 from gateway.providers.base import Target
 from gateway.routing.hardware import joules_per_token
+from gateway.telemetry import Stats
 
-# Priors for a backend that declares no speed: conservative, so declared-fast backends rank first.
+# Priors for a backend that declares no speed and has no telemetry: conservative, so known-fast ones lead.
 DEFAULT_TTFT_MS = 1000.0
 DEFAULT_TOKENS_PER_S = 50.0
 PREFILL_ENERGY_SHARE = 0.1  # a prompt token costs about a tenth of a generated one
+FRESH_SAMPLES = 0.5  # decayed attempts below which telemetry is too thin to trust
+QUEUE_SLOTS = 32.0  # in-flight requests a backend absorbs before queueing shows in latency
+LOW_HEADROOM = 0.1  # below this share of the rate limit left, a backend is demoted
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,12 +27,33 @@ class Estimate:
 
 
 @dataclass(frozen=True, slots=True)
+class Constraints:
+    """The route's hard limits plus per-request preferences (OpenRouter's `provider` object)."""
+
+    max_ttft_ms: float | None = None
+    min_tokens_per_s: float | None = None
+    max_input_price: float | None = None
+    max_output_price: float | None = None
+    hardware_allow: frozenset[str] | None = None
+    hardware_deny: frozenset[str] = frozenset()
+    min_context_window: int | None = None
+    only: frozenset[str] | None = None
+    ignore: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
 class Scored:
     target: Target
     latency_ms: float
     cost_usd: float
     energy_j: float
     score: float
+    ttft_ms: float | None = None
+    tokens_per_s: float | None = None
+    failure_rate: float = 0.0
+    requests_remaining: int | None = None
+    demoted: str | None = None  # why it ranks after every healthy candidate
+    fresh: bool = False  # ranked on live telemetry, not only on declared priors
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,62 +62,136 @@ class Dropped:
     reason: str
 
 
-def predict(target: Target, est: Estimate) -> tuple[float, float, float]:
-    """Predicted (latency ms, cost USD, energy J) of sending the request to `target`."""
-    ttft = target.ttft_ms if target.ttft_ms is not None else DEFAULT_TTFT_MS
-    tps = target.tokens_per_s if target.tokens_per_s is not None else DEFAULT_TOKENS_PER_S
-    latency = ttft + est.output_tokens / tps * 1000.0
-    cost = (est.input_tokens * target.input_price + est.output_tokens * target.output_price) / 1e6
-    energy = joules_per_token(target.hardware, target.joules_per_token) * (
+@dataclass(slots=True)
+class _View:
+    """What we believe about one candidate now: telemetry where fresh, priors elsewhere."""
+
+    ttft_ms: float | None
+    tokens_per_s: float | None
+    latency_ms: float
+    cost_usd: float
+    energy_j: float
+    failure_rate: float = 0.0
+    remaining: int | None = None
+    demoted: str | None = None
+    fresh: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def observe(t: Target, st: Stats | None, est: Estimate, now: float) -> _View:
+    ttft, tps = t.ttft_ms, t.tokens_per_s
+    observed_latency: float | None = None
+    fresh = st is not None and st.samples >= FRESH_SAMPLES
+    if st is not None and fresh:
+        if st.ttft_samples >= FRESH_SAMPLES and st.ttft_p50_s is not None:
+            ttft = st.ttft_p50_s * 1000
+            tps = st.tokens_per_s or tps
+        elif st.latency_s is not None:
+            observed_latency = st.latency_s * 1000  # non-streaming only: an upper bound of TTFT
+            ttft = observed_latency
+    eff_ttft = ttft if ttft is not None else DEFAULT_TTFT_MS
+    eff_tps = tps if tps is not None else DEFAULT_TOKENS_PER_S
+    latency = observed_latency or eff_ttft + est.output_tokens / eff_tps * 1000.0
+    cost = (est.input_tokens * t.input_price + est.output_tokens * t.output_price) / 1e6
+    energy = joules_per_token(t.hardware, t.joules_per_token) * (
         est.output_tokens + est.input_tokens * PREFILL_ENERGY_SHARE
     )
-    return latency, cost, energy
+    view = _View(ttft, tps, latency, cost, energy, fresh=fresh)
+    if st is not None:
+        view.latency_ms *= 1 + st.in_flight / QUEUE_SLOTS
+        view.failure_rate = st.failure_rate if fresh else 0.0
+        view.remaining = st.requests_remaining(now)
+        limit = st.headroom.requests_limit if st.headroom else None
+        if view.remaining is not None and limit and view.remaining < LOW_HEADROOM * limit:
+            view.demoted = f"rate-limit headroom low: {view.remaining}/{limit} requests left"
+    return view
+
+
+def violation(t: Target, v: _View, c: Constraints, est: Estimate) -> str | None:
+    """The first hard constraint the candidate breaks, as a reason; None when it may serve."""
+    if c.only is not None and t.backend not in c.only:
+        return "not in the request's provider.only"
+    if t.backend in c.ignore:
+        return "in the request's provider.ignore"
+    if t.context_window is not None and est.input_tokens > t.context_window:
+        return f"prompt of ~{est.input_tokens} tokens exceeds context window {t.context_window}"
+    if c.min_context_window is not None and (t.context_window or 0) < c.min_context_window:
+        return f"context window {t.context_window} < min_context_window {c.min_context_window}"
+    if c.hardware_allow is not None and t.hardware not in c.hardware_allow:
+        return f"hardware {t.hardware} not allowed"
+    if t.hardware in c.hardware_deny:
+        return f"hardware {t.hardware} denied"
+    if c.max_input_price is not None and t.input_price > c.max_input_price:
+        return f"input price {t.input_price:g} > max {c.max_input_price:g}"
+    if c.max_output_price is not None and t.output_price > c.max_output_price:
+        return f"output price {t.output_price:g} > max {c.max_output_price:g}"
+    if c.max_ttft_ms is not None and v.ttft_ms is not None and v.ttft_ms > c.max_ttft_ms:
+        return f"TTFT {v.ttft_ms:.0f} ms > max_ttft_ms {c.max_ttft_ms:g}"
+    if c.min_tokens_per_s is not None and v.tokens_per_s is not None and v.tokens_per_s < c.min_tokens_per_s:
+        return f"{v.tokens_per_s:.0f} tokens/s < min_tokens_per_s {c.min_tokens_per_s:g}"
+    return None
 
 
 def rank(
-    targets: Sequence[Target], objective: Objective, est: Estimate
+    targets: Sequence[Target],
+    objective: Objective,
+    est: Estimate,
+    *,
+    telemetry: Mapping[tuple[str, str], Stats] | None = None,
+    constraints: Constraints | None = None,
+    weights: Weights | None = None,
+    now: float = 0.0,
 ) -> tuple[list[Scored], list[Dropped]]:
-    """Best first, ties in policy order; candidates that cannot take the request are dropped with a reason."""
-    kept: list[tuple[Target, float, float, float]] = []
+    """Best first: healthy before demoted, then by score, ties in policy order."""
+    c = constraints or Constraints()
+    kept: list[tuple[Target, _View]] = []
     dropped: list[Dropped] = []
     for t in targets:
-        if t.context_window is not None and est.input_tokens > t.context_window:
-            dropped.append(
-                Dropped(
-                    t.backend,
-                    f"prompt of ~{est.input_tokens} tokens exceeds context window {t.context_window}",
-                )
-            )
-            continue
-        kept.append((t, *predict(t, est)))
+        st = telemetry.get((t.backend, t.model_id)) if telemetry else None
+        v = observe(t, st, est, now)
+        reason = violation(t, v, c, est)
+        if reason is None and st is not None and st.saturated(now):
+            reason = "rate limit exhausted until its reset (x-ratelimit / retry-after / learned limit)"
+        if reason is not None:
+            dropped.append(Dropped(t.backend, reason))
+        else:
+            kept.append((t, v))
     if not kept:
         return [], dropped
-    max_lat = max(max(k[1] for k in kept), 1e-9)
-    max_cost = max(max(k[2] for k in kept), 1e-12)
-    scored = [
-        Scored(t, lat, cost, en, _score(objective, lat, cost, en, max_lat, max_cost))
-        for t, lat, cost, en in kept
-    ]
-    tiebreak = {
-        "cheapest": "latency_ms",
-        "fastest": "cost_usd",
-        "greenest": "cost_usd",
-        "balanced": "latency_ms",
-    }
-    key = tiebreak[objective]
-    order = sorted(range(len(scored)), key=lambda i: (scored[i].score, getattr(scored[i], key), i))
+    w = weights or Weights()
+    worst = (
+        max(v.cost_usd for _, v in kept),
+        max(v.latency_ms for _, v in kept),
+        max(v.energy_j for _, v in kept),
+    )
+    scored = [_scored(t, v, _score(objective, v, worst, w)) for t, v in kept]
+    tiebreak = "latency_ms" if objective in ("cheapest", "balanced") else "cost_usd"
+    order = sorted(
+        range(len(scored)),
+        key=lambda i: (scored[i].demoted is not None, scored[i].score, getattr(scored[i], tiebreak), i),
+    )
     return [scored[i] for i in order], dropped
 
 
-def _score(
-    objective: Objective, lat: float, cost: float, energy: float, max_lat: float, max_cost: float
-) -> float:
+def _scored(t: Target, v: _View, score: float) -> Scored:
+    return Scored(
+        t, v.latency_ms, v.cost_usd, v.energy_j, score, v.ttft_ms, v.tokens_per_s, v.failure_rate,
+        v.remaining, v.demoted, v.fresh,
+    )  # fmt: skip
+
+
+def _score(objective: Objective, v: _View, worst: tuple[float, float, float], w: Weights) -> float:
+    # Failures cost a retry elsewhere: weigh every objective by the expected number of tries.
+    penalty = 1.0 + 2.0 * v.failure_rate
     if objective == "cheapest":
-        return cost
+        return v.cost_usd * penalty
     if objective == "fastest":
-        return lat
+        return v.latency_ms * penalty
     if objective == "greenest":
-        return energy
+        return v.energy_j * penalty
     # balanced: each dimension as a share of the worst candidate's (0..1), so neither unit dominates and a
     # free backend scores 0 on cost rather than making every other ratio infinite.
-    return 0.5 * (cost / max_cost) + 0.5 * (lat / max_lat)
+    cost, lat, energy = (
+        x / max(m, 1e-12) for x, m in zip((v.cost_usd, v.latency_ms, v.energy_j), worst, strict=True)
+    )
+    return (w.cost * cost + w.latency * lat + w.energy * energy) * penalty

@@ -1,0 +1,1 @@
+"""Routeway's benchmark suite: `make bench` (or `python -m bench --help`), results in docs/benchmarks.md."""

@@ -1,0 +1,93 @@
+"""Measurements against one started server: wrk throughput, fixed-rate latency and TTFB, the load sweep."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bench import payloads, procs, wrk
+from bench.options import Options
+
+
+def body_file(directory: Path, name: str, body: bytes) -> Path:
+    path = directory / f"{name}.json"
+    path.write_bytes(body)
+    return path
+
+
+def throughput(url: str, opts: Options, directory: Path) -> dict[str, dict[str, Any]]:
+    """wrk at each concurrency after a short warm-up; keys are the concurrency as text (JSON keys)."""
+    wrk.run(url, payloads.CHAT_BODY, opts.concurrency[0], opts.warmup_s, directory)
+    out: dict[str, dict[str, Any]] = {}
+    for c in opts.concurrency:
+        result = wrk.run(url, payloads.CHAT_BODY, c, opts.duration_s, directory)
+        out[str(c)] = asdict(result)
+        print(
+            f"    wrk c={c:<4} {result.rps:>9,.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
+            f"p99 {result.p99_ms:8.2f} ms  errors {result.errors}",
+            flush=True,
+        )
+    return out
+
+
+def open_loop(
+    port: int,
+    body: Path,
+    rate: float,
+    duration_s: float,
+    *,
+    warmup_s: float = 1.0,
+    drain_s: float = 10.0,
+) -> dict[str, Any]:
+    """Runs bench.openloop in its own process on the load core and returns its JSON result."""
+    cmd = [sys.executable, "-m", "bench.openloop", "--port", str(port), "--body-file", str(body)]
+    cmd += ["--rate", f"{rate:g}", "--duration", f"{duration_s:g}", "--warmup", f"{warmup_s:g}"]
+    cmd += ["--drain", f"{drain_s:g}"]
+    timeout = warmup_s + duration_s + 2 * drain_s + 60
+    done = procs.run_pinned(cmd, procs.LOAD_CORE, timeout_s=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"openloop failed ({done.returncode}): {done.stderr[-600:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def fixed_rate(port: int, body: Path, opts: Options, label: str) -> dict[str, Any]:
+    result = open_loop(port, body, opts.fixed_rate, opts.fixed_duration_s)
+    print(
+        f"    {label} at {opts.fixed_rate:g} req/s: p50 {result['p50_ms']:.3f} ms  p99 "
+        f"{result['p99_ms']:.3f} ms  TTFB p50 {result['ttfb_p50_ms']:.3f} ms  errors {result['errors']}"
+        f"  (generator lag p99 {result['send_lag_p99_ms']:.2f} ms)",
+        flush=True,
+    )
+    return result
+
+
+def saturated(point: dict[str, Any]) -> bool:
+    """The server no longer keeps up: stop raising the offered load."""
+    sent = max(1, point["sent"])
+    return bool(
+        point["achieved_rps"] < 0.9 * point["offered_rps"]
+        or point["timeouts"]
+        or point["shed"]
+        or point["errors"] > 0.01 * sent
+        or point["p99_ms"] > 1000.0
+    )
+
+
+def sweep(port: int, body: Path, opts: Options) -> list[dict[str, Any]]:
+    """Raises the open-loop rate step by step until the server saturates (that step is kept)."""
+    points: list[dict[str, Any]] = []
+    for rate in opts.sweep_rates:
+        point = open_loop(port, body, rate, opts.sweep_step_s, warmup_s=0.5, drain_s=5.0)
+        points.append(point)
+        print(
+            f"    sweep {rate:>6g} req/s: achieved {point['achieved_rps']:>8,.0f}"
+            f"  p50 {point['p50_ms']:8.2f} ms  p99 {point['p99_ms']:8.2f} ms",
+            flush=True,
+        )
+        if saturated(point):
+            break
+    return points

@@ -1,0 +1,143 @@
+"""Prometheus metrics of requests and upstream attempts (an Observer), in a registry owned by one app."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from gateway.events import AttemptRecord, RequestRecord
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# Seconds. End to end spans quick embeddings to long streams; TTFT tops out at the first-token timeout;
+# the gateway's own overhead should sit well under a millisecond.
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+NONE = "none"
+UNKNOWN = "unknown"
+
+
+class Metrics:
+    """Counters, gauges and histograms updated from request and attempt records.
+
+    Labels stay bounded: operations, route and backend names come from the policy, the model label is the
+    logical model only once a route resolved it ("unknown" otherwise), and no request ids are used."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "routeway_requests",
+            "Requests finished, by operation, route, logical model, serving backend and HTTP status.",
+            ["op", "route", "model", "backend", "status"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "routeway_requests_in_flight", "Requests started and not yet finished.", ["op"], registry=r
+        )
+        self.duration = Histogram(
+            "routeway_request_duration_seconds",
+            "End-to-end request latency as the gateway saw it (streams: until the last byte).",
+            ["op", "route", "model", "stream"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.overhead = Histogram(
+            "routeway_gateway_overhead_seconds",
+            "Request time not spent waiting on upstreams (parsing, routing, translation, queuing).",
+            ["op"],
+            buckets=_OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "routeway_upstream_ttft_seconds",
+            "Time to first token of successful upstream attempts (non-streaming: the whole body).",
+            ["backend", "model", "stream"],
+            buckets=_TTFT_BUCKETS,
+            registry=r,
+        )
+        self.attempt_duration = Histogram(
+            "routeway_upstream_attempt_duration_seconds",
+            "Duration of each upstream attempt, by backend and outcome.",
+            ["backend", "outcome"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.attempts = Counter(
+            "routeway_upstream_attempts",
+            "Upstream attempts by backend, logical model and outcome (ok, cancelled or a failure kind).",
+            ["backend", "model", "outcome"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "routeway_retries",
+            "Attempts after the first, by the backend that failed before and why (its outcome).",
+            ["backend", "reason"],
+            registry=r,
+        )
+        self.hedges = Counter(
+            "routeway_hedges",
+            "Attempts started while an earlier one was still running, by the backend that was slow.",
+            ["backend"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "routeway_tokens",
+            "Tokens billed, by backend, logical model and type (input or output).",
+            ["backend", "model", "type"],
+            registry=r,
+        )
+        self.cost = Counter(
+            "routeway_cost_usd",
+            "Cost in USD at the policy's prices, by backend and logical model.",
+            ["backend", "model"],
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+    def request_started(self, req: RequestRecord) -> None:
+        self.in_flight.labels(req.op).inc()
+
+    def attempt_started(self, req: RequestRecord, att: AttemptRecord, headers: dict[str, str]) -> None:
+        if att.number > 1 and len(req.attempts) >= att.number:
+            before = req.attempts[att.number - 2]
+            if before.outcome == "pending":  # still running: a hedge, not a retry
+                self.hedges.labels(before.target.backend).inc()
+            else:
+                self.retries.labels(before.target.backend, before.outcome).inc()
+
+    def attempt_finished(self, req: RequestRecord, att: AttemptRecord) -> None:
+        backend = att.target.backend
+        self.attempts.labels(backend, att.target.model, att.outcome).inc()
+        if att.duration_s is not None:
+            self.attempt_duration.labels(backend, att.outcome).observe(att.duration_s)
+        # An error status's body arriving is no first token.
+        if att.ttft_s is not None and (att.status or 200) < 300:
+            self.ttft.labels(backend, att.target.model, _flag(req.stream)).observe(att.ttft_s)
+
+    def request_finished(self, req: RequestRecord) -> None:
+        self.in_flight.labels(req.op).dec()
+        route = req.route or NONE
+        model = req.model if req.route is not None and req.model else UNKNOWN
+        backend = req.backend or NONE
+        status = str(req.status) if req.status is not None else UNKNOWN
+        self.requests.labels(req.op, route, model, backend, status).inc()
+        duration = req.duration_s or 0.0
+        self.duration.labels(req.op, route, model, _flag(req.stream)).observe(duration)
+        self.overhead.labels(req.op).observe(max(0.0, duration - req.upstream_s()))
+        if req.backend is None:
+            return
+        if req.input_tokens:
+            self.tokens.labels(backend, model, "input").inc(req.input_tokens)
+        if req.output_tokens:
+            self.tokens.labels(backend, model, "output").inc(req.output_tokens)
+        if req.cost_usd:
+            self.cost.labels(backend, model).inc(req.cost_usd)
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
