@@ -318,11 +318,13 @@ def _apply_order(ranked: list[Scored], prefs: Preferences) -> list[Scored]:
 
 
 def _explore(ranked: list[Scored]) -> list[Scored]:
-    """Sends a small share of traffic to a backend with no recent data so its numbers stay fresh."""
-    stale = [s for s in ranked[1:] if not s.fresh and s.demoted is None]
-    if not stale or not ranked[0].fresh:
+    """Sends a small share of traffic past the leader so every candidate's numbers stay fresh: a backend
+    with no recent data first, else any other, so one that recovers wins its traffic back."""
+    others = [s for s in ranked[1:] if s.demoted is None]
+    if not others:
         return ranked
-    pick = random.choice(stale)
+    stale = [s for s in others if not s.fresh]
+    pick = random.choice(stale or others)
     return [pick, *(s for s in ranked if s is not pick)]
 
 

@@ -158,6 +158,7 @@ def rank(
             kept.append((t, v))
     if not kept:
         return [], dropped
+    _be_optimistic_about_the_unmeasured(kept)
     w = weights or Weights()
     worst = (
         max(v.cost_usd for _, v in kept),
@@ -171,6 +172,17 @@ def rank(
         key=lambda i: (scored[i].demoted is not None, scored[i].score, getattr(scored[i], tiebreak), i),
     )
     return [scored[i] for i in order], dropped
+
+
+def _be_optimistic_about_the_unmeasured(kept: list[tuple[Target, _View]]) -> None:
+    """A backend with neither a declared speed nor telemetry is predicted just ahead of the best measured
+    one, so it is tried once and then judged on what it does, rather than never tried behind a guess."""
+    known = [v.latency_ms for _, v in kept if v.ttft_ms is not None]
+    if not known or len(known) == len(kept):
+        return
+    for _, v in kept:
+        if v.ttft_ms is None:
+            v.latency_ms = min(known) * 0.99
 
 
 def _scored(t: Target, v: _View, score: float) -> Scored:

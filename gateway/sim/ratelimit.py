@@ -29,13 +29,14 @@ def format_duration(seconds: float) -> str:
 class RollingWindow:
     """Amounts spent in the last `WINDOW_S` seconds against a fixed limit."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, window_s: float = WINDOW_S) -> None:
         self.limit = limit
+        self.window_s = window_s
         self._spent: deque[tuple[float, int]] = deque()
         self._total = 0
 
     def _expire(self, now: float) -> None:
-        while self._spent and now - self._spent[0][0] >= WINDOW_S:
+        while self._spent and now - self._spent[0][0] >= self.window_s:
             self._total -= self._spent.popleft()[1]
 
     def used(self, now: float) -> int:
@@ -62,14 +63,14 @@ class RollingWindow:
         for stamp, spent in self._spent:
             excess -= spent
             if excess <= 0:
-                return max(0.0, stamp + WINDOW_S - now)
-        return WINDOW_S  # larger than the whole limit: it will never fit, so say "a full window"
+                return max(0.0, stamp + self.window_s - now)
+        return self.window_s  # larger than the whole limit: it will never fit, so say "a full window"
 
     def reset_in(self, now: float) -> float:
         # Time until the oldest spend ages out: the moment capacity next grows, which is what a
         # client waiting on an exhausted window needs to know.
         self._expire(now)
-        return max(0.0, self._spent[0][0] + WINDOW_S - now) if self._spent else 0.0
+        return max(0.0, self._spent[0][0] + self.window_s - now) if self._spent else 0.0
 
     def clear(self) -> None:
         self._spent.clear()
@@ -95,9 +96,10 @@ class RateLimiter:
         self.requests = RollingWindow(rpm_limit)
         self.tokens = RollingWindow(tpm_limit)
 
-    def set_limits(self, rpm_limit: int, tpm_limit: int) -> None:
+    def set_limits(self, rpm_limit: int, tpm_limit: int, window_s: float = WINDOW_S) -> None:
         self.requests.limit = rpm_limit
         self.tokens.limit = tpm_limit
+        self.requests.window_s = self.tokens.window_s = window_s
 
     def clear(self) -> None:
         self.requests.clear()

@@ -28,6 +28,7 @@ class Knobs:
     tokens_per_s: float
     rpm_limit: int
     tpm_limit: int
+    rate_window_s: float = 60.0  # the rate limits' rolling window; shorter in tests that watch a reset
     error_rate: float = 0.0
     error_status: int = 503
     rate_limit_rate: float = 0.0
@@ -124,6 +125,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "ttft_ms": _non_negative,
     "tokens_per_s": _positive,
     "rpm_limit": _count,
+    "rate_window_s": _positive,
     "tpm_limit": _count,
     "error_rate": _rate,
     "error_status": _status,
@@ -223,7 +225,7 @@ class SimState:
 
     def update_knobs(self, changes: Mapping[str, Any]) -> None:
         self.knobs.update(changes)
-        self.limiter.set_limits(self.knobs.rpm_limit, self.knobs.tpm_limit)
+        self.limiter.set_limits(self.knobs.rpm_limit, self.knobs.tpm_limit, self.knobs.rate_window_s)
 
     def reset(self) -> None:
         self.knobs = Knobs.from_profile(self.profile)

@@ -113,6 +113,7 @@ class GatewayThread:
     """The real app under uvicorn (uvloop + httptools) in a background thread, on an ephemeral port."""
 
     def __init__(self, policy: dict[str, Any], workdir: Path, **settings: Any) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
         self.policy_path = workdir / "policy.yaml"
         self.write_policy(policy)
         self.settings = Settings(config=self.policy_path, port=0, **settings)

@@ -8,7 +8,8 @@ import pytest
 
 from gateway.policy.model import Objective
 from gateway.providers.base import Target
-from gateway.routing.scoring import Estimate, rank
+from gateway.routing.scoring import Constraints, Estimate, rank
+from gateway.telemetry import Headroom, Stats
 
 BASE = Target(
     backend="",
@@ -69,10 +70,18 @@ def test_ties_keep_policy_order() -> None:
     assert [s.target.backend for s in rank([b, a], "cheapest", EST)[0]] == ["b", "a"]
 
 
-def test_missing_speed_ranks_after_declared() -> None:
+def test_unmeasured_backend_is_tried_once_before_the_known_ones() -> None:
+    # No declared speed and no telemetry: predicted just ahead of the best known, so it gets measured.
     unknown = replace(BASE, backend="unknown", ttft_ms=None, tokens_per_s=None)
-    ranked, _ = rank([unknown, MIDDLE], "fastest", EST)
-    assert [s.target.backend for s in ranked] == ["mid", "unknown"]
+    ranked, _ = rank([MIDDLE, unknown], "fastest", EST)
+    assert [s.target.backend for s in ranked] == ["unknown", "mid"]
+    assert ranked[0].latency_ms < ranked[1].latency_ms
+
+
+def test_all_unmeasured_fall_back_to_priors_and_policy_order() -> None:
+    a = replace(BASE, backend="a", ttft_ms=None, tokens_per_s=None)
+    b = replace(BASE, backend="b", ttft_ms=None, tokens_per_s=None)
+    assert [s.target.backend for s in rank([a, b], "fastest", EST)[0]] == ["a", "b"]
 
 
 def test_context_window_drops_with_reason() -> None:
@@ -98,3 +107,62 @@ def test_predictions() -> None:
     assert s.latency_ms == pytest.approx(200 + 200 / 120 * 1000)
     assert s.cost_usd == pytest.approx((1000 * 0.6 + 200 * 0.8) / 1e6)
     assert s.energy_j == pytest.approx(0.35 * (200 + 100))
+
+
+def stats(**kw: object) -> Stats:
+    base: dict[str, object] = dict(
+        samples=10.0, outcomes={}, failure_rate=0.0, rate_limited_rate=0.0, ttft_s=None, ttft_p50_s=None,
+        ttft_p95_s=None, ttft_samples=0.0, tokens_per_s=None, latency_s=None, in_flight=0, local_in_flight=0,
+        concurrency_limit=None, headroom=None, headroom_at=None, retry_at=None,
+    )  # fmt: skip
+    base.update(kw)
+    return Stats(**base)  # type: ignore[arg-type]
+
+
+def test_live_ttft_replaces_declared_priors() -> None:
+    # FAST_PRICEY declares 50 ms but measures 2 s; MIDDLE declares 200 ms and has no data.
+    live = {("fast", "m"): stats(ttft_p50_s=2.0, ttft_samples=5.0, tokens_per_s=500.0)}
+    ranked, _ = rank([FAST_PRICEY, MIDDLE], "fastest", EST, telemetry=live)
+    assert [s.target.backend for s in ranked] == ["mid", "fast"]
+    assert ranked[1].fresh and ranked[1].ttft_ms == 2000.0
+
+
+def test_thin_telemetry_is_ignored() -> None:
+    live = {("fast", "m"): stats(samples=0.1, ttft_p50_s=2.0, ttft_samples=0.1)}
+    ranked, _ = rank([FAST_PRICEY, MIDDLE], "fastest", EST, telemetry=live)
+    assert ranked[0].target.backend == "fast" and not ranked[0].fresh
+
+
+def test_exhausted_headroom_drops_and_low_headroom_demotes() -> None:
+    now = 1000.0
+    empty = Headroom(requests_remaining=0, requests_limit=100, requests_reset_s=30.0)
+    low = Headroom(requests_remaining=5, requests_limit=100, requests_reset_s=30.0)
+    live = {
+        ("cheap", "m"): stats(headroom=empty, headroom_at=now),
+        ("mid", "m"): stats(headroom=low, headroom_at=now),
+    }
+    ranked, dropped = rank([CHEAP_SLOW, MIDDLE, FAST_PRICEY], "cheapest", EST, telemetry=live, now=now)
+    assert [d.backend for d in dropped] == ["cheap"] and "rate limit" in dropped[0].reason
+    assert [s.target.backend for s in ranked] == ["fast", "mid"]  # mid is cheaper but nearly out
+    assert ranked[1].demoted is not None
+    # After the reset the projection refills it.
+    ranked, dropped = rank([CHEAP_SLOW, MIDDLE], "cheapest", EST, telemetry=live, now=now + 31)
+    assert dropped == [] and ranked[0].target.backend == "cheap"
+
+
+def test_failures_weigh_on_the_score() -> None:
+    a = replace(MIDDLE, backend="a")
+    b = replace(MIDDLE, backend="b", input_price=0.65)  # slightly pricier, but healthy
+    live = {("a", "m"): stats(failure_rate=0.5)}
+    ranked, _ = rank([a, b], "cheapest", EST, telemetry=live)
+    assert [s.target.backend for s in ranked] == ["b", "a"]
+
+
+def test_constraints_drop_with_reasons() -> None:
+    c = Constraints(max_ttft_ms=150, hardware_deny=frozenset({"groq-lpu"}), max_input_price=0.5)
+    ranked, dropped = rank([FAST_PRICEY, CHEAP_SLOW, MIDDLE], "cheapest", EST, constraints=c)
+    reasons = {d.backend: d.reason for d in dropped}
+    assert ranked == []
+    assert (
+        "denied" in reasons["fast"] and "max_ttft_ms" in reasons["cheap"] and "input price" in reasons["mid"]
+    )
