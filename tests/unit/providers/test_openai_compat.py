@@ -8,23 +8,16 @@ from time import time
 import orjson
 import pytest
 
-from gateway.providers.base import Target
 from gateway.providers.openai_compat import OpenAICompatAdapter, retry_after
+from tests.unit.targets import target
 
-T = Target(
-    backend="b",
-    provider="openai",
+T = target(
     base_url="http://up/v1",
     model="logical",
     model_id="prov-id",
     api_key="sk-secret",
     headers={"x-extra": "1"},
-    hardware=None,
-    input_price=1,
     output_price=2,
-    context_window=None,
-    ttft_ms=None,
-    tokens_per_s=None,
 )
 A = OpenAICompatAdapter()
 

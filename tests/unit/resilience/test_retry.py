@@ -10,22 +10,9 @@ import pytest
 from gateway.errors import AllBackendsFailed, ContextLengthExceeded, RateLimited, UpstreamRejected
 from gateway.providers.base import ProviderError, Target
 from gateway.resilience.retry import AttemptLog, RetryPolicy, attempt
+from tests.unit.targets import target
 
-BASE = Target(
-    backend="",
-    provider="openai",
-    base_url="http://x",
-    model="m",
-    model_id="m",
-    api_key=None,
-    headers={},
-    hardware=None,
-    input_price=1,
-    output_price=1,
-    context_window=None,
-    ttft_ms=None,
-    tokens_per_s=None,
-)
+BASE = target(backend="")
 A, B, C = (replace(BASE, backend=n) for n in "abc")
 
 

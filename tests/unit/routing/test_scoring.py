@@ -7,25 +7,11 @@ from dataclasses import replace
 import pytest
 
 from gateway.policy.model import Objective
-from gateway.providers.base import Target
 from gateway.routing.scoring import Constraints, Estimate, rank
 from gateway.telemetry import Headroom, Stats
+from tests.unit.targets import target
 
-BASE = Target(
-    backend="",
-    provider="openai",
-    base_url="http://x",
-    model="m",
-    model_id="m",
-    api_key=None,
-    headers={},
-    hardware=None,
-    input_price=1.0,
-    output_price=1.0,
-    context_window=None,
-    ttft_ms=100,
-    tokens_per_s=100,
-)
+BASE = target(backend="", ttft_ms=100, tokens_per_s=100)
 CHEAP_SLOW = replace(
     BASE,
     backend="cheap",

@@ -5,25 +5,13 @@ from __future__ import annotations
 import pytest
 
 from gateway.events import AttemptRecord, Observers, RequestRecord
-from gateway.providers.base import Target
 from gateway.telemetry import MemoryStore, Sample, TelemetryRecorder
 from gateway.telemetry.headroom import Headroom
 from gateway.telemetry.store import Key
+from tests.unit.targets import target
 
-TARGET = Target(
-    backend="groq",
-    provider="openai",
-    base_url="http://x",
-    model="llama",
-    model_id="llama-3.3-70b-versatile",
-    api_key=None,
-    headers={},
-    hardware=None,
-    input_price=0.0,
-    output_price=0.0,
-    context_window=None,
-    ttft_ms=None,
-    tokens_per_s=None,
+TARGET = target(
+    backend="groq", model="llama", model_id="llama-3.3-70b-versatile", input_price=0.0, output_price=0.0
 )
 KEY = ("groq", "llama-3.3-70b-versatile")
 

@@ -1,0 +1,27 @@
+"""A Target with neutral defaults, for unit tests of routing, retries, adapters and telemetry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.providers.base import Target
+
+DEFAULTS: dict[str, Any] = {
+    "backend": "b",
+    "provider": "openai",
+    "base_url": "http://x",
+    "model": "m",
+    "model_id": "m",
+    "api_key": None,
+    "headers": {},
+    "hardware": None,
+    "input_price": 1.0,
+    "output_price": 1.0,
+    "context_window": None,
+    "ttft_ms": None,
+    "tokens_per_s": None,
+}
+
+
+def target(**overrides: Any) -> Target:
+    return Target(**{**DEFAULTS, **overrides})
