@@ -25,6 +25,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from gateway import __version__
 from gateway.events import AttemptRecord, RequestRecord
 from gateway.providers.base import Target
+from gateway.providers.registry import semconv_provider_name
 from gateway.redact import scrub
 from gateway.routing.scoring import Dropped, Scored
 from gateway.settings import Settings
@@ -35,8 +36,6 @@ OPERATION_NAMES: dict[str, str] = {
     "completions": "text_completion",
     "embeddings": "embeddings",
 }
-# gen_ai.provider.name where the semantic conventions spell an adapter kind differently.
-_PROVIDER_NAMES: dict[str, str] = {"bedrock": "aws.bedrock", "vertex": "gcp.vertex_ai"}
 
 TRACE_ID_KEY = "trace_id"  # req.context key the access log reads
 _SPAN = "otel.span"
@@ -232,7 +231,7 @@ class Tracing:
 def _target_attributes(t: Target) -> dict[str, Any]:
     url = urlsplit(t.base_url)  # only host and port: a URL's path or query may carry a key
     attrs: dict[str, Any] = {
-        "gen_ai.provider.name": _PROVIDER_NAMES.get(t.provider, t.provider),
+        "gen_ai.provider.name": semconv_provider_name(t.provider),
         "routeway.backend": t.backend,
         "routeway.model": t.model,
     }
@@ -294,7 +293,7 @@ def _request_attributes(req: RequestRecord) -> dict[str, Any]:
     if served is not None:
         t = served.target
         attrs["gen_ai.response.model"] = t.model_id
-        attrs["gen_ai.provider.name"] = _PROVIDER_NAMES.get(t.provider, t.provider)
+        attrs["gen_ai.provider.name"] = semconv_provider_name(t.provider)
         if t.hardware:
             attrs["routeway.hardware"] = t.hardware
     return attrs

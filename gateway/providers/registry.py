@@ -11,6 +11,14 @@ _ADAPTERS: dict[str, Adapter] = {
 }
 
 
+# gen_ai.provider.name (OpenTelemetry GenAI conventions) where it spells an adapter kind differently.
+_SEMCONV_NAMES: dict[str, str] = {"bedrock": "aws.bedrock", "vertex": "gcp.vertex_ai"}
+
+
+def semconv_provider_name(kind: str) -> str:
+    return _SEMCONV_NAMES.get(kind, kind)
+
+
 def known_kinds() -> list[str]:
     return sorted(_ADAPTERS)
 
