@@ -55,7 +55,8 @@ def explain(gw: GatewayThread, headers: dict[str, str] | None = None) -> dict[st
 def test_fastest_follows_measured_speed_both_ways(sims: SimThread, tmp_path: Path) -> None:
     sims.control("fast", ttft_ms=5)
     sims.control("cheap", ttft_ms=40)
-    with GatewayThread(live_policy(sims), tmp_path, reload_policies=False, telemetry_half_life_s=1.0) as gw:
+    policy = live_policy(sims, explore=0.05)
+    with GatewayThread(policy, tmp_path, reload_policies=False, telemetry_half_life_s=1.0) as gw:
         client = gw.client()
         first = Counter(backend_of(client, FASTEST) for _ in range(100))
         assert first["fast"] >= 90, first
