@@ -82,13 +82,15 @@ def observe(t: Target, st: Stats | None, est: Estimate, now: float) -> _View:
     ttft, tps = t.ttft_ms, t.tokens_per_s
     observed_latency: float | None = None
     fresh = st is not None and st.samples >= FRESH_SAMPLES
-    if st is not None and fresh:
-        if st.ttft_samples >= FRESH_SAMPLES and st.ttft_p50_s is not None:
-            ttft = st.ttft_p50_s * 1000
-            tps = st.tokens_per_s or tps
-        elif st.latency_s is not None:
-            observed_latency = st.latency_s * 1000  # non-streaming only: an upper bound of TTFT
-            ttft = observed_latency
+    # Measurements beat declared priors even once old: decay shrinks their weight, not their value, and
+    # falling back to a prior would send a herd to a backend just dropped for being slow. Freshness only
+    # decides exploration, which is what renews old numbers.
+    if st is not None and st.ttft_p50_s is not None and st.ttft_samples > 0:
+        ttft = st.ttft_p50_s * 1000
+        tps = st.tokens_per_s or tps
+    elif st is not None and st.latency_s is not None:
+        observed_latency = st.latency_s * 1000  # non-streaming only: an upper bound of TTFT
+        ttft = observed_latency
     eff_ttft = ttft if ttft is not None else DEFAULT_TTFT_MS
     eff_tps = tps if tps is not None else DEFAULT_TOKENS_PER_S
     latency = observed_latency or eff_ttft + est.output_tokens / eff_tps * 1000.0

@@ -113,10 +113,12 @@ def test_live_ttft_replaces_declared_priors() -> None:
     assert ranked[1].fresh and ranked[1].ttft_ms == 2000.0
 
 
-def test_thin_telemetry_is_ignored() -> None:
+def test_old_telemetry_still_beats_declared_priors() -> None:
+    # Decayed to almost nothing, the measurement still says 2 s: it is not replaced by the declared 50 ms.
     live = {("fast", "m"): stats(samples=0.1, ttft_p50_s=2.0, ttft_samples=0.1)}
     ranked, _ = rank([FAST_PRICEY, MIDDLE], "fastest", EST, telemetry=live)
-    assert ranked[0].target.backend == "fast" and not ranked[0].fresh
+    assert [s.target.backend for s in ranked] == ["mid", "fast"]
+    assert not ranked[1].fresh  # stale: a candidate for exploration
 
 
 def test_exhausted_headroom_drops_and_low_headroom_demotes() -> None:
