@@ -105,7 +105,7 @@ def explain(
         body["max_tokens"] = max_tokens
     try:
         prefs = take_preferences(body, {"x-routeway-objective": objective} if objective else {})
-        plan = Router(Transport()).plan(catalog, "chat", body, prefs)
+        plan = Router(Transport()).plan(catalog, "chat", body, prefs, probe=False)
     except GatewayError as err:
         typer.echo(f"error: {err.message}", err=True)
         raise typer.Exit(1) from None

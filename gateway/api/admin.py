@@ -55,7 +55,7 @@ async def explain(request: Request) -> Response:
     authenticate(rt, request)
     body = parse_body(await request.body())
     validate_chat(body)
-    plan = rt.router.plan(rt.catalog, "chat", body, take_preferences(body, request.headers))
+    plan = rt.router.plan(rt.catalog, "chat", body, take_preferences(body, request.headers), probe=False)
     return Response(orjson.dumps(explain_plan(plan)), media_type=JSON)
 
 

@@ -80,7 +80,9 @@ class Route(_Strict):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     hedge: Hedge = Field(default_factory=Hedge)
     weights: Weights = Field(default_factory=Weights)
-    explore: float = Field(default=0.05, ge=0, le=1, description="share of requests that try a stale backend")
+    probe_interval_s: float = Field(
+        default=10.0, ge=0, description="a backend not tried for this long gets one request (0: never)"
+    )
     # Hard constraints: a candidate that breaks one is dropped, with the reason in explain.
     max_ttft_ms: float | None = Field(default=None, gt=0)
     min_tokens_per_s: float | None = Field(default=None, gt=0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from gateway.resilience.health import Health
 from gateway.resilience.retry import AttemptLog, RetryPolicy, attempt
 from gateway.routing.candidates import Catalog
 from gateway.routing.preferences import Preferences, constraints_for
+from gateway.routing.probes import Watch
 from gateway.routing.scoring import Dropped, Estimate, Scored, rank
 from gateway.streaming import DONE, SSEDecoder
 from gateway.telemetry import TelemetryStore
@@ -96,6 +96,7 @@ class Router:
         self.observers = observers or Observers()
         self.health = health
         self.store = store
+        self.watch = Watch()
 
     def plan(
         self,
@@ -104,7 +105,10 @@ class Router:
         body: dict[str, Any],
         prefs: Preferences | None = None,
         req: RequestRecord | None = None,
+        *,
+        probe: bool = True,
     ) -> Plan:
+        """The route and its candidates, best first. `probe=False` (explain) changes no state."""
         route, targets = catalog.resolve(body["model"])
         prefs = prefs or Preferences()
         chosen: Objective = prefs.objective or route.objective  # type: ignore[assignment]
@@ -120,15 +124,31 @@ class Router:
             constraints=constraints_for(route, prefs),
             weights=route.weights,
             now=time.time(),
+            waiting_ms=self.watch.waiting_ms(),
         )
+        if not ranked:
+            # Every backend breaks a speed constraint by what was measured: the least slow still serves.
+            ranked = sorted((d.probe for d in dropped if d.probe is not None), key=lambda p: p.latency_ms)
         if not ranked:
             raise _nothing_eligible(est, dropped)
         if self.health is not None:
             ranked = self._healthy(ranked, dropped)
-        ranked = _apply_order(ranked, prefs) if prefs.order or not prefs.allow_fallbacks else ranked
-        if not prefs.order and route.explore > 0 and random.random() < route.explore:
-            ranked = _explore(ranked)
+        if prefs.order or not prefs.allow_fallbacks:
+            ranked = _apply_order(ranked, prefs)
+        elif probe:
+            ranked = self._probe(ranked, dropped, route.probe_interval_s)
         return Plan(op, route, chosen, est, ranked, dropped, catalog.adapters)
+
+    def _probe(self, ranked: list[Scored], dropped: list[Dropped], interval_s: float) -> list[Scored]:
+        """One request per interval to a backend not tried lately (one dropped for its measured speed
+        included), so its numbers stay true and a backend that recovers wins its traffic back."""
+        others = [s for s in ranked[1:] if s.demoted is None]
+        others += [d.probe for d in dropped if d.probe is not None and self._can_take(d.probe.target)]
+        pick = self.watch.pick_probe([s.target for s in others], interval_s)
+        if pick is None:
+            return ranked
+        chosen = next(s for s in others if s.target is pick)
+        return [chosen, *(s for s in ranked if s is not chosen)]
 
     def _healthy(self, ranked: list[Scored], dropped: list[Dropped]) -> list[Scored]:
         """Drops backends that are cooling down or whose circuit is open; fails fast when none is left."""
@@ -191,10 +211,16 @@ class Router:
     def _begin(self, req: RequestRecord, target: Target, headers: dict[str, str]) -> AttemptRecord:
         att = AttemptRecord(target, len(req.attempts) + 1)
         req.attempts.append(att)
+        self.watch.started(target, id(att))
         self.observers.attempt_started(req, att, headers)
         return att
 
+    def _answered(self, att: AttemptRecord) -> None:
+        att.ttft_s = time.monotonic() - att.started
+        self.watch.answered(att.target, id(att))
+
     def _failed(self, req: RequestRecord, att: AttemptRecord, exc: BaseException) -> None:
+        self.watch.answered(att.target, id(att))
         if isinstance(exc, ProviderError):
             att.outcome, att.error, att.retry_after = exc.kind, exc.message, exc.retry_after
             att.status = exc.status or att.status
@@ -215,7 +241,7 @@ class Router:
                 reply = await self._transport.send(upstream, deadlines)
                 att.status, att.headers = reply.status, reply.headers
                 data = await reply.read()
-                att.ttft_s = time.monotonic() - att.started
+                self._answered(att)
                 if reply.status >= 300:
                     raise adapter.parse_error(reply.status, reply.headers, data, target)
                 parsed = adapter.parse_response(plan.op, data, target)
@@ -258,7 +284,7 @@ class Router:
             except BaseException as exc:
                 self._failed(req, att, exc)
                 raise
-            att.ttft_s = time.monotonic() - att.started
+            self._answered(att)
             return opened
 
         opened, _ = await self._attempt(plan, send, log)
@@ -315,17 +341,6 @@ def _apply_order(ranked: list[Scored], prefs: Preferences) -> list[Scored]:
     if not ordered:
         raise ServiceUnavailable("None of the backends in provider.order can take the request")
     return ordered
-
-
-def _explore(ranked: list[Scored]) -> list[Scored]:
-    """Sends a small share of traffic past the leader so every candidate's numbers stay fresh: a backend
-    with no recent data first, else any other, so one that recovers wins its traffic back."""
-    others = [s for s in ranked[1:] if s.demoted is None]
-    if not others:
-        return ranked
-    stale = [s for s in others if not s.fresh]
-    pick = random.choice(stale or others)
-    return [pick, *(s for s in ranked if s is not pick)]
 
 
 def hedge_delay(after_ms: float | None, target: Target) -> float | None:

@@ -60,6 +60,7 @@ class Scored:
 class Dropped:
     backend: str
     reason: str
+    probe: Scored | None = None  # dropped on measured speed only: may still get a bounded probe
 
 
 @dataclass(slots=True)
@@ -78,7 +79,7 @@ class _View:
     notes: list[str] = field(default_factory=list)
 
 
-def observe(t: Target, st: Stats | None, est: Estimate, now: float) -> _View:
+def observe(t: Target, st: Stats | None, est: Estimate, now: float, waiting_ms: float = 0.0) -> _View:
     ttft, tps = t.ttft_ms, t.tokens_per_s
     observed_latency: float | None = None
     fresh = st is not None and st.samples >= FRESH_SAMPLES
@@ -91,6 +92,10 @@ def observe(t: Target, st: Stats | None, est: Estimate, now: float) -> _View:
     elif st is not None and st.latency_s is not None:
         observed_latency = st.latency_s * 1000  # non-streaming only: an upper bound of TTFT
         ttft = observed_latency
+    if waiting_ms > (ttft or 0.0):
+        # An attempt has waited this long already: the backend is at least this slow right now.
+        observed_latency = None
+        ttft = waiting_ms
     eff_ttft = ttft if ttft is not None else DEFAULT_TTFT_MS
     eff_tps = tps if tps is not None else DEFAULT_TOKENS_PER_S
     latency = observed_latency or eff_ttft + est.output_tokens / eff_tps * 1000.0
@@ -127,6 +132,11 @@ def violation(t: Target, v: _View, c: Constraints, est: Estimate) -> str | None:
         return f"input price {t.input_price:g} > max {c.max_input_price:g}"
     if c.max_output_price is not None and t.output_price > c.max_output_price:
         return f"output price {t.output_price:g} > max {c.max_output_price:g}"
+    return None
+
+
+def too_slow(v: _View, c: Constraints) -> str | None:
+    """A speed constraint broken by what was measured (or declared): may change, so worth a probe."""
     if c.max_ttft_ms is not None and v.ttft_ms is not None and v.ttft_ms > c.max_ttft_ms:
         return f"TTFT {v.ttft_ms:.0f} ms > max_ttft_ms {c.max_ttft_ms:g}"
     if c.min_tokens_per_s is not None and v.tokens_per_s is not None and v.tokens_per_s < c.min_tokens_per_s:
@@ -143,18 +153,23 @@ def rank(
     constraints: Constraints | None = None,
     weights: Weights | None = None,
     now: float = 0.0,
+    waiting_ms: Mapping[tuple[str, str], float] | None = None,
 ) -> tuple[list[Scored], list[Dropped]]:
     """Best first: healthy before demoted, then by score, ties in policy order."""
     c = constraints or Constraints()
     kept: list[tuple[Target, _View]] = []
     dropped: list[Dropped] = []
     for t in targets:
-        st = telemetry.get((t.backend, t.model_id)) if telemetry else None
-        v = observe(t, st, est, now)
+        key = (t.backend, t.model_id)
+        st = telemetry.get(key) if telemetry else None
+        v = observe(t, st, est, now, waiting_ms.get(key, 0.0) if waiting_ms else 0.0)
         reason = violation(t, v, c, est)
         if reason is None and st is not None and st.saturated(now):
             reason = "rate limit exhausted until its reset (x-ratelimit / retry-after / learned limit)"
-        if reason is not None:
+        slow = too_slow(v, c) if reason is None else None
+        if slow is not None:
+            dropped.append(Dropped(t.backend, slow, _scored(t, v, float("inf"))))
+        elif reason is not None:
             dropped.append(Dropped(t.backend, reason))
         else:
             kept.append((t, v))

@@ -104,7 +104,7 @@ def default_policy(sims: SimThread) -> dict[str, Any]:
                 "match": {"model": "*"},
                 "objective": "cheapest",
                 "timeouts": {"first_token_s": 2, "idle_s": 2, "total_s": 10, "connect_s": 1},
-                "explore": 0,  # deterministic routing; tests of exploration turn it on themselves
+                "probe_interval_s": 0,  # deterministic routing; tests of probing turn it on themselves
             }
         ],
     }

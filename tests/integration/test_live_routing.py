@@ -55,7 +55,7 @@ def explain(gw: GatewayThread, headers: dict[str, str] | None = None) -> dict[st
 def test_fastest_follows_measured_speed_both_ways(sims: SimThread, tmp_path: Path) -> None:
     sims.control("fast", ttft_ms=5)
     sims.control("cheap", ttft_ms=40)
-    policy = live_policy(sims, explore=0.05)
+    policy = live_policy(sims, probe_interval_s=0.3)
     with GatewayThread(policy, tmp_path, reload_policies=False, telemetry_half_life_s=1.0) as gw:
         client = gw.client()
         first = Counter(backend_of(client, FASTEST) for _ in range(100))
@@ -75,7 +75,9 @@ def test_fastest_follows_measured_speed_both_ways(sims: SimThread, tmp_path: Pat
 
 def test_cheapest_that_meets_max_ttft(sims: SimThread, tmp_path: Path) -> None:
     sims.control("cheap", ttft_ms=150)
-    with GatewayThread(live_policy(sims, max_ttft_ms=60, explore=0), tmp_path, reload_policies=False) as gw:
+    with GatewayThread(
+        live_policy(sims, max_ttft_ms=60, probe_interval_s=0), tmp_path, reload_policies=False
+    ) as gw:
         client = gw.client()
         seen = [backend_of(client) for _ in range(10)]
         assert seen[0] == "cheap"  # nothing measured yet: the cheapest is tried
@@ -86,7 +88,7 @@ def test_cheapest_that_meets_max_ttft(sims: SimThread, tmp_path: Path) -> None:
 
 def test_exhausted_headroom_stops_traffic_before_a_429(sims: SimThread, tmp_path: Path) -> None:
     sims.control("cheap", rpm_limit=5, rate_window_s=2)
-    with GatewayThread(live_policy(sims, explore=0), tmp_path, reload_policies=False) as gw:
+    with GatewayThread(live_policy(sims, probe_interval_s=0), tmp_path, reload_policies=False) as gw:
         client = gw.client()
         seen = [backend_of(client) for _ in range(12)]
         assert seen[:5] == ["cheap"] * 5 and set(seen[5:]) == {"fast"}, seen
@@ -97,7 +99,7 @@ def test_exhausted_headroom_stops_traffic_before_a_429(sims: SimThread, tmp_path
 
 
 def test_openrouter_provider_preferences(sims: SimThread, tmp_path: Path) -> None:
-    with GatewayThread(live_policy(sims, explore=0), tmp_path, reload_policies=False) as gw:
+    with GatewayThread(live_policy(sims, probe_interval_s=0), tmp_path, reload_policies=False) as gw:
         client = gw.client()
         assert backend_of(client) == "cheap"
         assert backend_of(client, extra_body={"provider": {"only": ["fast"]}}) == "fast"
@@ -173,7 +175,7 @@ def test_two_replicas_share_telemetry_and_survive_redis_outage(
     sims: SimThread, tmp_path: Path, own_redis: tuple[str, Any, Any]
 ) -> None:
     url, start_redis, stop_redis = own_redis
-    policy = live_policy(sims, explore=0)
+    policy = live_policy(sims, probe_interval_s=0)
     sims.control("fast", ttft_ms=5)
     sims.control("cheap", ttft_ms=80)
     with (
@@ -201,7 +203,7 @@ def test_two_replicas_share_telemetry_and_survive_redis_outage(
 def test_breaker_opened_on_one_replica_is_seen_by_the_other(
     sims: SimThread, tmp_path: Path, redis_url: str
 ) -> None:
-    policy = live_policy(sims, explore=0)
+    policy = live_policy(sims, probe_interval_s=0)
     policy["resilience"] = {"breaker": {"cooldown_s": 30}}
     sims.control("cheap", error_rate=1.0)
     with (

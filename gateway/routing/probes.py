@@ -1,0 +1,54 @@
+"""What the router knows between samples: attempts still waiting for a first token, and when each backend
+was last tried, so every backend gets one probe per interval instead of a share of all traffic."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from gateway.providers.base import Target
+
+Key = tuple[str, str]
+
+
+def key_of(target: Target) -> Key:
+    return target.backend, target.model_id
+
+
+class Watch:
+    """Per-process and cheap: dict operations per attempt, nothing shared (yet) through the store."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last_tried: dict[Key, float] = {}
+        self._waiting: dict[Key, dict[int, float]] = {}  # insertion order: the first entry is the oldest
+
+    def started(self, target: Target, token: int) -> None:
+        now = self._clock()
+        key = key_of(target)
+        self._last_tried[key] = now
+        self._waiting.setdefault(key, {})[token] = now
+
+    def answered(self, target: Target, token: int) -> None:
+        """The first token arrived, or the attempt ended without one: it no longer counts as waiting."""
+        waiting = self._waiting.get(key_of(target))
+        if waiting is not None:
+            waiting.pop(token, None)
+
+    def waiting_ms(self) -> dict[Key, float]:
+        """Age of the oldest attempt still waiting for its first token, per backend with one."""
+        now = self._clock()
+        return {k: (now - next(iter(w.values()))) * 1000 for k, w in self._waiting.items() if w}
+
+    def pick_probe(self, candidates: Sequence[Target], interval_s: float) -> Target | None:
+        """The candidate tried least recently, if that was at least `interval_s` ago (never: right away)."""
+        if interval_s <= 0:
+            return None
+        now = self._clock()
+        due = [(self._last_tried.get(key_of(t), float("-inf")), i) for i, t in enumerate(candidates)]
+        due = [(last, i) for last, i in due if now - last >= interval_s]
+        if not due:
+            return None
+        pick = candidates[min(due)[1]]
+        self._last_tried[key_of(pick)] = now  # claimed now, so concurrent requests do not all probe it
+        return pick

@@ -1,0 +1,60 @@
+"""Attempts waiting for a first token, and bounded per-backend probing (injected clock, no sleeping)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.routing.probes import Watch
+from gateway.routing.scoring import Constraints, Estimate, rank
+from tests.unit.targets import target
+
+A, B, C = (target(backend=n, ttft_ms=100, tokens_per_s=100) for n in "abc")
+EST = Estimate(input_tokens=100, output_tokens=10)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 50.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_oldest_waiting_attempt_is_reported_until_answered() -> None:
+    clock = Clock()
+    w = Watch(clock)
+    w.started(A, 1)
+    clock.t += 0.2
+    w.started(A, 2)
+    clock.t += 0.3
+    assert w.waiting_ms() == {("a", "m"): pytest.approx(500.0)}
+    w.answered(A, 1)
+    assert w.waiting_ms() == {("a", "m"): pytest.approx(300.0)}
+    w.answered(A, 2)
+    assert w.waiting_ms() == {}
+
+
+def test_probe_goes_to_the_least_recently_tried_once_per_interval() -> None:
+    clock = Clock()
+    w = Watch(clock)
+    assert w.pick_probe([B, C], 10) is B  # never tried: due at once
+    assert w.pick_probe([B, C], 10) is C
+    assert w.pick_probe([B, C], 10) is None  # both claimed
+    clock.t += 10
+    w.started(C, 7)
+    assert w.pick_probe([B, C], 10) is B
+    assert w.pick_probe([B, C], 0) is None  # 0 turns probing off
+
+
+def test_waiting_attempt_makes_a_backend_slow_now_and_probeable() -> None:
+    c = Constraints(max_ttft_ms=400)
+    ranked, dropped = rank([A, B], "cheapest", EST, constraints=c, waiting_ms={("a", "m"): 900.0})
+    assert [s.target.backend for s in ranked] == ["b"]
+    assert dropped[0].backend == "a" and "900 ms" in dropped[0].reason
+    assert dropped[0].probe is not None and dropped[0].probe.target is A
+
+
+def test_static_constraints_are_not_probeable() -> None:
+    c = Constraints(hardware_deny=frozenset({"x"}))
+    _, dropped = rank([target(backend="a", hardware="x")], "cheapest", EST, constraints=c)
+    assert dropped[0].probe is None
