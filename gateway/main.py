@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -41,6 +42,10 @@ def create_app(settings: Settings | None = None, loaded: LoadedPolicy | None = N
         log.info(
             "routeway ready", extra={"policy": loaded.fingerprint, "backends": len(loaded.policy.backends)}
         )
+        # ~100k long-lived objects exist after start-up (FastAPI, pydantic, OTel): moved out of the
+        # collector's reach, full collections no longer pause for tens of ms (bench: p99 ~20x lower).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

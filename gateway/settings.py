@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     telemetry_redis_prefix: str = "routeway:telemetry:v1"
     redis_timeout_ms: int = Field(default=50, gt=0)
     # Upstream connection pool, shared by every backend.
-    upstream_pool_size: int = 512
+    upstream_pool_size: int = 4096  # a cap queues requests silently: keep it above the expected streams
     upstream_pool_per_host: int = 0
     # Prometheus text at GET /metrics.
     metrics: bool = True
