@@ -23,8 +23,8 @@ run: install
 	$(BIN)/routeway demo
 
 lint: install
-	$(BIN)/ruff check gateway tests
-	$(BIN)/ruff format --check gateway tests
+	$(BIN)/ruff check gateway tests bench
+	$(BIN)/ruff format --check gateway tests bench
 	$(BIN)/mypy
 
 test: install redis-server lint

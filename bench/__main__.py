@@ -35,13 +35,18 @@ def plot(results_path: str, bench_venv: venvs.Venv) -> str | None:
 
 def main() -> None:
     opts = options.parse()
-    print(f"Routeway benchmark, {opts.describe()}", flush=True)
-    run = Run(opts, command(opts))
-    results = run.execute()
-    results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     results_path = options.RESULTS_DIR / "results.json"
-    results_path.write_text(json.dumps(results, indent=1))
-    png = plot(str(results_path), run.bench_venv) if results["sweep"] else None
+    if opts.report_only:
+        results = json.loads(results_path.read_text())
+        bench_venv = venvs.bench_venv(install=False)
+    else:
+        print(f"Routeway benchmark, {opts.describe()}", flush=True)
+        run = Run(opts, command(opts))
+        results = run.execute()
+        results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        results_path.write_text(json.dumps(results, indent=1))
+        bench_venv = run.bench_venv
+    png = plot(str(results_path), bench_venv) if results["sweep"] else None
     section = report.markdown(results, png)
     print("\n" + section, flush=True)
     report.write_doc(options.DOC_PATH, section, TEMPLATE)

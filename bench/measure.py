@@ -18,16 +18,25 @@ def body_file(directory: Path, name: str, body: bytes) -> Path:
     return path
 
 
-def throughput(url: str, opts: Options, directory: Path) -> dict[str, dict[str, Any]]:
+def measured_wrk(url: str, pid: int, connections: int, duration_s: float, directory: Path) -> dict[str, Any]:
+    """One wrk run plus the server's CPU time per request over it (all its threads and workers)."""
+    cpu_before = procs.cpu_s(pid)
+    result = asdict(wrk.run(url, payloads.CHAT_BODY, connections, duration_s, directory))
+    cpu = procs.cpu_s(pid) - cpu_before
+    result["cpu_s"] = round(cpu, 2)
+    result["cpu_us_per_req"] = round(cpu / result["requests"] * 1e6, 1) if result["requests"] else None
+    return result
+
+
+def throughput(url: str, pid: int, opts: Options, directory: Path) -> dict[str, dict[str, Any]]:
     """wrk at each concurrency after a short warm-up; keys are the concurrency as text (JSON keys)."""
     wrk.run(url, payloads.CHAT_BODY, opts.concurrency[0], opts.warmup_s, directory)
     out: dict[str, dict[str, Any]] = {}
     for c in opts.concurrency:
-        result = wrk.run(url, payloads.CHAT_BODY, c, opts.duration_s, directory)
-        out[str(c)] = asdict(result)
+        r = out[str(c)] = measured_wrk(url, pid, c, opts.duration_s, directory)
         print(
-            f"    wrk c={c:<4} {result.rps:>9,.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
-            f"p99 {result.p99_ms:8.2f} ms  errors {result.errors}",
+            f"    wrk c={c:<4} {r['rps']:>9,.0f} req/s  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:8.2f} ms"
+            f"  errors {r['errors']}  server CPU {r['cpu_us_per_req']} us/req",
             flush=True,
         )
     return out
@@ -54,10 +63,10 @@ def open_loop(
     return result
 
 
-def fixed_rate(port: int, body: Path, opts: Options, label: str) -> dict[str, Any]:
-    result = open_loop(port, body, opts.fixed_rate, opts.fixed_duration_s)
+def fixed_rate(port: int, body: Path, rate: float, opts: Options, label: str) -> dict[str, Any]:
+    result = open_loop(port, body, rate, opts.fixed_duration_s)
     print(
-        f"    {label} at {opts.fixed_rate:g} req/s: p50 {result['p50_ms']:.3f} ms  p99 "
+        f"    {label} at {rate:g} req/s: p50 {result['p50_ms']:.3f} ms  p99 "
         f"{result['p99_ms']:.3f} ms  TTFB p50 {result['ttfb_p50_ms']:.3f} ms  errors {result['errors']}"
         f"  (generator lag p99 {result['send_lag_p99_ms']:.2f} ms)",
         flush=True,

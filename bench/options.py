@@ -21,7 +21,7 @@ class Options:
     warmup_s: float = 2.0
     concurrency: tuple[int, ...] = (32, 128)
     fixed_rate: float = 200.0  # open-loop rate for added latency and streaming TTFB
-    fixed_duration_s: float = 10.0
+    fixed_duration_s: float = 20.0  # p99 needs samples: 4,000 requests at 200 req/s
     sweep_rates: tuple[float, ...] = (100, 200, 400, 800, 1200, 1600, 2000, 2500, 3000, 4000)
     sweep_step_s: float = 4.0
     streams: int = 1000
@@ -30,6 +30,7 @@ class Options:
     litellm: bool = True
     install: bool = True  # create the bench / LiteLLM venvs when missing
     only: tuple[str, ...] = field(default_factory=tuple)  # run only these targets (debugging)
+    report_only: bool = False  # re-render docs and plot from the last results.json
 
     def describe(self) -> str:
         mode = "quick" if self.quick else "full"
@@ -58,13 +59,16 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM (BENCH_NO_LITELLM=1)")
     parser.add_argument("--no-install", action="store_true", help="never run pip; skip what is missing")
     parser.add_argument("--only", default="", help="comma-separated target names to run (debugging)")
+    parser.add_argument(
+        "--report-only", action="store_true", help="re-render from bench/results/results.json"
+    )
     args = parser.parse_args(argv)
 
     quick = args.quick or os.environ.get("BENCH_QUICK", os.environ.get("QUICK", "")) not in ("", "0")
     opts = Options(quick=quick)
     if quick:
         opts.duration_s, opts.warmup_s = 3.0, 1.0
-        opts.fixed_duration_s = 3.0
+        opts.fixed_duration_s = 4.0
         opts.sweep_rates = (200, 800, 1600, 2500, 4000)
         opts.sweep_step_s = 2.0
         opts.stream_hold_s = 8.0
@@ -75,4 +79,5 @@ def parse(argv: list[str] | None = None) -> Options:
     opts.litellm = not (args.no_litellm or os.environ.get("BENCH_NO_LITELLM", "") not in ("", "0"))
     opts.install = not args.no_install
     opts.only = tuple(n.strip() for n in args.only.split(",") if n.strip())
+    opts.report_only = args.report_only
     return opts

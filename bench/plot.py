@@ -1,7 +1,4 @@
-"""Plots p50/p99 latency against offered load from a results JSON (run in bench/.venv, for matplotlib).
-
-`python -m bench.plot RESULTS.json OUT.png`
-"""
+"""Plots p50/p99 latency against offered load from a results JSON (run in bench/.venv, for matplotlib)."""
 
 from __future__ import annotations
 
@@ -13,6 +10,7 @@ from typing import Any
 STYLE = {
     "upstream": ("direct upstream", "tab:gray"),
     "routeway": ("Routeway (1 worker, access log on)", "tab:blue"),
+    "routeway-gcfreeze": ("Routeway + gc.freeze() (suggested fix)", "tab:purple"),
     "fastapi-aiohttp": ("FastAPI + aiohttp pass-through", "tab:green"),
     "litellm": ("LiteLLM proxy (1 worker)", "tab:red"),
 }
@@ -20,11 +18,12 @@ STYLE = {
 
 def plot(results: dict[str, Any], out: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    fig, ax = plt.subplots(figsize=(11, 5.5), dpi=110)
     for name, points in results["sweep"].items():
         label, color = STYLE.get(name, (name, None))
         ok = [p for p in points if p["completed"]]
@@ -35,16 +34,20 @@ def plot(results: dict[str, Any], out: Path) -> None:
         ax.plot(rates, [p["p99_ms"] for p in ok], "s--", color=color, alpha=0.6, label=f"{label} p99")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xticks(sorted({p["offered_rps"] for pts in results["sweep"].values() for p in pts}))
     ax.set_xlabel("offered load (requests/s, open loop)")
     ax.set_ylabel("latency (ms)")
     machine = results["machine"]
     ax.set_title(f"Latency vs offered load, small chat completions, 0 ms upstream\n{machine['cpu']}, 1 core")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.tick_params(axis="x", labelrotation=45)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m bench.plot RESULTS.json OUT.png
     plot(json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2]))

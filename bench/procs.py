@@ -101,6 +101,32 @@ def status_kb(pid: int, field: str) -> int:
     return 0
 
 
+_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError):
+                out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of `pid` and its live descendants (uvicorn workers), all threads."""
+    total = 0.0
+    for p in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) * _TICK_S  # utime, stime
+        if p != pid:
+            total += sum(cpu_s(c) for c in _children(p))
+    return total
+
+
 def start(
     name: str,
     cmd: Sequence[str],

@@ -62,7 +62,7 @@ class PassThrough:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512))
+                self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._session is not None:

@@ -19,7 +19,7 @@ def create_app(upstream: str) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         nonlocal session
-        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512))
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         yield
         await session.close()
 

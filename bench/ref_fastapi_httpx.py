@@ -13,8 +13,8 @@ from starlette.responses import Response, StreamingResponse
 
 from bench import serve_ref
 
-# The same pool size as the aiohttp pass-throughs, so the pool is not what differs.
-LIMITS = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+# No pool cap, like the aiohttp pass-throughs, so the pool is not what differs.
+LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=None)
 
 
 def make_client(transport: str) -> httpx.AsyncClient:

@@ -8,6 +8,7 @@ from typing import Any
 
 from bench import goals
 
+NOISY_LAG_MS = 5.0
 BEGIN = "<!-- bench:generated:begin (written by `make bench`; edits inside are overwritten) -->"
 END = "<!-- bench:generated:end -->"
 
@@ -16,6 +17,7 @@ ORDER = (
     "sim",
     "routeway",
     "routeway-nolog",
+    "routeway-gcfreeze",
     "fastapi-aiohttp",
     "asgi-aiohttp",
     "fastapi-httpx",
@@ -54,7 +56,7 @@ def throughput(results: dict[str, Any]) -> list[str]:
     header = ["server (1 worker on its own core)"]
     for c in conc:
         header += [f"req/s c={c}", "× ref", f"p99 ms c={c}"]
-    header.append("errors")
+    header += [f"server CPU µs/req c={conc[0]}" if conc else "server CPU µs/req", "errors"]
     rows = []
     for name in ORDER:
         row_data = results["throughput"].get(name) or results["ceiling"].get(name)
@@ -65,6 +67,8 @@ def throughput(results: dict[str, Any]) -> list[str]:
             cell = row_data.get(c)
             ref = goals.rps(results, goals.REF, c)
             row += [_n(cell and cell["rps"]), _x(cell and cell["rps"], ref), _ms(cell and cell["p99_ms"])]
+        first = row_data.get(conc[0], {}) if conc else {}
+        row.append(_n(first.get("cpu_us_per_req")))
         row.append(str(sum(cell["errors"] for cell in row_data.values())))
         rows.append(row)
     out = _table(header, rows)
@@ -81,8 +85,38 @@ def throughput(results: dict[str, Any]) -> list[str]:
 def _plus(results: dict[str, Any], table: str, name: str, key: str) -> str:
     if name == "upstream":
         return "(baseline)"
+    row = results[table].get(name)
+    if row and row["offered_rps"] != results.get("fixed_rate", 200):
+        return "n/a"
     value = goals.added(results, table, name, key)
     return "-" if value is None else f"{value:+.2f}"
+
+
+def interleaved(results: dict[str, Any]) -> list[str]:
+    inter = results.get("interleaved") or {}
+    if not inter:
+        return ["(not measured in this run)"]
+    conc = sorted({c for by_c in inter.values() for c in by_c}, key=int)
+    header = ["server (all running, wrk rounds alternating)"]
+    for c in conc:
+        header += [f"median req/s c={c}", "× ref", "rounds", f"CPU µs/req c={c}"]
+    rows = []
+    for name in ORDER:
+        if name not in inter:
+            continue
+        row = [_label(results, name)]
+        for c in conc:
+            cell = inter[name].get(c)
+            ref = inter.get(goals.REF, {}).get(c, {}).get("rps")
+            rounds = ", ".join(f"{x:,.0f}" for x in cell["all_rps"]) if cell else "-"
+            row += [
+                _n(cell and cell["rps"]),
+                _x(cell and cell["rps"], ref),
+                rounds,
+                _n(cell and cell["cpu_us_per_req"]),
+            ]
+        rows.append(row)
+    return _table(header, rows)
 
 
 def latency(results: dict[str, Any]) -> list[str]:
@@ -102,9 +136,12 @@ def latency(results: dict[str, Any]) -> list[str]:
         fixed, ttfb = results["fixed"].get(name), results["ttfb"].get(name)
         if not fixed and not ttfb:
             continue
+        other = fixed and fixed["offered_rps"] != rate
+        noisy = any(r and r["send_lag_p99_ms"] > NOISY_LAG_MS for r in (fixed, ttfb))
+        label = _label(results, name) + (" †" if noisy else "")
         rows.append(
             [
-                _label(results, name),
+                label + (f" (at {fixed['offered_rps']:g} req/s: its ceiling is lower)" if other else ""),
                 _ms(fixed and fixed["p50_ms"]),
                 _ms(fixed and fixed["p99_ms"]),
                 _plus(results, "fixed", name, "p50_ms"),
@@ -120,7 +157,8 @@ def latency(results: dict[str, Any]) -> list[str]:
         f"Open loop at {rate:g} req/s (non-streaming for p50/p99, `stream: true` for TTFB = first body "
         f"byte). Errors + timeouts across these runs: {errors}. Generator send lag p99 at most "
         f"{max(lags, default=0):.2f} ms (uvloop timers have 1 ms resolution; latency is timed from the "
-        "actual send)."
+        f"actual send). † = the generator itself was late by more than {NOISY_LAG_MS:g} ms at p99: the load "
+        "core was busy with something else, treat that row as noisy."
     )
     return [*_table(header, rows), "", note]
 
@@ -148,7 +186,8 @@ def sweep(results: dict[str, Any]) -> list[str]:
 
 
 def held_streams(results: dict[str, Any]) -> list[str]:
-    header = ["server", "streams", "completed", "max open at once", "errors", "RSS before MB", "RSS peak MB"]
+    header = ["server", "streams", "completed", "max open at once", "first event p50 / max s", "errors"]
+    header += ["RSS before MB", "RSS peak MB"]
     rows = []
     for name, s in results["streams"].items():
         kinds = ", ".join(f"{k}: {v}" for k, v in s["error_kinds"].items())
@@ -158,6 +197,7 @@ def held_streams(results: dict[str, Any]) -> list[str]:
                 f"{s['streams']:,}",
                 f"{s['completed']:,}",
                 f"{s['max_open']:,}",
+                f"{s['first_event_p50_s']:.2f} / {s['first_event_max_s']:.2f}",
                 f"{s['errors']}" + (f" ({kinds})" if kinds else ""),
                 f"{s['rss_before_mb']:.0f}",
                 f"{s['rss_peak_mb']:.0f}",
@@ -186,30 +226,97 @@ def workers(results: dict[str, Any]) -> list[str]:
     return _table(header, rows)
 
 
+def gc_table(results: dict[str, Any]) -> list[str]:
+    gc = results.get("gc") or {}
+    if not gc:
+        return ["(not measured in this run)"]
+    header = ["Routeway, 1 worker", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "gen0 n / max ms"]
+    header += ["gen1 n / max ms", "gen2 n / max ms", "all pauses µs/req", "objects frozen"]
+    rows = []
+    for name, entry in gc.items():
+        load, p = entry["load"], entry["pauses"]
+
+        def gen(g: str, pauses: dict[str, Any] = p) -> str:
+            return f"{pauses[g]['count']} / {pauses[g]['max_ms']:.1f}" if g in pauses else "-"
+
+        total = sum(p[g]["total_ms"] for g in ("gen0", "gen1", "gen2") if g in p)
+        per_req = f"{total / load['completed'] * 1000:.0f}" if p and load["completed"] else "-"
+        tracked = p.get("tracked_at_freeze")
+        noisy = " †" if load["send_lag_p99_ms"] > NOISY_LAG_MS else ""
+        rows.append(
+            [
+                ("with gc.freeze() after start-up" if "freeze" in name else "as shipped") + noisy,
+                f"{load['offered_rps']:g}",
+                _ms(load["p50_ms"]),
+                _ms(load["p99_ms"]),
+                _ms(load.get("p999_ms")),
+                _ms(load["max_ms"]),
+                gen("gen0"),
+                gen("gen1"),
+                gen("gen2"),
+                per_req,
+                "-" if tracked is None else f"{tracked:,}",
+            ]
+        )
+    note = (
+        "Pauses are counted over the recorded window only (not start-up). † = the generator was late by more "
+        f"than {NOISY_LAG_MS:g} ms at p99 (the load core was busy): treat that row as noisy."
+    )
+    return [*_table(header, rows), "", note]
+
+
 def goal_table(results: dict[str, Any]) -> list[str]:
     rows = [[g.target, g.measured, g.verdict] for g in goals.evaluate(results)]
     return _table(["target", "measured", "verdict"], rows)
 
 
 def profile(results: dict[str, Any]) -> list[str]:
-    p = results.get("profile")
-    if not p:
+    profiles = results.get("profiles") or {}
+    ours, ref = profiles.get(goals.GATEWAY), profiles.get(goals.REF)
+    if not ours:
         return ["(no profile in this run)"]
-    if p.get("error"):
-        return [f"(profile failed: {p['error']})"]
+    if ours.get("error"):
+        return [f"(profile failed: {ours['error']})"]
+    conc = results.get("profile_concurrency", 32)
     out = [
-        f"py-spy, {p['sampled_s']} s of busy samples at c={results.get('profile_concurrency', 32)} "
-        f"(file: `{Path(p['path']).name}`, open it in https://www.speedscope.app).",
+        f"py-spy (`record --nonblocking -r 200`, {ours['sampled_s']} s of busy samples) while wrk ran at "
+        f"c={conc}; files `bench/results/*-profile.speedscope.json` (open in https://www.speedscope.app). "
+        "Shares are of py-spy's busy samples (Python frames and the C calls they make); µs/request = share × "
+        "busy sample time ÷ requests served in the window. CPU time py-spy counts as idle (uvloop's C code, "
+        "syscalls) is the gap to the server's CPU time per request from /proc.",
         "",
-        "Threads: " + ", ".join(f"{n} {v}%" for n, v in p["threads"]),
+        "Threads: " + ", ".join(f"{n} {v}%" for n, v in ours["threads"]),
         "",
     ]
-    out += _table(["self time by package", "%"], [[n, f"{v}"] for n, v in p["by_package"][:10]])
-    out += [""]
-    out += _table(["hottest functions (self time)", "%"], [[f"`{n}`", f"{v}"] for n, v in p["top_self"][:12]])
+    busy, ref_busy = ours.get("python_us_per_req") or 0.0, (ref or {}).get("python_us_per_req") or 0.0
+    cpu, ref_cpu = ours.get("cpu_us_per_req") or 0.0, (ref or {}).get("cpu_us_per_req") or 0.0
+    ref_pkg = dict((ref or {}).get("by_package", []))
+    rows = [
+        [n, f"{v}", f"{v * busy / 100:.0f}", f"{ref_pkg[n] * ref_busy / 100:.0f}" if n in ref_pkg else "-"]
+        for n, v in ours["by_package"][:12]
+    ]
+    rows.append(
+        ["(Python frames, all packages)", "100", f"{busy:.0f}", f"{ref_busy:.0f}" if ref_busy else "-"]
+    )
+    rows.append(
+        [
+            "(not seen by py-spy: C, syscalls)",
+            "",
+            f"{cpu - busy:.0f}",
+            f"{ref_cpu - ref_busy:.0f}" if ref else "-",
+        ]
+    )
+    rows.append(["(server CPU per request, /proc)", "", f"{cpu:.0f}", f"{ref_cpu:.0f}" if ref else "-"])
+    out += _table(["self time by package", "Routeway %", "Routeway µs/req", "reference µs/req"], rows)
     out += [""]
     out += _table(
-        ["Routeway functions (inclusive time)", "%"], [[f"`{n}`", f"{v}"] for n, v in p["top_routeway"][:12]]
+        ["Routeway's hottest functions (self time)", "%", "µs/req"],
+        [[f"`{n}`", f"{v}", f"{v * busy / 100:.0f}"] for n, v in ours["top_self"][:15]],
+    )
+    out += [""]
+    out += _table(
+        ["Routeway's own functions (inclusive time)", "%", "µs/req"],
+        [[f"`{n}`", f"{v}", f"{v * busy / 100:.0f}"] for n, v in ours["top_routeway"][:15]],
     )
     return out
 
@@ -225,30 +332,43 @@ def machine(results: dict[str, Any]) -> list[str]:
         f"- Libraries (project venv; the pass-throughs use the same pinned versions in bench/.venv): "
         f"{m['libraries']}" + "".join(f", {k} {v}" for k, v in results["versions"].items()),
         f"- Pinning: each server under test on core {cores['server']}; wrk, the open-loop generator and the "
-        f"upstream on core {cores['load']}. Load average at start: {m['load_average_at_start']}.",
+        f"upstream on core {cores['load']}. Load average at start: {m['load_average_at_start']}, at the end: "
+        f"{results.get('load_average_at_end', '?')} (other work on the machine shows up here).",
     ]
 
 
 def markdown(results: dict[str, Any], plot: str | None) -> str:
     quick = " — QUICK MODE (short runs, indicative only)" if results["quick"] else ""
-    lines = [f"### Results of the last run{quick}", "", *machine(results), ""]
+    lines = [f"## Results of the last run (generated){quick}", "", *machine(results), ""]
     if results["notes"]:
         lines += ["Notes from the run:", "", *[f"- {n}" for n in results["notes"]], ""]
-    lines += ["#### Targets", "", *goal_table(results), ""]
+    lines += ["### Targets", "", *goal_table(results), ""]
     lines += [
-        "#### Throughput (wrk, closed loop, small non-streaming completions)",
+        "### Throughput (wrk, closed loop, small non-streaming completions)",
         "",
         *throughput(results),
         "",
     ]
-    lines += ["#### Added latency and streaming time to first byte", "", *latency(results), ""]
-    lines += ["#### Latency against offered load (open loop)", ""]
+    lines += [
+        "### Throughput, interleaved rounds (the ratios the targets use)",
+        "",
+        *interleaved(results),
+        "",
+    ]
+    lines += ["### Added latency and streaming time to first byte", "", *latency(results), ""]
+    lines += ["### Latency against offered load (open loop)", ""]
     if plot:
         lines += [f"![latency vs offered load]({plot})", ""]
     lines += [*sweep(results), ""]
-    lines += ["#### Many open streams", "", *held_streams(results), ""]
-    lines += ["#### Workers", "", *workers(results), ""]
-    lines += ["#### Profile of Routeway under load", "", *profile(results), ""]
+    lines += ["### Many open streams", "", *held_streams(results), ""]
+    lines += [
+        "### Garbage-collector pauses (open loop, from gc.callbacks in the server)",
+        "",
+        *gc_table(results),
+        "",
+    ]
+    lines += ["### Workers", "", *workers(results), ""]
+    lines += ["### Profile of Routeway under load", "", *profile(results), ""]
     return "\n".join(lines)
 
 

@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import machine, measure, payloads, procs, profiling, streams, targets, venvs, wrk
-from bench.options import RESULTS_DIR, Options
+from bench import machine, measure, payloads, procs, profiling, routeway_gc, streams, targets, venvs, wrk
+from bench.options import RESULTS_DIR, ROOT, Options
 
 Results = dict[str, Any]
 
-SWEPT = ("upstream", "routeway", "fastapi-aiohttp", "litellm")  # latency vs offered load (the plot)
-STREAMED = ("routeway", "fastapi-aiohttp")  # 1,000 held streams
+# Latency against offered load (the plot).
+SWEPT = ("upstream", "routeway", "routeway-gcfreeze", "fastapi-aiohttp", "litellm")
+PROFILED = ("routeway", "fastapi-aiohttp")  # py-spy, side by side
+GC_RATE = 800.0  # open-loop rate of the GC phase: enough allocation for several full collections
+POOL = "2048"  # ROUTEWAY_UPSTREAM_POOL_SIZE of the second many-streams run (the default is 512)
+# Up at the same time, wrk rounds alternating between them; the targets' ratios come from these.
+INTERLEAVED = (
+    "routeway",
+    "routeway-nolog",
+    "routeway-gcfreeze",
+    "fastapi-aiohttp",
+    "asgi-aiohttp",
+    "litellm",
+)
+ROUNDS = 3
 
 
 class Run:
@@ -44,7 +58,9 @@ class Run:
             "sweep": {},
             "streams": {},
             "workers": {},
-            "profile": None,
+            "gc": {},
+            "interleaved": {},
+            "profiles": {},
             "versions": {},
         }
         self.bench_venv = venvs.Venv(venvs.BENCH_VENV)
@@ -76,6 +92,7 @@ class Run:
     # -- phases ----------------------------------------------------------------------------------------
 
     def setup(self) -> bool:
+        os.chdir(ROOT)  # child processes run `-m bench.*`
         self.dir.mkdir(parents=True, exist_ok=True)
         os.sched_setaffinity(0, procs.LOAD_CORE)  # the orchestrator and its children load from this core
         procs.raise_fd_limit()
@@ -107,68 +124,138 @@ class Run:
         procs.pin(upstream.pid, procs.SERVER_CORE)
         try:
             url = f"http://127.0.0.1:{upstream.port}{payloads.CHAT_PATH}"
-            self.results["ceiling"][name] = measure.throughput(url, self.opts, self.dir)
-            self.results["fixed"][name] = measure.fixed_rate(
-                upstream.port, self.body("chat", payloads.CHAT_BODY), self.opts, "chat"
-            )
-            self.results["ttfb"][name] = measure.fixed_rate(
-                upstream.port, self.body("stream", payloads.STREAM_BODY), self.opts, "stream"
-            )
-            self.results["sweep"][name] = measure.sweep(
-                upstream.port, self.body("chat", payloads.CHAT_BODY), self.opts
-            )
+            self.results["ceiling"][name] = measure.throughput(url, upstream.pid, self.opts, self.dir)
+            rate = self.opts.fixed_rate
+            chat, stream = self.body("chat", payloads.CHAT_BODY), self.body("stream", payloads.STREAM_BODY)
+            self.results["fixed"][name] = measure.fixed_rate(upstream.port, chat, rate, self.opts, "chat")
+            self.results["ttfb"][name] = measure.fixed_rate(upstream.port, stream, rate, self.opts, "stream")
+            self.results["sweep"][name] = measure.sweep(upstream.port, chat, self.opts)
         finally:
             procs.pin(upstream.pid, procs.LOAD_CORE)
 
     def sim_alone(self) -> None:
         spec = targets.sim_upstream(procs.free_port())
         self.results["labels"]["sim"] = spec.label
-        with procs.running(spec.start(self.logs)):
-            self.results["ceiling"]["sim"] = measure.throughput(spec.url, self.opts, self.dir)
+        with procs.running(spec.start(self.logs)) as sim:
+            self.results["ceiling"]["sim"] = measure.throughput(spec.url, sim.pid, self.opts, self.dir)
 
-    def target(self, spec: targets.Spec, extra: Callable[[procs.Server], None] | None = None) -> None:
-        """Start, measure (throughput, latency at a fixed rate, TTFB, maybe the sweep), stop."""
+    def target(self, spec: targets.Spec) -> None:
+        """Start, measure (throughput, latency at a fixed rate, TTFB, maybe sweep and profile), stop."""
         self.results["labels"][spec.name] = spec.label
         print(f"   {spec.label}: {' '.join(spec.cmd)}", flush=True)
         with procs.running(spec.start(self.logs)) as server:
-            self.results["throughput"][spec.name] = measure.throughput(spec.url, self.opts, self.dir)
+            tput = measure.throughput(spec.url, server.pid, self.opts, self.dir)
+            self.results["throughput"][spec.name] = tput
+            # A server that cannot sustain the fixed rate is measured at half its own ceiling instead.
+            ceiling = min(r["rps"] for r in tput.values())
+            rate = (
+                self.opts.fixed_rate if ceiling >= 2 * self.opts.fixed_rate else max(5.0, round(ceiling / 2))
+            )
             chat, stream = self.body("chat", payloads.CHAT_BODY), self.body("stream", payloads.STREAM_BODY)
-            self.results["fixed"][spec.name] = measure.fixed_rate(spec.port, chat, self.opts, "chat")
-            self.results["ttfb"][spec.name] = measure.fixed_rate(spec.port, stream, self.opts, "stream")
+            self.results["fixed"][spec.name] = measure.fixed_rate(spec.port, chat, rate, self.opts, "chat")
+            self.results["ttfb"][spec.name] = measure.fixed_rate(spec.port, stream, rate, self.opts, "stream")
             if spec.name in SWEPT:
                 self.results["sweep"][spec.name] = measure.sweep(spec.port, chat, self.opts)
-            if extra is not None:
-                extra(server)
+            if spec.name in PROFILED:
+                self.profile(spec.name, server)
             if not server.alive():
                 raise RuntimeError(f"{spec.name} died during the run:\n{server.log_tail()}")
 
-    def profile(self, server: procs.Server) -> None:
-        """py-spy on Routeway while wrk keeps it busy (the throughput numbers above were taken without it)."""
+    def profile(self, name: str, server: procs.Server) -> None:
+        """py-spy while wrk keeps the server busy (the throughput numbers were taken without py-spy)."""
         if "py-spy" not in self.bench_venv.available:
             self.note("py-spy unavailable: no profile")
             return
-        out = self.dir / "routeway-profile.speedscope.json"
+        out = self.dir / f"{name}-profile.speedscope.json"
         out.unlink(missing_ok=True)
         spy = profiling.record(self.bench_venv.bin("py-spy"), server.pid, self.opts.profile_s, out)
         time.sleep(0.5)
         url = f"http://127.0.0.1:{server.port}{payloads.CHAT_PATH}"
-        wrk.run(url, payloads.CHAT_BODY, self.opts.concurrency[0], self.opts.profile_s + 1, self.dir)
+        load = measure.measured_wrk(
+            url, server.pid, self.opts.concurrency[0], self.opts.profile_s + 1, self.dir
+        )
         result = profiling.finish(spy, out, timeout_s=30)
         if result.error:
-            self.note(f"profile: {result.error}")
-        self.results["profile"] = asdict(result)
+            self.note(f"profile of {name}: {result.error}")
+        seconds = max(1, round(self.opts.profile_s))  # what py-spy recorded
+        busy_us = result.sampled_s / (load["rps"] * seconds) * 1e6 if load["rps"] else 0.0
+        self.results["profiles"][name] = {
+            **asdict(result),
+            "cpu_us_per_req": load["cpu_us_per_req"],
+            "python_us_per_req": round(busy_us, 1),
+        }
         print(f"    profile: {result.sampled_s} s of busy samples in {out}", flush=True)
 
     def held_streams(self, spec: targets.Spec) -> None:
+        self.results["labels"].setdefault(spec.name, spec.label)
+        print(f"   {spec.label}", flush=True)
         with procs.running(spec.start(self.logs)) as server:
-            result = streams.run(server.port, server.pid, self.opts.streams, self.opts.stream_hold_s)
-            self.results["streams"][spec.name] = asdict(result)
+            r = streams.run(server.port, server.pid, self.opts.streams, self.opts.stream_hold_s)
+            self.results["streams"][spec.name] = asdict(r)
             print(
-                f"    {spec.name}: {result.completed}/{result.streams} streams completed, max open at once "
-                f"{result.max_open}, errors {result.errors} {result.error_kinds}, RSS {result.rss_before_mb}"
-                f" -> peak {result.rss_peak_mb} MB",
+                f"    {r.completed}/{r.streams} completed, at most {r.max_open} open at once, first event "
+                f"p50 {r.first_event_p50_s} s max {r.first_event_max_s} s, errors {r.errors} "
+                f"{r.error_kinds}, RSS {r.rss_before_mb} -> peak {r.rss_peak_mb} MB",
                 flush=True,
             )
+
+    def interleaved(self, specs: list[targets.Spec]) -> None:
+        """All servers up at once, wrk rounds alternating between them: slow drifts in background load hit
+        every server alike, so the ratios are sturdier than those of the one-after-another runs above."""
+        seconds = max(2.0, self.opts.duration_s / 2)
+        servers = []
+        try:
+            for spec in specs:
+                self.results["labels"].setdefault(spec.name, spec.label)
+                servers.append(spec.start(self.logs))
+            for spec in specs:
+                wrk.run(spec.url, payloads.CHAT_BODY, self.opts.concurrency[0], self.opts.warmup_s, self.dir)
+            rounds: dict[str, dict[str, list[dict[str, Any]]]] = {s.name: {} for s in specs}
+            for i in range(ROUNDS):
+                for c in self.opts.concurrency:
+                    for spec, server in zip(specs, servers, strict=True):
+                        r = measure.measured_wrk(spec.url, server.pid, c, seconds, self.dir)
+                        rounds[spec.name].setdefault(str(c), []).append(r)
+                        print(
+                            f"    round {i + 1} c={c:<4} {spec.name:<18} {r['rps']:>8,.0f} req/s  "
+                            f"CPU {r['cpu_us_per_req']} us/req",
+                            flush=True,
+                        )
+            for name, by_c in rounds.items():
+                self.results["interleaved"][name] = {
+                    c: {
+                        "rps": sorted(r["rps"] for r in runs)[len(runs) // 2],
+                        "cpu_us_per_req": sorted(r["cpu_us_per_req"] or 0 for r in runs)[len(runs) // 2],
+                        "all_rps": [r["rps"] for r in runs],
+                        "errors": sum(r["errors"] for r in runs),
+                    }
+                    for c, runs in by_c.items()
+                }
+        finally:
+            for server in servers:
+                procs.stop(server)
+
+    def gc_pauses(self, policy: Path) -> None:
+        """Collector pauses inside Routeway at a steady open-loop rate, without and with gc.freeze()."""
+        rate = GC_RATE
+        chat = self.body("chat", payloads.CHAT_BODY)
+        for freeze in (False, True):
+            name = "routeway-gcfreeze" if freeze else "routeway"
+            log = self.dir / f"gc-{name}.json"
+            log.unlink(missing_ok=True)
+            spec = targets.routeway(procs.free_port(), policy, name=name, gc_freeze=freeze, gc_log=log)
+            print(f"   {spec.label}", flush=True)
+            with procs.running(spec.start(self.logs)):
+                time.sleep(1.0)  # let the freeze (if any) happen before the window opens
+                window = time.time()
+                load = measure.fixed_rate(spec.port, chat, rate, self.opts, "chat")
+                window_end = time.time()
+            raw = json.loads(log.read_text()) if log.exists() else {}
+            # The generator warms up for 1 s before it records: count pauses from then on.
+            pauses = routeway_gc.summarise(raw, window + 1.0, window_end) if raw else {}
+            self.results["gc"][name] = {"load": load, "pauses": pauses}
+            g2 = pauses.get("gen2", {})
+            print(f"    gen2 collections: {g2.get('count')}, max {g2.get('max_ms')} ms", flush=True)
 
     def workers(self, policy: Path) -> None:
         """1 vs 2 workers, neither pinned: with 2 cores, wrk and the upstream compete with the workers."""
@@ -178,8 +265,10 @@ class Run:
             )
             self.results["labels"][spec.name] = spec.label + ", unpinned"
             print(f"   {spec.label}, unpinned", flush=True)
-            with procs.running(spec.start(self.logs)):
-                self.results["workers"][str(n)] = measure.throughput(spec.url, self.opts, self.dir)
+            with procs.running(spec.start(self.logs)) as server:
+                self.results["workers"][str(n)] = measure.throughput(
+                    spec.url, server.pid, self.opts, self.dir
+                )
 
     # -- the whole run -----------------------------------------------------------------------------------
 
@@ -201,6 +290,7 @@ class Run:
             specs = [
                 targets.routeway(procs.free_port(), policy, access_log=True),
                 targets.routeway(procs.free_port(), policy, access_log=False),
+                targets.routeway(procs.free_port(), policy, name="routeway-gcfreeze", gc_freeze=True),
             ]
             refs, skipped = targets.references(
                 {n: procs.free_port() for n in targets.REFERENCE_NAMES}, root, self.bench_venv
@@ -213,14 +303,31 @@ class Run:
             for spec in specs:
                 if self.wanted(spec.name):
                     with self.phase(spec.label):
-                        self.target(spec, self.profile if spec.name == "routeway" else None)
-            for name in STREAMED:
-                if self.wanted(name):
-                    with self.phase(f"{self.opts.streams} concurrent slow streams through {name}"):
-                        fresh = next(s for s in specs if s.name == name)
-                        self.held_streams(fresh)
+                        self.target(spec)
+            together = [s for s in specs if s.name in INTERLEAVED]
+            if self.wanted("interleaved") and len(together) > 1:
+                with self.phase(f"interleaved wrk rounds: {', '.join(s.name for s in together)}"):
+                    self.interleaved(together)
+            held = [
+                targets.routeway(procs.free_port(), policy),
+                targets.routeway(
+                    procs.free_port(),
+                    policy,
+                    name=f"routeway-pool{POOL}",
+                    settings={"ROUTEWAY_UPSTREAM_POOL_SIZE": POOL},
+                ),
+                *[s for s in refs if s.name == "fastapi-aiohttp"],
+            ]
+            for spec in held:
+                if self.wanted("streams") or self.wanted(spec.name):
+                    with self.phase(f"{self.opts.streams} concurrent slow streams through {spec.name}"):
+                        self.held_streams(spec)
+            if self.wanted("gc"):
+                with self.phase(f"garbage-collector pauses at {GC_RATE:g} req/s"):
+                    self.gc_pauses(policy)
             if self.wanted("workers"):
                 with self.phase("routeway --workers 2 vs 1 (unpinned)"):
                     self.workers(policy)
         self.results["elapsed_s"] = round(time.monotonic() - started, 1)
+        self.results["load_average_at_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
         return self.results

@@ -19,6 +19,8 @@ class StreamsResult:
     errors: int
     error_kinds: dict[str, int]
     max_open: int  # streams that had their first event and were not finished yet, at the busiest moment
+    first_event_p50_s: float  # from sending the request to the first SSE bytes
+    first_event_max_s: float  # seconds: a stream queued behind a full connection pool shows up here
     rss_before_mb: float
     rss_peak_mb: float  # the highest VmRSS sample while the streams were open
     hwm_mb: float  # VmHWM: the kernel's own peak, whole process lifetime
@@ -33,8 +35,11 @@ async def hold(port: int, pid: int, n: int, timeout_s: float) -> StreamsResult:
     peak = rss_before
     finished = asyncio.Event()
 
+    firsts: list[float] = []
+
     async def one(session: aiohttp.ClientSession) -> None:
         opened = False
+        sent = time.monotonic()
         try:
             async with session.post(url, data=payloads.SLOW_STREAM_BODY, headers=payloads.HEADERS) as resp:
                 if resp.status != 200:
@@ -44,6 +49,7 @@ async def hold(port: int, pid: int, n: int, timeout_s: float) -> StreamsResult:
                 async for chunk in resp.content.iter_any():
                     if not opened:
                         opened = True
+                        firsts.append(time.monotonic() - sent)
                         state["open"] += 1
                         state["max_open"] = max(state["max_open"], state["open"])
                     tail = (tail + chunk)[-64:]
@@ -77,12 +83,15 @@ async def hold(port: int, pid: int, n: int, timeout_s: float) -> StreamsResult:
         finished.set()
         await sampler
     mb = 1024.0
+    firsts.sort()
     return StreamsResult(
         streams=n,
         completed=state["done"],
         errors=sum(errors.values()),
         error_kinds=dict(errors),
         max_open=state["max_open"],
+        first_event_p50_s=round(firsts[len(firsts) // 2], 3) if firsts else 0.0,
+        first_event_max_s=round(firsts[-1], 3) if firsts else 0.0,
         rss_before_mb=round(rss_before / mb, 1),
         rss_peak_mb=round(peak / mb, 1),
         hwm_mb=round(procs.status_kb(pid, "VmHWM") / mb, 1),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench import payloads, procs
@@ -12,6 +12,7 @@ from bench.options import ROOT
 from bench.venvs import Venv
 
 ROUTEWAY = str(ROOT / ".venv" / "bin" / "routeway")
+PROJECT_PYTHON = str(ROOT / ".venv" / "bin" / "python")
 REFERENCE_NAMES = ("fastapi-aiohttp", "asgi-aiohttp", "fastapi-httpx", "fastapi-httpx-aiohttp")
 
 
@@ -26,7 +27,6 @@ class Spec:
     port: int
     cores: frozenset[int] = procs.SERVER_CORE
     ready_s: float = 30.0
-    notes: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -42,12 +42,19 @@ class Spec:
         return server
 
 
+_DROPPED = ("ROUTEWAY_", "OTEL_", "FASTAPI_", "LITELLM_", "PYTHON")
+_PROXIES = {"http_proxy", "https_proxy", "all_proxy"}
+
+
 def clean_env(**extra: str) -> dict[str, str]:
-    """The parent's environment without any ROUTEWAY_/OTEL_/LITELLM_ setting that would skew a run."""
+    """The parent's environment minus settings that would skew a run, and minus proxies: loopback only."""
     env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("ROUTEWAY_", "OTEL_", "LITELLM_", "PYTHON"))
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(_DROPPED) and k.lower() not in _PROXIES and k.lower() != "no_proxy"
     }
-    env.update({"OTEL_SDK_DISABLED": "true", "PYTHONUNBUFFERED": "1", **extra})
+    env.update({"OTEL_SDK_DISABLED": "true", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)})
+    env.update({"NO_PROXY": "127.0.0.1,localhost", **extra})
     return env
 
 
@@ -92,13 +99,31 @@ def routeway(
     workers: int = 1,
     cores: frozenset[int] = procs.SERVER_CORE,
     name: str | None = None,
+    gc_freeze: bool = False,
+    gc_log: Path | None = None,
+    settings: dict[str, str] | None = None,
 ) -> Spec:
-    cmd = [ROUTEWAY, "serve", "--config", str(policy), "--host", "127.0.0.1", "--port", str(port)]
+    """`routeway serve` as in production (access log on, metrics on by default, no OTLP endpoint: no tracing).
+
+    `gc_freeze` / `gc_log` run it through bench/routeway_gc.py; `settings` adds ROUTEWAY_* variables.
+    """
+    launcher = [ROUTEWAY]
+    if gc_freeze or gc_log:
+        launcher = [PROJECT_PYTHON, "-m", "bench.routeway_gc"]
+        launcher += ["--freeze"] if gc_freeze else []
+        launcher += ["--gc-log", str(gc_log)] if gc_log else []
+    cmd = [*launcher, "serve", "--config", str(policy), "--host", "127.0.0.1", "--port", str(port)]
     if workers > 1:
         cmd += ["--workers", str(workers)]
-    env = clean_env(ROUTEWAY_ACCESS_LOG="true" if access_log else "false", ROUTEWAY_LOG_LEVEL="INFO")
-    log = "access log on" if access_log else "access log off"
-    label = f"Routeway, {workers} worker{'s' if workers > 1 else ''}, {log}"
+    env = clean_env(
+        ROUTEWAY_ACCESS_LOG="true" if access_log else "false", ROUTEWAY_LOG_LEVEL="INFO", **(settings or {})
+    )
+    label = (
+        f"Routeway, {workers} worker{'s' if workers > 1 else ''}, access log {'on' if access_log else 'off'}"
+    )
+    if gc_freeze:
+        label += ", + gc.freeze() after start-up (suggested fix)"
+    label += "".join(f", {k}={v}" for k, v in (settings or {}).items())
     default = "routeway" + ("" if access_log else "-nolog") + (f"-w{workers}" if workers > 1 else "")
     return Spec(name or default, label, cmd, env, port, cores)
 

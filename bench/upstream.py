@@ -1,9 +1,4 @@
-"""A minimal upstream: canned OpenAI chat completions and SSE streams over raw asyncio + httptools, 0 ms.
-
-`python -m bench.upstream --port P` serves HTTP/1.1 with keep-alive on one uvloop event loop. A request for
-the slow model streams one event per `--slow-interval` seconds, `--slow-events` times, so that many streams
-can be held open through a gateway.
-"""
+"""A minimal upstream: canned OpenAI chat completions and SSE streams over raw asyncio + httptools, 0 ms."""
 
 from __future__ import annotations
 
@@ -153,6 +148,9 @@ async def serve(host: str, port: int, slow_events: int, slow_interval: float) ->
 
 
 def main() -> None:
+    """`python -m bench.upstream --port P`: HTTP/1.1 with keep-alive on one uvloop event loop. A request for
+    the slow model streams one event per `--slow-interval` seconds, `--slow-events` times, so that many
+    streams can be held open through a gateway."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)

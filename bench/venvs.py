@@ -1,5 +1,4 @@
-"""The two venvs the run needs besides the project's: bench/.venv (pinned copies of the project's web stack,
-plus httpx-aiohttp, matplotlib, py-spy) and bench/.venv-litellm; each is skipped cleanly when pip fails."""
+"""Creates bench/.venv and bench/.venv-litellm on demand; what pip cannot install is skipped with a note."""
 
 from __future__ import annotations
 

@@ -49,7 +49,15 @@ def ensure_installed() -> str | None:
         return found
     print("  wrk missing: apt-get install -y wrk", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], env=env, capture_output=True, check=False)
+    for refresh_lists_first in (False, True):
+        if refresh_lists_first:
+            subprocess.run(
+                ["apt-get", "update", "-qq"], env=env, capture_output=True, check=False, timeout=600
+            )
+        install = ["apt-get", "install", "-y", "-qq", "wrk"]
+        subprocess.run(install, env=env, capture_output=True, check=False, timeout=600)
+        if shutil.which("wrk"):
+            break
     return shutil.which("wrk")
 
 
