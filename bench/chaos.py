@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import httpx
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.sim import Profile, SimThread
 
@@ -109,6 +111,19 @@ async def drive(url: str, n: int, rate: float, tally: Tally, on_progress: Any = 
         await asyncio.gather(*tasks)
 
 
+def dead_attempts(metrics_url: str) -> float:
+    """Attempts the gateway sent to backend c that failed to connect, from its Prometheus counters."""
+    text = httpx.get(metrics_url, timeout=5).text
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "routeway_upstream_attempts_total" and labels.get("backend") == "c":
+                if labels.get("outcome") in ("connect", "timeout"):
+                    total += sample.value
+    return total
+
+
 def p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100)[98] if len(values) >= 100 else max(values, default=0.0)
 
@@ -116,9 +131,11 @@ def p99(values: list[float]) -> float:
 class Chaos:
     """Applies the fault schedule as the run progresses (fractions of the run)."""
 
-    def __init__(self, sims: dict[str, SimThread], ports: dict[str, int]) -> None:
+    def __init__(self, sims: dict[str, SimThread], ports: dict[str, int], metrics_url: str) -> None:
         self.sims, self.ports, self.done = sims, ports, set[str]()
-        self.dead_window: tuple[float, float] = (0.0, 0.0)
+        self.metrics_url = metrics_url
+        self.attempts_at_kill = 0.0
+        self.attempts_during_outage = 0.0
 
     def __call__(self, progress: float) -> None:
         steps = [
@@ -137,11 +154,11 @@ class Chaos:
 
     def kill(self) -> None:
         self.sims["c"].stop()
-        self.dead_window = (time.monotonic(), 0.0)
+        self.attempts_at_kill = dead_attempts(self.metrics_url)
 
     def restart(self) -> None:
+        self.attempts_during_outage = dead_attempts(self.metrics_url) - self.attempts_at_kill
         self.sims["c"] = SimThread(profiles()[2], ports=[self.ports["c"]]).start()
-        self.dead_window = (self.dead_window[0], time.monotonic())
 
 
 def main() -> None:
@@ -163,7 +180,7 @@ def main() -> None:
             asyncio.run(drive(url, max(500, n // 10), rate, base))
             for name, sim in sims.items():
                 sim.reset(name)
-            chaos = Chaos(sims, ports)
+            chaos = Chaos(sims, ports, f"http://127.0.0.1:{port}/metrics")
             run = Tally()
             asyncio.run(drive(url, n, rate, run, chaos))
             report(n, rate, base, run, sims, chaos)
@@ -196,9 +213,10 @@ def report(n: int, rate: float, base: Tally, run: Tally, sims: dict[str, SimThre
     warm = p99(base.latencies) * 1000
     print(f"  p99 latency             {p99(run.latencies) * 1000:.1f} ms (fault-free warm-up {warm:.1f} ms)")
     print(f"  added p99               {(p99(run.latencies) - p99(base.latencies)) * 1000:.1f} ms")
+    outage = chaos.attempts_during_outage
+    print(f"  attempts sent to c while it was down: {outage:.0f} (5 open its breaker; the rest are half-open")
+    print("  trials, one per cool-down; every other request skipped c)")
     print(f"  requests to c after its restart: {len(c_arrivals)}")
-    print("  requests sent to c while dead: refused connections are not seen by the simulator; the gateway's")
-    print("  breaker opens after 5 consecutive failures, so at most 5 + one trial per cool-down reach it.")
 
 
 if __name__ == "__main__":
