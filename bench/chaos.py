@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,17 +24,11 @@ import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.procs import free_port, wait_port
 from gateway.sim import Profile, SimThread
 
 REPO = Path(__file__).resolve().parents[1]
 MSG = [{"role": "user", "content": "hello there"}]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -174,7 +167,7 @@ def main() -> None:
         cmd = [sys.executable, "-m", "gateway", "serve", "--config", str(path), "--port", str(port)]
         gw = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.DEVNULL)
         try:
-            _wait_port(port)
+            wait_port(port)
             url = f"http://127.0.0.1:{port}/v1/chat/completions"
             base = Tally()
             asyncio.run(drive(url, max(500, n // 10), rate, base))
@@ -189,17 +182,6 @@ def main() -> None:
             gw.wait(timeout=10)
             for sim in sims.values():
                 sim.stop()
-
-
-def _wait_port(port: int) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("gateway did not start")
 
 
 def report(n: int, rate: float, base: Tally, run: Tally, sims: dict[str, SimThread], chaos: Chaos) -> None:

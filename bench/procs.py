@@ -28,6 +28,18 @@ def free_port() -> int:
         return port
 
 
+def wait_port(port: int, timeout_s: float = 20) -> None:
+    """Returns once something listens on the loopback port; exits the bench when nothing does in time."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing listening on 127.0.0.1:{port} after {timeout_s:g}s")
+
+
 def _child_setup(cores: frozenset[int]) -> Callable[[], None]:
     def setup() -> None:
         os.sched_setaffinity(0, cores)

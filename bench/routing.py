@@ -21,7 +21,6 @@ import itertools
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,8 @@ from typing import Any
 import aiohttp
 import orjson
 import yaml
+
+from bench.procs import free_port, wait_port
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "benchmarks.md"
@@ -150,13 +151,6 @@ class Run:
     strategy: str
     objective: str
     results: list[Result] = field(default_factory=list)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def price(name: str, prompt_tokens: int, output_tokens: int) -> float:
@@ -285,17 +279,6 @@ def routeway_run(cfg: Config, sims: dict[str, int], objective: str, tmp: Path) -
     finally:
         gw.terminate()
         gw.wait(timeout=10)
-
-
-def wait_port(port: int, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listening on 127.0.0.1:{port} after {timeout_s:g}s")
 
 
 SIM_MAIN = """

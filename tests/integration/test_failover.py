@@ -56,9 +56,9 @@ def test_fault_before_first_token_fails_over_for_streams(
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).split().__len__() == 4
 
 
-def test_hang_fails_over_for_non_streaming(client: openai.OpenAI, sims: SimThread) -> None:
-    # The route's total timeout in the test policy is 10 s; the hanging backend is abandoned by the
-    # first-byte deadline of non-streaming requests, which is the same total budget. Use a short one here.
+def test_reset_before_headers_fails_over_for_non_streaming(client: openai.OpenAI, sims: SimThread) -> None:
+    # Non-streaming requests wait for headers up to the route's total timeout (a whole generation happens
+    # before them), so a hang is bounded by total_s; a reset before the headers fails over at once.
     sims.control("cheap", reset=True)
     raw = client.chat.completions.with_raw_response.create(model="chat", messages=MSG, max_tokens=2)
     assert raw.headers["x-routeway-backend"] == "fast"
