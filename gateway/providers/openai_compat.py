@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from email.utils import parsedate_to_datetime
-from time import time
 from typing import Any
 
 import orjson
@@ -21,6 +19,7 @@ from gateway.providers.base import (
     Usage,
 )
 from gateway.redact import scrub
+from gateway.telemetry.headroom import parse_headroom
 
 _PATHS: dict[Operation, str] = {
     "chat": "/chat/completions",
@@ -166,20 +165,5 @@ def _error_message(doc: Any, body: bytes) -> str:
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait from `retry-after-ms`, else `retry-after` (seconds or an HTTP date)."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time())
-    except (TypeError, ValueError, IndexError):
-        return None
+    room = parse_headroom(headers)
+    return room.retry_after_s if room is not None else None
