@@ -13,7 +13,12 @@ import orjson
 
 from gateway.events import AttemptRecord, RequestRecord
 
-_STD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys()) | {"message", "asctime"}
+# Attributes every record has, and uvicorn's ANSI-coloured copy of its message: not fields of our JSON line.
+_STD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys()) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):
