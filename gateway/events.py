@@ -6,6 +6,7 @@ the event loop inside the request, so each hook must be cheap and must never rai
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -79,8 +80,6 @@ class Observers:
     __slots__ = ("_items", "_log")
 
     def __init__(self, items: list[Observer] | None = None) -> None:
-        import logging
-
         self._items: list[Observer] = list(items or [])
         self._log = logging.getLogger("routeway")
 

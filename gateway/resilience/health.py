@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from gateway.events import AttemptRecord, RequestRecord
 from gateway.policy.model import Resilience
@@ -15,6 +16,7 @@ from gateway.telemetry import TelemetryStore
 
 # Attempt outcomes that say the backend is unwell; the client's own errors and cancellations say nothing.
 BREAKER_FAILURES = frozenset({"connect", "timeout", "server", "protocol"})
+T = TypeVar("T")
 SHARED_PREFIX = "breaker:"  # cooldown names in the shared store
 
 
@@ -84,14 +86,14 @@ class Health:
             return False
         return self.breakers.admit(key)
 
-    def demote_slow_starters(self, targets: list[Target]) -> list[Target]:
+    def demote_slow_starters(self, items: list[T], target_of: Callable[[T], Target]) -> list[T]:
         """A backend whose breaker just closed takes a growing share of traffic, not a herd at once."""
-        keep: list[Target] = []
-        later: list[Target] = []
-        for t in targets:
-            w = self.breakers.weight(health_key(t))
-            (keep if w >= 1.0 or random.random() < w else later).append(t)
-        return keep + later if later else targets
+        keep: list[T] = []
+        later: list[T] = []
+        for item in items:
+            w = self.breakers.weight(health_key(target_of(item)))
+            (keep if w >= 1.0 or random.random() < w else later).append(item)
+        return keep + later if later else items
 
     # Observer hooks
 

@@ -81,7 +81,8 @@ class _Picker:
             if t.backend not in self.excluded
             and self.not_before.get(t.backend, 0.0) <= now
             and (t.context_window or 1 << 62) > self.min_window
-            and (self.gate is None or self.gate.blocked(t) is None)
+            # The plan checked health just before the first pick; later picks look again.
+            and (self.gate is None or not self.tried or self.gate.blocked(t) is None)
         ]
 
     def next(self) -> Target | None:

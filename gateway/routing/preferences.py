@@ -88,8 +88,28 @@ def _max_price(value: Any) -> tuple[float | None, float | None]:
     return out[0], out[1]
 
 
+_NO_PREFERENCES = Preferences()
+_route_constraints: dict[int, tuple[Route, Constraints]] = {}  # by id(route): routes live as long as a policy
+
+
 def constraints_for(route: Route, prefs: Preferences) -> Constraints:
-    """The route's hard constraints tightened by the request's preferences."""
+    """The route's hard constraints tightened by the request's preferences (cached when there are none)."""
+    if (
+        prefs.only is None
+        and not prefs.ignore
+        and prefs.max_input_price is None
+        and prefs.max_output_price is None
+    ):
+        cached = _route_constraints.get(id(route))
+        if cached is None or cached[0] is not route:
+            if len(_route_constraints) > 1024:  # reloads leave old routes behind
+                _route_constraints.clear()
+            cached = _route_constraints[id(route)] = (route, _build(route, _NO_PREFERENCES))
+        return cached[1]
+    return _build(route, prefs)
+
+
+def _build(route: Route, prefs: Preferences) -> Constraints:
     return Constraints(
         max_ttft_ms=route.max_ttft_ms,
         min_tokens_per_s=route.min_tokens_per_s,

@@ -170,11 +170,7 @@ class Router:
                 "Every backend is unavailable (circuit open); " + "; ".join(d.reason for d in dropped[-3:]),
                 headers={"retry-after": str(max(1, int(wait + 0.999)))},
             )
-        order = self.health.demote_slow_starters([s.target for s in kept])
-        if order != [s.target for s in kept]:
-            by_target = {id(s.target): s for s in kept}
-            kept = [by_target[id(t)] for t in order]
-        return kept
+        return self.health.demote_slow_starters(kept, lambda s: s.target)
 
     async def _attempt(
         self, plan: Plan, send: Callable[[Target], Awaitable[R]], log: AttemptLog
@@ -252,9 +248,8 @@ class Router:
             if parsed.usage is not None:
                 att.input_tokens, att.output_tokens = parsed.usage.input_tokens, parsed.usage.output_tokens
             self.observers.attempt_finished(req, att)
-            return Completed(
-                parsed, target, log
-            )  # the winner names itself: with hedging it may be the backup
+            # The winner names itself: with hedging it may be the backup.
+            return Completed(parsed, target, log)
 
         done, _ = await self._attempt(plan, send, log)
         return done
