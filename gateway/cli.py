@@ -56,6 +56,7 @@ def run_server(settings: Settings) -> None:
             http="httptools",
             log_config=None,
             access_log=False,
+            proxy_headers=False,
         )
         return
     from gateway.main import create_app
@@ -68,6 +69,7 @@ def run_server(settings: Settings) -> None:
         http="httptools",
         log_config=None,
         access_log=False,
+        proxy_headers=False,  # nothing reads the client address: skip the per-request middleware
     )
 
 

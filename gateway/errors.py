@@ -65,6 +65,18 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
 class RateLimited(GatewayError):
     """Every eligible backend is rate-limited; the client should come back after `retry_after` seconds."""
 

@@ -1,4 +1,4 @@
-"""create_app(): the FastAPI app; its lifespan builds the runtime (transport, catalog, policy watcher)."""
+"""create_app(): the ASGI app (gateway.api.front before FastAPI); the lifespan builds the runtime."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api import admin, chat, completions, embeddings, health, metrics, models
+from gateway.api import admin, health, metrics, models
+from gateway.api.front import Front
 from gateway.errors import GatewayError
 from gateway.policy.loader import LoadedPolicy, load_policy
 from gateway.policy.watch import PolicyWatcher
@@ -24,7 +25,7 @@ from gateway.settings import Settings
 log = logging.getLogger("routeway")
 
 
-def create_app(settings: Settings | None = None, loaded: LoadedPolicy | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, loaded: LoadedPolicy | None = None) -> Front:
     """Builds the app; loads the policy now so a bad one fails the start, not the first request."""
     settings = settings or Settings()
     loaded = loaded or load_policy(settings.config)
@@ -60,15 +61,15 @@ def create_app(settings: Settings | None = None, loaded: LoadedPolicy | None = N
                 await asyncio.to_thread(rt.tracing.shutdown)  # flushes the last spans
 
     app = FastAPI(title="Routeway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    for module in (chat, completions, embeddings, models, health, admin, metrics):
+    for module in (models, health, admin, metrics):
         app.include_router(module.router)
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-    return app
+    return Front(app, settings.max_body_bytes)
 
 
-def app_from_env() -> FastAPI:
+def app_from_env() -> Front:
     """Factory for `uvicorn --factory` workers: everything comes from ROUTEWAY_* settings."""
     from gateway.observability.logging import setup_logging
 

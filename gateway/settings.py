@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     # Comma-separated client keys accepted in `Authorization: Bearer`; empty means no authentication.
     api_keys: str = ""
     reload_policies: bool = True
+    # A larger request body is refused with 413 before it is buffered (images and long prompts fit).
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     redis_url: str | None = None
     # Telemetry: how fast old measurements stop counting, and how often replicas share through Redis.
     telemetry_half_life_s: float = Field(default=30.0, gt=0)

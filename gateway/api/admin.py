@@ -52,7 +52,7 @@ def explain_plan(plan: Plan) -> dict[str, Any]:
 @router.post("/v1/route/explain")
 async def explain(request: Request) -> Response:
     rt = runtime(request)
-    authenticate(rt, request)
+    authenticate(rt, request.headers)
     body = parse_body(await request.body())
     validate_chat(body)
     plan = rt.router.plan(rt.catalog, "chat", body, take_preferences(body, request.headers), probe=False)
@@ -62,7 +62,7 @@ async def explain(request: Request) -> Response:
 @router.post("/admin/reload")
 async def reload(request: Request) -> Response:
     rt = runtime(request)
-    authenticate(rt, request)
+    authenticate(rt, request.headers)
     try:
         loaded = await asyncio.to_thread(load_policy, rt.settings.config)
     except PolicyError as err:

@@ -1,17 +1,11 @@
-"""POST /v1/chat/completions."""
+"""POST /v1/chat/completions: the checks of the fields we use (served by gateway.api.front)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-from starlette.requests import Request
-from starlette.responses import Response
-
-from gateway.api.relay import common_sampling, relay
+from gateway.api.relay import common_sampling
 from gateway.errors import BadRequest
-
-router = APIRouter()
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
@@ -31,8 +25,3 @@ def validate_chat(body: dict[str, Any]) -> None:
     tools = body.get("tools")
     if tools is not None and (not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools)):
         raise BadRequest("'tools' must be an array of objects", param="tools")
-
-
-@router.post("/v1/chat/completions")
-async def chat_completions(request: Request) -> Response:
-    return await relay(request, "chat", validate_chat)

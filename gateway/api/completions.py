@@ -1,17 +1,11 @@
-"""POST /v1/completions (the legacy text completion API)."""
+"""POST /v1/completions, the legacy text completion API: its checks (served by gateway.api.front)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-from starlette.requests import Request
-from starlette.responses import Response
-
-from gateway.api.relay import common_sampling, relay
+from gateway.api.relay import common_sampling
 from gateway.errors import BadRequest
-
-router = APIRouter()
 
 
 def validate_completion(body: dict[str, Any]) -> None:
@@ -19,8 +13,3 @@ def validate_completion(body: dict[str, Any]) -> None:
     prompt = body.get("prompt")
     if not isinstance(prompt, str | list) or (isinstance(prompt, list) and not prompt):
         raise BadRequest("'prompt' is required: a string, an array of strings or of tokens", param="prompt")
-
-
-@router.post("/v1/completions")
-async def completions(request: Request) -> Response:
-    return await relay(request, "completions", validate_completion)

@@ -1,17 +1,11 @@
-"""POST /v1/embeddings."""
+"""POST /v1/embeddings: the checks of the fields we use (served by gateway.api.front)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-from starlette.requests import Request
-from starlette.responses import Response
-
-from gateway.api.relay import relay, require_model
+from gateway.api.relay import require_model
 from gateway.errors import BadRequest
-
-router = APIRouter()
 
 
 def validate_embeddings(body: dict[str, Any]) -> None:
@@ -22,8 +16,3 @@ def validate_embeddings(body: dict[str, Any]) -> None:
     fmt = body.get("encoding_format")
     if fmt is not None and fmt not in ("float", "base64"):
         raise BadRequest("'encoding_format' must be 'float' or 'base64'", param="encoding_format")
-
-
-@router.post("/v1/embeddings")
-async def embeddings(request: Request) -> Response:
-    return await relay(request, "embeddings", validate_embeddings)

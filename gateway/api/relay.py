@@ -1,17 +1,18 @@
-"""The shared path of every proxied call: authenticate, parse once, plan, attempt, respond, log once."""
+"""The shared path of every proxied call: authenticate, parse once, plan, attempt, answer, log once."""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import itertools
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from gateway.errors import AuthenticationFailed, BadRequest, GatewayError
@@ -31,10 +32,10 @@ def runtime(request: Request) -> Runtime:
     return rt
 
 
-def authenticate(rt: Runtime, request: Request) -> None:
+def authenticate(rt: Runtime, headers: Mapping[str, str]) -> None:
     if not rt.client_keys:
         return
-    auth = request.headers.get("authorization", "")
+    auth = headers.get("authorization", "")
     scheme, _, key = auth.partition(" ")
     if scheme.lower() == "bearer" and any(hmac.compare_digest(key.strip(), k) for k in rt.client_keys):
         return
@@ -51,22 +52,45 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def request_id(request: Request) -> str:
-    rid = request.headers.get("x-request-id", "")
-    return rid[:128] if rid.isascii() and rid.isprintable() and rid else os.urandom(12).hex()
+# Request ids: a random per-process prefix and a counter (unique across replicas, no syscall per request).
+_ID_PREFIX = os.urandom(6).hex()
+_ID_COUNTER = itertools.count(1)
 
 
-async def relay(request: Request, op: Operation, validate: Validator) -> Response:
-    rt = runtime(request)
-    req = RequestRecord(request_id(request), op, request.url.path, incoming_headers=request.headers)
+def request_id(headers: Mapping[str, str]) -> str:
+    rid = headers.get("x-request-id", "")
+    if rid and rid.isascii() and rid.isprintable():
+        return rid[:128]
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
+
+
+@dataclass(slots=True)
+class Answer:
+    """A whole (non-streaming) JSON response."""
+
+    body: bytes
+    headers: dict[str, str]
+    status: int = 200
+
+
+async def relay(
+    rt: Runtime,
+    op: Operation,
+    path: str,
+    headers: Mapping[str, str],
+    read_body: Callable[[], Awaitable[bytes]],
+    validate: Validator,
+) -> Answer | RelayStream:
+    """Serves one call; a GatewayError leaves with `x-request-id` set, after the request was recorded."""
+    req = RequestRecord(request_id(headers), op, path, incoming_headers=headers)
     observers = rt.router.observers
     observers.request_started(req)
     try:
-        authenticate(rt, request)
-        body = parse_body(await request.body())
+        authenticate(rt, headers)
+        body = parse_body(await read_body())
         validate(body)
         req.model = body["model"]
-        plan = rt.router.plan(rt.catalog, op, body, take_preferences(body, request.headers), req)
+        plan = rt.router.plan(rt.catalog, op, body, take_preferences(body, headers), req)
         req.candidates, req.dropped = plan.ranked, plan.dropped
         if body.get("stream") is True and op != "embeddings":
             req.stream = True
@@ -80,11 +104,15 @@ async def relay(request: Request, op: Operation, validate: Validator) -> Respons
         raise
     except BaseException as exc:
         # A bug, or the client going away mid-request: still one finished record (gauges, spans, log).
-        gone = isinstance(exc, asyncio.CancelledError)
+        gone = isinstance(exc, asyncio.CancelledError | ClientGone)
         req.status, req.error = (499, "client_disconnected") if gone else (500, "internal_error")
         observers.request_finished(req)
         raise
     return _respond(rt, done, req)
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request body arrived whole."""
 
 
 class RelayStream(StreamingResponse):
@@ -107,14 +135,14 @@ class RelayStream(StreamingResponse):
                 _finish_stream(self._relay, finished=False)
 
 
-def _respond(rt: Runtime, done: Completed, req: RequestRecord) -> Response:
+def _respond(rt: Runtime, done: Completed, req: RequestRecord) -> Answer:
     headers = _route_headers(req, done.target)
     _account(req, done.target, done.parsed.usage)
     if req.cost_usd is not None:
         headers["x-routeway-cost-usd"] = f"{req.cost_usd:.8f}"
     req.status = 200
     rt.router.observers.request_finished(req)
-    return Response(done.parsed.body, media_type=JSON, headers=headers)
+    return Answer(done.parsed.body, headers)
 
 
 def _account(req: RequestRecord, target: Target, usage: Usage | None) -> None:

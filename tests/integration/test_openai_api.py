@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from gateway.sim import SimThread
-from tests.integration.conftest import BACKEND_KEY, CLIENT_KEY, GatewayThread
+from tests.integration.conftest import BACKEND_KEY, CLIENT_KEY, GatewayThread, default_policy
 
 MSG = [{"role": "user", "content": "Say hello"}]
+CHAT = {"model": "chat", "messages": MSG}
 
 
 def test_chat_routes_to_cheapest_and_rewrites_model(client: openai.OpenAI, sims: SimThread) -> None:
@@ -227,3 +231,42 @@ def test_client_auth_when_keys_configured(sims: SimThread, tmp_path: object) -> 
             gw.client(api_key="wrong").chat.completions.create(model="chat", messages=MSG)
         ok = gw.client(api_key="k2").chat.completions.create(model="chat", messages=MSG, max_tokens=1)
         assert ok.choices
+
+
+def test_wrong_method_on_a_post_route_is_openai_shaped_405(gateway: GatewayThread) -> None:
+    r = httpx.get(gateway.base_url + "/chat/completions", timeout=5)
+    assert r.status_code == 405
+    assert r.headers["allow"] == "POST"
+    assert r.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_body_over_the_limit_is_413_before_it_is_read(sims: SimThread, tmp_path: Path) -> None:
+    with GatewayThread(default_policy(sims), tmp_path, reload_policies=False, max_body_bytes=2048) as gw:
+        small = httpx.post(gw.base_url + "/chat/completions", json={**CHAT, "max_tokens": 1}, timeout=5)
+        assert small.status_code == 200
+        big = {**CHAT, "messages": [{"role": "user", "content": "x" * 4096}]}
+        r = httpx.post(gw.base_url + "/chat/completions", json=big, timeout=5)
+        assert r.status_code == 413
+        assert r.json()["error"]["code"] == "request_too_large"
+        assert r.headers["x-request-id"]
+
+        def chunked() -> Iterator[bytes]:  # no content-length: the limit applies while reading
+            yield b'{"model": "chat", "messages": [{"role": "user", "content": "'
+            for _ in range(8):
+                yield b"y" * 512
+            yield b'"}]}'
+
+        r = httpx.post(gw.base_url + "/chat/completions", content=chunked(), timeout=5)
+        assert r.status_code == 413
+
+
+def test_body_sent_in_many_chunks_is_read_whole(gateway: GatewayThread) -> None:
+    raw = orjson.dumps({**CHAT, "max_tokens": 1})
+
+    def pieces() -> Iterator[bytes]:
+        for i in range(0, len(raw), 7):
+            yield raw[i : i + 7]
+
+    r = httpx.post(gateway.base_url + "/chat/completions", content=pieces(), timeout=5)
+    assert r.status_code == 200
+    assert r.json()["object"] == "chat.completion"

@@ -1,0 +1,126 @@
+"""The ASGI entry point: the OpenAI POST routes are served straight from ASGI, everything else by FastAPI.
+
+FastAPI's routing, dependency and middleware layers cost about as much per request as all of Routeway's
+own work (docs/benchmarks.md), so the three hot routes skip them: the body is read from `receive`, the
+answer goes out in two `send` calls. Streams still use Starlette's StreamingResponse (an ASGI app)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import orjson
+from fastapi import FastAPI
+from starlette.datastructures import State
+from starlette.types import Message, Receive, Scope, Send
+
+from gateway.api.chat import validate_chat
+from gateway.api.completions import validate_completion
+from gateway.api.embeddings import validate_embeddings
+from gateway.api.relay import Answer, ClientGone, Validator, relay
+from gateway.errors import GatewayError, MethodNotAllowed, PayloadTooLarge
+from gateway.providers.base import Operation
+from gateway.runtime import Runtime
+
+log = logging.getLogger("routeway")
+
+ROUTES: dict[str, tuple[Operation, Validator]] = {
+    "/v1/chat/completions": ("chat", validate_chat),
+    "/v1/completions": ("completions", validate_completion),
+    "/v1/embeddings": ("embeddings", validate_embeddings),
+}
+_JSON = (b"content-type", b"application/json")
+
+
+class Front:
+    """Wraps the FastAPI app (which still owns the lifespan, the other routes and their errors)."""
+
+    def __init__(self, app: FastAPI, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    @property
+    def state(self) -> State:
+        return self.app.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = ROUTES.get(scope["path"]) if scope["type"] == "http" else None
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        try:
+            if scope["method"] != "POST":
+                raise MethodNotAllowed(
+                    f"{scope['method']} {scope['path']}: use POST", headers={"allow": "POST"}
+                )
+            rt: Runtime = self.app.state.runtime
+            reader = _BodyReader(receive, headers, self.max_body_bytes)
+            answer = await relay(rt, route[0], scope["path"], headers, reader.read, route[1])
+        except GatewayError as err:
+            await _send(send, err.status, err.body(), err.headers)
+            return
+        except ClientGone:
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug still gets an OpenAI-shaped 500
+            log.error("unhandled error", extra={"path": scope["path"], "exc_type": type(exc).__name__})
+            await _send(send, 500, _INTERNAL, {})
+            return
+        if isinstance(answer, Answer):
+            await _send(send, answer.status, answer.body, answer.headers)
+        else:
+            await answer(scope, receive, send)
+
+
+_INTERNAL = orjson.dumps(
+    {"error": {"message": "internal error", "type": "server_error", "param": None, "code": "internal_error"}}
+)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """Request headers by lower-case name (the server lowers them); the first of repeated names wins."""
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(scope["headers"])}
+
+
+async def _send(send: Send, status: int, body: bytes, headers: Mapping[str, str]) -> None:
+    raw = [_JSON, (b"content-length", str(len(body)).encode())]
+    raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _BodyReader:
+    """Reads the whole request body, refusing one over the limit before buffering it."""
+
+    __slots__ = ("_receive", "_declared", "_limit")
+
+    def __init__(self, receive: Receive, headers: Mapping[str, str], limit: int) -> None:
+        self._receive = receive
+        self._declared = headers.get("content-length", "")
+        self._limit = limit
+
+    async def read(self) -> bytes:
+        if self._declared.isdigit() and int(self._declared) > self._limit:
+            raise _too_large(self._limit)
+        message: Message = await self._receive()
+        body: bytes = message.get("body", b"")
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            if len(body) > self._limit:
+                raise _too_large(self._limit)
+            return body  # the common case: one message
+        parts = [body]
+        size = len(body)
+        while message["type"] == "http.request" and message.get("more_body", False):
+            message = await self._receive()
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > self._limit:
+                raise _too_large(self._limit)
+            parts.append(chunk)
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        return b"".join(parts)
+
+
+def _too_large(limit: int) -> GatewayError:
+    return PayloadTooLarge(f"The request body exceeds the gateway's limit of {limit} bytes")
