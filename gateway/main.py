@@ -59,6 +59,8 @@ def create_app(settings: Settings | None = None, loaded: LoadedPolicy | None = N
                 await rt.store.close()
             if rt.tracing is not None:
                 await asyncio.to_thread(rt.tracing.shutdown)  # flushes the last spans
+            if rt.access_log is not None:
+                rt.access_log.flush()  # hands the last batch of lines to the log thread
 
     app = FastAPI(title="Routeway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     for module in (models, health, admin, metrics):

@@ -32,6 +32,7 @@ class Runtime:
     metrics: Metrics | None = None  # served at GET /metrics
     tracing: Tracing | None = None  # shut down (flushed) by the app's lifespan
     store: TelemetryStore | None = None  # started and closed by the app's lifespan
+    access_log: AccessLog | None = None  # its last batch is flushed by the app's lifespan
 
     @classmethod
     def create(cls, settings: Settings, loaded: LoadedPolicy) -> Runtime:
@@ -39,7 +40,8 @@ class Runtime:
         store = make_store(settings)
         health = Health(loaded.policy.resilience, store=store)
         recorder = TelemetryRecorder(store)
-        observers = Observers([recorder, health, *([AccessLog()] if settings.access_log else [])])
+        access_log = AccessLog() if settings.access_log else None
+        observers = Observers([recorder, health, *([access_log] if access_log is not None else [])])
         metrics = Metrics() if settings.metrics else None
         tracing = build_tracing(settings)  # None without an OTLP endpoint: no observer, no cost
         for observer in (metrics, tracing):
@@ -55,6 +57,7 @@ class Runtime:
             metrics=metrics,
             tracing=tracing,
             store=store,
+            access_log=access_log,
         )
 
     def swap(self, loaded: LoadedPolicy) -> None:

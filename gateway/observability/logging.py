@@ -1,17 +1,24 @@
-"""Structured JSON logs written off the event loop: handlers enqueue, a listener thread formats and writes."""
+"""Structured JSON logs written off the event loop: handlers enqueue, a listener thread formats and writes.
+
+Access lines are rendered on the loop but handed to the listener in batches (one record per batch), so a
+busy process wakes the thread and writes to stderr once per batch instead of once per request.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import queue
 import sys
 import time
+import weakref
 from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 
 import orjson
 
-from gateway.events import AttemptRecord, RequestRecord
+from gateway.events import Observer, RequestRecord
 
 # Attributes every record has, and uvicorn's ANSI-coloured copy of its message: not fields of our JSON line.
 _STD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys()) | {
@@ -20,14 +27,26 @@ _STD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys(
     "color_message",
 }
 
+BATCH_DELAY_S = 0.05  # a pending access line waits at most this long for the listener
+BATCH_MAX_BYTES = 64 * 1024  # ...or until the batch holds this many bytes (~200 lines of ~300 bytes)
+
+
+def _timestamp(created: float, msecs: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(msecs):03d}Z"
+
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line; fields passed as `extra=` become top-level keys."""
+    """One JSON object per line; fields passed as `extra=` become top-level keys.
+
+    A record with a `json_lines` attribute (a batch from AccessLog) is written as those lines, unchanged.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
+        lines: list[bytes] | None = getattr(record, "json_lines", None)
+        if lines is not None:
+            return b"\n".join(lines).decode()
         doc: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": _timestamp(record.created, record.msecs),
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
@@ -48,6 +67,7 @@ class _Enqueue(QueueHandler):
 
 
 _listener: QueueListener | None = None
+_access_logs: weakref.WeakSet[AccessLog] = weakref.WeakSet()  # flushed by stop_logging()
 
 
 def setup_logging(level: str = "INFO") -> None:
@@ -67,53 +87,98 @@ def setup_logging(level: str = "INFO") -> None:
         log.setLevel(level.upper())
         log.propagate = False
     logging.getLogger("uvicorn.access").disabled = True  # our own access line replaces it
+    atexit.unregister(stop_logging)
+    atexit.register(stop_logging)  # the listener is a daemon thread: drain its queue before exit
 
 
 def stop_logging() -> None:
+    """Hands over every pending access line, then writes everything queued and stops the listener.
+
+    Call it once the event loop has stopped (it is registered with atexit): AccessLog is not thread-safe.
+    """
     global _listener  # see setup_logging
+    for access_log in list(_access_logs):
+        access_log.flush()
     if _listener is not None:
         _listener.stop()
         _listener = None
 
 
-class AccessLog:
-    """The one JSON line per request (an Observer): who asked for what, where it went, what it cost."""
+class AccessLog(Observer):
+    """The one JSON line per request (an Observer): who asked for what, where it went, what it cost.
+
+    With setup_logging() in place, lines are rendered on the loop and handed to the listener in batches:
+    BATCH_DELAY_S after the first pending line, or as soon as a batch is full; at once without a running
+    loop. The owner calls flush() on shutdown (stop_logging() also does). Without setup_logging(), each
+    request is one ordinary record with its fields as attributes, for whatever handlers are configured.
+    Call it from one thread (the event loop's).
+    """
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self._log = logger or logging.getLogger("routeway.access")
-
-    def request_started(self, req: RequestRecord) -> None:
-        pass
-
-    def attempt_started(self, req: RequestRecord, att: AttemptRecord, headers: dict[str, str]) -> None:
-        pass
-
-    def attempt_finished(self, req: RequestRecord, att: AttemptRecord) -> None:
-        pass
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._scheduled = False  # a flush is due on the loop
+        _access_logs.add(self)
 
     def request_finished(self, req: RequestRecord) -> None:
         if not self._log.isEnabledFor(logging.INFO):
             return
-        fields: dict[str, Any] = {
-            "request_id": req.request_id,
-            "path": req.path,
-            "model": req.model,
-            "route": req.route,
-            "objective": req.objective,
-            "backend": req.backend,
-            "status": req.status,
-            "stream": req.stream,
-            "attempts": len(req.attempts),
-            "latency_ms": round((req.duration_s or 0.0) * 1000, 2),
-            "input_tokens": req.input_tokens,
-            "output_tokens": req.output_tokens,
-            "cost_usd": req.cost_usd,
-        }
-        if req.error:
-            fields["error"] = req.error
-        trace_id = req.context.get("trace_id")  # set by the tracing observer when tracing is on
-        if trace_id:
-            fields["trace_id"] = trace_id
-        if len(req.attempts) > 1 or req.error:
-            fields["tried"] = [f"{a.target.backend}:{a.outcome}" for a in req.attempts]
-        self._log.info("request", extra=fields)
+        fields = _fields(req)
+        if _listener is None:  # not our listener: a plain record, as any handler (caplog...) expects
+            self._log.info("request", extra=fields)
+            return
+        now = time.time()
+        ts = _timestamp(now, (now - int(now)) * 1000)  # as a LogRecord made now would have it
+        line = {"ts": ts, "level": "INFO", "logger": self._log.name, "msg": "request", **fields}
+        self._add(orjson.dumps(line, default=str))
+
+    def flush(self) -> None:
+        """Hands every pending line to the logging handlers now, as one record."""
+        self._scheduled = False  # a timer still due finds nothing, or flushes newer lines a bit early
+        if not self._pending:
+            return
+        lines, self._pending, self._pending_bytes = self._pending, [], 0
+        record = self._log.makeRecord(
+            self._log.name, logging.INFO, __file__, 0, "%d access lines", (len(lines),), None
+        )
+        record.json_lines = lines
+        self._log.handle(record)
+
+    def _add(self, line: bytes) -> None:
+        self._pending.append(line)
+        self._pending_bytes += len(line) + 1
+        if self._pending_bytes >= BATCH_MAX_BYTES:
+            self.flush()
+        elif not self._scheduled:
+            try:
+                asyncio.get_running_loop().call_later(BATCH_DELAY_S, self.flush)
+                self._scheduled = True
+            except RuntimeError:  # no running loop: a sync caller gets its line at once
+                self.flush()
+
+
+def _fields(req: RequestRecord) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "request_id": req.request_id,
+        "path": req.path,
+        "model": req.model,
+        "route": req.route,
+        "objective": req.objective,
+        "backend": req.backend,
+        "status": req.status,
+        "stream": req.stream,
+        "attempts": len(req.attempts),
+        "latency_ms": round((req.duration_s or 0.0) * 1000, 2),
+        "input_tokens": req.input_tokens,
+        "output_tokens": req.output_tokens,
+        "cost_usd": req.cost_usd,
+    }
+    if req.error:
+        fields["error"] = req.error
+    trace_id = req.context.get("trace_id")  # set by the tracing observer when tracing is on
+    if trace_id:
+        fields["trace_id"] = trace_id
+    if len(req.attempts) > 1 or req.error:
+        fields["tried"] = [f"{a.target.backend}:{a.outcome}" for a in req.attempts]
+    return fields
