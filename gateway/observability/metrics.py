@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from gateway.events import AttemptRecord, RequestRecord
+from gateway.events import AttemptRecord, Observer, RequestRecord
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -17,12 +19,33 @@ _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
 NONE = "none"
 UNKNOWN = "unknown"
 
+_M = TypeVar("_M", Counter, Gauge, Histogram)
 
-class Metrics:
+
+class _Children(dict[tuple[object, ...], _M], Generic[_M]):
+    """One metric's labelled children by label values: `labels()` (validation, a lock, str() of every
+    value) runs once per label set, every later event is one dict lookup. Values are passed to `labels()`,
+    which turns them into str, so a key may hold e.g. an int status. Bounded by the metric's own label
+    sets; children are never removed from our metrics, so a cached child never goes stale."""
+
+    __slots__ = ("_metric",)
+
+    def __init__(self, metric: _M) -> None:
+        super().__init__()
+        self._metric: _M = metric
+
+    def __missing__(self, key: tuple[object, ...]) -> _M:
+        child: _M = self._metric.labels(*key)
+        self[key] = child
+        return child
+
+
+class Metrics(Observer):
     """Counters, gauges and histograms updated from request and attempt records.
 
     Labels stay bounded: operations, route and backend names come from the policy, the model label is the
-    logical model only once a route resolved it ("unknown" otherwise), and no request ids are used."""
+    logical model only once a route resolved it ("unknown" otherwise), and no request ids are used. The
+    hooks go through `_Children` caches (the `_by_*` attributes), never through `labels()` directly."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
@@ -94,50 +117,62 @@ class Metrics:
             ["backend", "model"],
             registry=r,
         )
+        self._by_requests = _Children(self.requests)
+        self._by_in_flight = _Children(self.in_flight)
+        self._by_duration = _Children(self.duration)
+        self._by_overhead = _Children(self.overhead)
+        self._by_ttft = _Children(self.ttft)
+        self._by_attempt_duration = _Children(self.attempt_duration)
+        self._by_attempts = _Children(self.attempts)
+        self._by_retries = _Children(self.retries)
+        self._by_hedges = _Children(self.hedges)
+        self._by_tokens = _Children(self.tokens)
+        self._by_cost = _Children(self.cost)
 
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""
         return generate_latest(self.registry)
 
     def request_started(self, req: RequestRecord) -> None:
-        self.in_flight.labels(req.op).inc()
+        self._by_in_flight[(req.op,)].inc()
 
     def attempt_started(self, req: RequestRecord, att: AttemptRecord, headers: dict[str, str]) -> None:
         if att.number > 1 and len(req.attempts) >= att.number:
             before = req.attempts[att.number - 2]
             if before.outcome == "pending":  # still running: a hedge, not a retry
-                self.hedges.labels(before.target.backend).inc()
+                self._by_hedges[(before.target.backend,)].inc()
             else:
-                self.retries.labels(before.target.backend, before.outcome).inc()
+                self._by_retries[before.target.backend, before.outcome].inc()
 
     def attempt_finished(self, req: RequestRecord, att: AttemptRecord) -> None:
-        backend = att.target.backend
-        self.attempts.labels(backend, att.target.model, att.outcome).inc()
+        target = att.target
+        outcome = att.outcome
+        self._by_attempts[target.backend, target.model, outcome].inc()
         if att.duration_s is not None:
-            self.attempt_duration.labels(backend, att.outcome).observe(att.duration_s)
+            self._by_attempt_duration[target.backend, outcome].observe(att.duration_s)
         # An error status's body arriving is no first token.
         if att.ttft_s is not None and (att.status or 200) < 300:
-            self.ttft.labels(backend, att.target.model, _flag(req.stream)).observe(att.ttft_s)
+            stream = "true" if req.stream else "false"
+            self._by_ttft[target.backend, target.model, stream].observe(att.ttft_s)
 
     def request_finished(self, req: RequestRecord) -> None:
-        self.in_flight.labels(req.op).dec()
+        op = req.op
+        self._by_in_flight[(op,)].dec()
         route = req.route or NONE
         model = req.model if req.route is not None and req.model else UNKNOWN
         backend = req.backend or NONE
-        status = str(req.status) if req.status is not None else UNKNOWN
-        self.requests.labels(req.op, route, model, backend, status).inc()
+        status = req.status if req.status is not None else UNKNOWN  # labels() makes the int a str
+        self._by_requests[op, route, model, backend, status].inc()
         duration = req.duration_s or 0.0
-        self.duration.labels(req.op, route, model, _flag(req.stream)).observe(duration)
-        self.overhead.labels(req.op).observe(max(0.0, duration - req.upstream_s()))
+        stream = "true" if req.stream else "false"
+        self._by_duration[op, route, model, stream].observe(duration)
+        overhead = duration - req.upstream_s()
+        self._by_overhead[(op,)].observe(overhead if overhead > 0.0 else 0.0)
         if req.backend is None:
             return
         if req.input_tokens:
-            self.tokens.labels(backend, model, "input").inc(req.input_tokens)
+            self._by_tokens[backend, model, "input"].inc(req.input_tokens)
         if req.output_tokens:
-            self.tokens.labels(backend, model, "output").inc(req.output_tokens)
+            self._by_tokens[backend, model, "output"].inc(req.output_tokens)
         if req.cost_usd:
-            self.cost.labels(backend, model).inc(req.cost_usd)
-
-
-def _flag(value: bool) -> str:
-    return "true" if value else "false"
+            self._by_cost[backend, model].inc(req.cost_usd)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from gateway.events import AttemptRecord, RequestRecord
+from gateway.events import AttemptRecord, Observer, RequestRecord
 from gateway.policy.model import Resilience
 from gateway.providers.base import Target
 from gateway.resilience.breaker import Breakers
@@ -24,7 +24,7 @@ def health_key(target: Target) -> str:
     return f"{target.backend}/{target.model_id}"
 
 
-class Health:
+class Health(Observer):
     """An Observer of attempts, and the router's view of which backends may take traffic right now."""
 
     def __init__(
@@ -100,9 +100,6 @@ class Health:
     def request_started(self, req: RequestRecord) -> None:
         self.budget.note_request()
 
-    def attempt_started(self, req: RequestRecord, att: AttemptRecord, headers: dict[str, str]) -> None:
-        pass
-
     def attempt_finished(self, req: RequestRecord, att: AttemptRecord) -> None:
         key = health_key(att.target)
         kind = att.outcome
@@ -122,9 +119,6 @@ class Health:
             self.breakers.release(key)
         else:
             self.breakers.release(key)
-
-    def request_finished(self, req: RequestRecord) -> None:
-        pass
 
     def _share(self, key: str, seconds: float) -> None:
         """Tells the other replicas (through the store) that this breaker opened, and for how long."""

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from gateway.events import AttemptRecord, RequestRecord
+from gateway.events import AttemptRecord, Observer, RequestRecord
 from gateway.telemetry.headroom import Headroom, parse_headroom
 from gateway.telemetry.store import Key, TelemetryStore
 from gateway.telemetry.window import Sample
@@ -18,17 +18,16 @@ def key_of(att: AttemptRecord) -> Key:
     return att.target.backend, att.target.model_id
 
 
-class TelemetryRecorder:
-    """Counts attempts in flight and records each finished one; only sync, in-memory work (no I/O)."""
+class TelemetryRecorder(Observer):
+    """Counts attempts in flight and records each finished one; only sync, in-memory work (no I/O).
+
+    Request events are left to Observer's no-ops, which `Observers` never calls."""
 
     __slots__ = ("_clock", "_store")
 
     def __init__(self, store: TelemetryStore, clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._clock = clock
-
-    def request_started(self, req: RequestRecord) -> None:
-        return None
 
     def attempt_started(self, req: RequestRecord, att: AttemptRecord, headers: dict[str, str]) -> None:
         self._store.add_in_flight(key_of(att), 1)
@@ -51,6 +50,3 @@ class TelemetryRecorder:
         self._store.record(key, sample)
         if att.context.pop(_OPEN, False):
             self._store.add_in_flight(key, -1)
-
-    def request_finished(self, req: RequestRecord) -> None:
-        return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from gateway.events import AttemptRecord, RequestRecord
@@ -78,3 +80,104 @@ def test_unresolved_model_is_unknown_and_registries_are_separate() -> None:
     assert value(first, "routeway_requests_total", **labels) == 1
     assert value(second, "routeway_requests_total", **labels) == 0
     assert "whatever-the-client-sent" not in first.render().decode()
+
+
+class LabelsEveryTime(Metrics):
+    """The hooks as they were before the label caches: `labels()` with str values on every event."""
+
+    def request_started(self, req: RequestRecord) -> None:
+        self.in_flight.labels(req.op).inc()
+
+    def attempt_started(self, req: RequestRecord, att: AttemptRecord, headers: dict[str, str]) -> None:
+        if att.number > 1 and len(req.attempts) >= att.number:
+            before = req.attempts[att.number - 2]
+            if before.outcome == "pending":
+                self.hedges.labels(before.target.backend).inc()
+            else:
+                self.retries.labels(before.target.backend, before.outcome).inc()
+
+    def attempt_finished(self, req: RequestRecord, att: AttemptRecord) -> None:
+        backend = att.target.backend
+        self.attempts.labels(backend, att.target.model, att.outcome).inc()
+        if att.duration_s is not None:
+            self.attempt_duration.labels(backend, att.outcome).observe(att.duration_s)
+        if att.ttft_s is not None and (att.status or 200) < 300:
+            self.ttft.labels(backend, att.target.model, str(req.stream).lower()).observe(att.ttft_s)
+
+    def request_finished(self, req: RequestRecord) -> None:
+        self.in_flight.labels(req.op).dec()
+        route = req.route or "none"
+        model = req.model if req.route is not None and req.model else "unknown"
+        backend = req.backend or "none"
+        status = str(req.status) if req.status is not None else "unknown"
+        self.requests.labels(req.op, route, model, backend, status).inc()
+        duration = req.duration_s or 0.0
+        self.duration.labels(req.op, route, model, str(req.stream).lower()).observe(duration)
+        self.overhead.labels(req.op).observe(max(0.0, duration - req.upstream_s()))
+        if req.backend is None:
+            return
+        if req.input_tokens:
+            self.tokens.labels(backend, model, "input").inc(req.input_tokens)
+        if req.output_tokens:
+            self.tokens.labels(backend, model, "output").inc(req.output_tokens)
+        if req.cost_usd:
+            self.cost.labels(backend, model).inc(req.cost_usd)
+
+
+def feed(m: Metrics, n: int) -> None:
+    """Requests of every shape: failover, hedge, errors without a route or status, streams, empty route."""
+    for i in range(n):
+        req = RequestRecord(f"r{i}", ("chat", "embeddings")[i % 2], "/v1/x", stream=i % 3 == 0)
+        m.request_started(req)
+        if i % 5:
+            req.model, req.route = f"model-{i % 2}", ("default", "fast", "")[i % 3]
+        else:
+            req.model = "whatever-the-client-sent"
+        for k in range(1, 1 + i % 3):
+            att = AttemptRecord(target(("a", "b", "c")[(i + k) % 3]), k)
+            req.attempts.append(att)
+            m.attempt_started(req, att, {})
+            if i % 4 and k < i % 3:  # one still running when the next starts: a hedge
+                continue
+            att.outcome = "ok" if k == i % 3 else ("server", "timeout")[i % 2]
+            att.status = (200 if att.outcome == "ok" else 503) if i % 7 else None
+            att.ttft_s = 0.001 * (i % 11) if i % 6 else None
+            att.duration_s = 0.002 * (i % 13) if i % 8 else None
+            m.attempt_finished(req, att)
+        if req.attempts and i % 9:
+            req.backend = req.attempts[-1].target.backend
+            req.input_tokens, req.output_tokens, req.cost_usd = i % 4, i % 5, (i % 3) * 1e-5
+        req.status = (200, 404, 502, None)[i % 4]
+        req.duration_s = 0.003 * (i % 17)
+        m.request_finished(req)
+
+
+def rendered(m: Metrics) -> str:
+    # `_created` holds the wall time each series was first seen: it differs between any two registries.
+    return "".join(line for line in m.render().decode().splitlines(True) if "_created{" not in line)
+
+
+def test_cached_children_render_exactly_like_labels_every_time() -> None:
+    cached, reference = Metrics(), LabelsEveryTime()
+    feed(cached, 300)
+    feed(reference, 300)
+    body = rendered(cached)
+    assert 'status="unknown"' in body and "routeway_hedges_total{" in body
+    assert 'model="model-0",op="chat",route="none"' in body  # an empty route is "none", its model kept
+    assert body == rendered(reference)
+
+
+def test_labels_runs_once_per_label_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    m = Metrics()
+    calls: list[tuple[str, tuple[str, ...]]] = []
+    for metric in (m.requests, m.in_flight, m.duration, m.overhead, m.ttft, m.attempt_duration, m.attempts):
+        labels = metric.labels
+
+        def spy(*values: str, _labels: Any = labels, _name: str = metric._name) -> Any:
+            calls.append((_name, values))
+            return _labels(*values)
+
+        monkeypatch.setattr(metric, "labels", spy)
+    feed(m, 200)
+    assert calls, "the hooks no longer go through labels()"
+    assert len(calls) == len(set(calls))
