@@ -21,7 +21,8 @@ class Watch:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._last_tried: dict[Key, float] = {}
-        self._waiting: dict[Key, dict[int, float]] = {}  # insertion order: the first entry is the oldest
+        # Only backends with an attempt waiting; insertion order: the first entry is the oldest.
+        self._waiting: dict[Key, dict[int, float]] = {}
 
     def started(self, target: Target, token: int) -> None:
         now = self._clock()
@@ -31,14 +32,17 @@ class Watch:
 
     def answered(self, target: Target, token: int) -> None:
         """The first token arrived, or the attempt ended without one: it no longer counts as waiting."""
-        waiting = self._waiting.get(key_of(target))
-        if waiting is not None:
-            waiting.pop(token, None)
+        key = key_of(target)
+        waiting = self._waiting.get(key)
+        if waiting is not None and waiting.pop(token, None) is not None and not waiting:
+            del self._waiting[key]  # so waiting_ms() walks only the backends something waits on
 
     def waiting_ms(self) -> dict[Key, float]:
         """Age of the oldest attempt still waiting for its first token, per backend with one."""
+        if not self._waiting:
+            return {}
         now = self._clock()
-        return {k: (now - next(iter(w.values()))) * 1000 for k, w in self._waiting.items() if w}
+        return {k: (now - next(iter(w.values()))) * 1000 for k, w in self._waiting.items()}
 
     def pick_probe(self, candidates: Sequence[Target], interval_s: float) -> Target | None:
         """The candidate tried least recently, if that was at least `interval_s` ago (never: right away)."""

@@ -4,7 +4,7 @@ and constraints to a ranked list, with a reason for every candidate dropped."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gateway.policy.model import Objective, Weights
 from gateway.providers.base import Target
@@ -76,7 +76,6 @@ class _View:
     remaining: int | None = None
     demoted: str | None = None
     fresh: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 def observe(t: Target, st: Stats | None, est: Estimate, now: float, waiting_ms: float = 0.0) -> _View:
@@ -144,6 +143,10 @@ def too_slow(v: _View, c: Constraints) -> str | None:
     return None
 
 
+_NO_CONSTRAINTS = Constraints()
+_DEFAULT_WEIGHTS = Weights()
+
+
 def rank(
     targets: Sequence[Target],
     objective: Objective,
@@ -156,13 +159,40 @@ def rank(
     waiting_ms: Mapping[tuple[str, str], float] | None = None,
 ) -> tuple[list[Scored], list[Dropped]]:
     """Best first: healthy before demoted, then by score, ties in policy order."""
-    c = constraints or Constraints()
+    kept, dropped = _screen(targets, est, telemetry, constraints or _NO_CONSTRAINTS, now, waiting_ms)
+    if not kept:
+        return [], dropped
+    _be_optimistic_about_the_unmeasured(kept)
+    w = weights or _DEFAULT_WEIGHTS
+    denominators = _worst(kept) if objective not in ("cheapest", "fastest", "greenest") else (1.0, 1.0, 1.0)
+    scored = [_scored(t, v, _score(objective, v, denominators, w)) for t, v in kept]
+    if len(scored) == 1:
+        return scored, dropped
+    by_latency = objective in ("cheapest", "balanced")
+    order = sorted(
+        (s.demoted is not None, s.score, s.latency_ms if by_latency else s.cost_usd, i)
+        for i, s in enumerate(scored)
+    )
+    return [scored[i] for *_, i in order], dropped
+
+
+def _screen(
+    targets: Sequence[Target],
+    est: Estimate,
+    telemetry: Mapping[tuple[str, str], Stats] | None,
+    c: Constraints,
+    now: float,
+    waiting_ms: Mapping[tuple[str, str], float] | None,
+) -> tuple[list[tuple[Target, _View]], list[Dropped]]:
+    """Each candidate's view, split into those that may serve and those dropped (with the reason)."""
     kept: list[tuple[Target, _View]] = []
     dropped: list[Dropped] = []
+    stats_of = telemetry.get if telemetry else None
+    waited = waiting_ms.get if waiting_ms else None
     for t in targets:
         key = (t.backend, t.model_id)
-        st = telemetry.get(key) if telemetry else None
-        v = observe(t, st, est, now, waiting_ms.get(key, 0.0) if waiting_ms else 0.0)
+        st = stats_of(key) if stats_of is not None else None
+        v = observe(t, st, est, now, waited(key, 0.0) if waited is not None else 0.0)
         reason = violation(t, v, c, est)
         if reason is None and st is not None and st.saturated(now):
             reason = "rate limit exhausted until its reset (x-ratelimit / retry-after / learned limit)"
@@ -173,22 +203,17 @@ def rank(
             dropped.append(Dropped(t.backend, reason))
         else:
             kept.append((t, v))
-    if not kept:
-        return [], dropped
-    _be_optimistic_about_the_unmeasured(kept)
-    w = weights or Weights()
-    worst = (
-        max(v.cost_usd for _, v in kept),
-        max(v.latency_ms for _, v in kept),
-        max(v.energy_j for _, v in kept),
-    )
-    scored = [_scored(t, v, _score(objective, v, worst, w)) for t, v in kept]
-    tiebreak = "latency_ms" if objective in ("cheapest", "balanced") else "cost_usd"
-    order = sorted(
-        range(len(scored)),
-        key=lambda i: (scored[i].demoted is not None, scored[i].score, getattr(scored[i], tiebreak), i),
-    )
-    return [scored[i] for i in order], dropped
+    return kept, dropped
+
+
+def _worst(kept: list[tuple[Target, _View]]) -> tuple[float, float, float]:
+    """The worst cost, latency and energy among the candidates (never 0): what `balanced` divides by."""
+    cost = latency = energy = 0.0
+    for _, v in kept:
+        cost = v.cost_usd if v.cost_usd > cost else cost
+        latency = v.latency_ms if v.latency_ms > latency else latency
+        energy = v.energy_j if v.energy_j > energy else energy
+    return max(cost, 1e-12), max(latency, 1e-12), max(energy, 1e-12)
 
 
 def _be_optimistic_about_the_unmeasured(kept: list[tuple[Target, _View]]) -> None:
@@ -220,7 +245,7 @@ def _score(objective: Objective, v: _View, worst: tuple[float, float, float], w:
         return v.energy_j * penalty
     # balanced: each dimension as a share of the worst candidate's (0..1), so neither unit dominates and a
     # free backend scores 0 on cost rather than making every other ratio infinite.
-    cost, lat, energy = (
-        x / max(m, 1e-12) for x, m in zip((v.cost_usd, v.latency_ms, v.energy_j), worst, strict=True)
-    )
-    return (w.cost * cost + w.latency * lat + w.energy * energy) * penalty
+    cost, lat, energy = worst
+    return (
+        w.cost * (v.cost_usd / cost) + w.latency * (v.latency_ms / lat) + w.energy * (v.energy_j / energy)
+    ) * penalty

@@ -1,7 +1,11 @@
 """The telemetry store seam: a Protocol, the snapshot it hands to scoring, and the in-process MemoryStore.
 
-Writes (`record`, `add_in_flight`, cooldowns) are sync and O(1); `snapshot()` is sync and rebuilds only the
-keys that changed, at most once per change or per `max_age_s` (decay is slow, in-flight counts are not).
+Writes (`record`, `add_in_flight`, cooldowns) are sync and O(1); `snapshot()` is sync and refreshes only the
+keys that changed, and every key once per `max_age_s` (decay is slow, in-flight counts are not). What changed
+decides the cost. In-flight counts, the AIMD limit, headroom and Retry-After are copied into the key's Stats
+at once (cheap). The figures derived from its window (rates, means, TTFT quantiles) are recomputed at once
+after a failure, but after a success or a neutral outcome at most once per `window_every_s`: under load they
+move by a hair per sample, and the quantiles are the costly part of a snapshot.
 """
 
 from __future__ import annotations
@@ -9,12 +13,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar, overload
 
 from gateway.telemetry.headroom import Headroom
-from gateway.telemetry.window import WIDTH, Aimd, Sample, Stats, Window, make_stats
+from gateway.telemetry.window import NEUTRAL, WIDTH, Aimd, Sample, Stats, Window, make_stats
 
 Key = tuple[str, str]  # (backend, provider model id)
+_T = TypeVar("_T")
+# Outcomes whose effect on the window figures may wait `window_every_s`; any other is a failure, seen at once.
+_GRADUAL = NEUTRAL | {"ok"}
+_Live = tuple[int, int, float | None, Headroom | None, float | None, float | None]
 
 
 class Snapshot(Mapping[Key, Stats]):
@@ -35,6 +43,17 @@ class Snapshot(Mapping[Key, Stats]):
 
     def __len__(self) -> int:
         return len(self._stats)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._stats
+
+    # Straight to the dict: Mapping's mixin goes through __getitem__ and raises KeyError on every miss.
+    @overload
+    def get(self, key: Key, /) -> Stats | None: ...
+    @overload
+    def get(self, key: Key, /, default: Stats | _T) -> Stats | _T: ...
+    def get(self, key: Key, /, default: Stats | _T | None = None) -> Stats | _T | None:
+        return self._stats.get(key, default)
 
     def cooldown_until(self, name: str) -> float | None:
         return self.cooldowns.get(name)
@@ -89,6 +108,8 @@ class _State:
     headroom: Headroom | None = None
     headroom_at: float | None = None
     retry_at: float | None = None
+    window_at: float = -float("inf")  # when a snapshot last showed new samples of this key
+    window_new: bool = False  # samples added since the snapshot's figures were computed
 
 
 class MemoryStore:
@@ -100,15 +121,19 @@ class MemoryStore:
         *,
         clock: Callable[[], float] = time.time,
         max_age_s: float = 0.25,
+        window_every_s: float = 0.02,
     ) -> None:
         self.half_life_s = half_life_s
         self._clock = clock
         self._max_age = max_age_s
+        self._window_every = window_every_s  # 0: every snapshot shows every sample
         self._states: dict[Key, _State] = {}
         self._cooldowns: dict[str, float] = {}
         self._remote: RemoteView | None = None
         self._snap = Snapshot({}, {}, -float("inf"))
-        self._changed: set[Key] = set()  # keys to recompute at the next snapshot
+        self._changed: set[Key] = set()  # keys to refresh at the next snapshot
+        self._deferred: set[Key] = set()  # keys whose new samples wait for `window_every_s` to pass
+        self._deferred_since = float("inf")  # the oldest `window_at` among them
         self._full = True  # recompute every key: decay moved them all, or the remote view changed
         self._full_at = -float("inf")
         self._cooldowns_changed = False
@@ -133,6 +158,9 @@ class MemoryStore:
                 state.retry_at = max(state.retry_at or 0.0, now + hr.retry_after_s)
             if hr.requests_remaining is not None or hr.tokens_remaining is not None:
                 state.headroom, state.headroom_at = hr, now
+        state.window_new = True
+        if sample.outcome not in _GRADUAL:
+            state.window_at = -float("inf")  # a failure shows at the next snapshot
         self._changed.add(key)
 
     def add_in_flight(self, key: Key, delta: int) -> None:
@@ -158,45 +186,75 @@ class MemoryStore:
     def snapshot(self) -> Snapshot:
         """The current view; the same object until something changes or it is `max_age_s` old."""
         now = self._clock()
-        snap = self._snap
-        if now - self._full_at > self._max_age:
+        if not 0.0 <= now - self._full_at <= self._max_age:  # too old, or the clock went back
             self._full = True
-        elif not (self._full or self._changed or self._cooldowns_changed):
-            return snap
+        elif self._deferred and not self._may_wait(self._deferred_since, now):
+            self._changed |= self._deferred
+            self._deferred.clear()
+            self._deferred_since = float("inf")
+        if not (self._full or self._changed or self._cooldowns_changed):
+            return self._snap
         remote = self._remote
         if self._full:
             keys = self._states.keys() | remote.keys.keys() if remote is not None else self._states.keys()
             stats = {key: self._stats(key, remote, now) for key in keys}
             self._full, self._full_at = False, now
+            self._deferred.clear()
+            self._deferred_since = float("inf")
         else:
-            stats = dict(snap._stats)
+            stats = dict(self._snap._stats)
             for key in self._changed:
-                stats[key] = self._stats(key, remote, now)
+                stats[key] = self._refresh(key, stats.get(key), remote, now)
         self._changed.clear()
         self._cooldowns_changed = False
         cooldowns = {name: until for name, until in self._cooldowns.items() if until > now}
         self._snap = Snapshot(stats, cooldowns, now)
         return self._snap
 
+    def _refresh(self, key: Key, prev: Stats | None, remote: RemoteView | None, now: float) -> Stats:
+        """A changed key's Stats: its window figures recomputed if new samples may show, else carried over."""
+        state = self._states[key]
+        if prev is None or (state.window_new and not self._may_wait(state.window_at, now)):
+            return self._stats(key, remote, now)
+        if state.window_new:
+            self._deferred.add(key)
+            self._deferred_since = min(self._deferred_since, state.window_at)
+        return prev.with_live(*self._live(state, remote.keys.get(key) if remote is not None else None))
+
+    def _may_wait(self, window_at: float, now: float) -> bool:
+        """Whether window figures computed at `window_at` may stand at `now` (not if the clock went back)."""
+        return 0.0 <= now - window_at < self._window_every
+
     def _stats(self, key: Key, remote: RemoteView | None, now: float) -> Stats:
         state = self._states.get(key)
-        vec = state.window.vector(now) if state is not None else [0.0] * WIDTH
-        local_in_flight = state.in_flight if state is not None else 0
-        in_flight = local_in_flight
-        headroom = state.headroom if state is not None else None
-        headroom_at = state.headroom_at if state is not None else None
-        retry_at = state.retry_at if state is not None else None
+        if state is None:
+            vec = [0.0] * WIDTH
+        else:
+            vec = state.window.vector(now)
+            if state.window_new:  # the throttle is on showing samples: the first after a lull shows at once
+                state.window_at, state.window_new = now, False
+                self._deferred.discard(key)
         part = remote.keys.get(key) if remote is not None else None
         if remote is not None and part is not None:
             f = 2.0 ** ((remote.at - now) / self.half_life_s) if now > remote.at else 1.0
             vec = [a + b * f for a, b in zip(vec, part.vec, strict=True)]
-            in_flight += part.in_flight
-            if part.headroom_at is not None and (headroom_at is None or part.headroom_at > headroom_at):
-                headroom, headroom_at = part.headroom, part.headroom_at
-            if part.retry_at is not None and (retry_at is None or part.retry_at > retry_at):
-                retry_at = part.retry_at
-        limit = state.aimd.limit if state is not None else None
-        return make_stats(vec, in_flight, local_in_flight, limit, headroom, headroom_at, retry_at)
+        return make_stats(vec, *self._live(state, part))
+
+    @staticmethod
+    def _live(state: _State | None, part: Remote | None) -> _Live:
+        """in_flight, local_in_flight, limit, headroom, headroom_at, retry_at: the figures that never wait."""
+        if state is None:
+            local, limit, headroom, headroom_at, retry_at = 0, None, None, None, None
+        else:
+            local, limit = state.in_flight, state.aimd.limit
+            headroom, headroom_at, retry_at = state.headroom, state.headroom_at, state.retry_at
+        if part is None:
+            return local, local, limit, headroom, headroom_at, retry_at
+        if part.headroom_at is not None and (headroom_at is None or part.headroom_at > headroom_at):
+            headroom, headroom_at = part.headroom, part.headroom_at
+        if part.retry_at is not None and (retry_at is None or part.retry_at > retry_at):
+            retry_at = part.retry_at
+        return local + part.in_flight, local, limit, headroom, headroom_at, retry_at
 
     # The local half as RedisStore publishes it.
     def _local_entries(

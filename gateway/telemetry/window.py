@@ -187,6 +187,22 @@ class Stats:
     headroom_at: float | None  # wall-clock epoch seconds of that response
     retry_at: float | None  # epoch s before which an upstream asked (Retry-After) not to be called again
 
+    def with_live(
+        self,
+        in_flight: int,
+        local_in_flight: int,
+        limit: float | None,
+        headroom: Headroom | None,
+        headroom_at: float | None,
+        retry_at: float | None,
+    ) -> Stats:
+        """The same window figures with new live ones: `dataclasses.replace` at a third of its cost."""
+        return Stats(
+            self.samples, self.outcomes, self.failure_rate, self.rate_limited_rate, self.ttft_s,
+            self.ttft_p50_s, self.ttft_p95_s, self.ttft_samples, self.tokens_per_s, self.latency_s,
+            in_flight, local_in_flight, limit, headroom, headroom_at, retry_at,
+        )  # fmt: skip
+
     def requests_remaining(self, now: float) -> int | None:
         """Requests the provider will still accept at `now` (wall clock), projecting the reset."""
         if self.headroom is None or self.headroom_at is None:

@@ -58,3 +58,18 @@ def test_static_constraints_are_not_probeable() -> None:
     c = Constraints(hardware_deny=frozenset({"x"}))
     _, dropped = rank([target(backend="a", hardware="x")], "cheapest", EST, constraints=c)
     assert dropped[0].probe is None
+
+
+def test_answered_backends_leave_the_waiting_list() -> None:
+    clock = Clock()
+    w = Watch(clock)
+    w.started(A, 1)
+    w.started(B, 2)
+    w.answered(A, 1)
+    w.answered(A, 99)  # unknown: no effect
+    clock.t += 0.1
+    assert w.waiting_ms() == {("b", "m"): pytest.approx(100.0)}
+    w.answered(B, 2)
+    assert w._waiting == {}  # nothing left to walk per request
+    w.started(B, 3)
+    assert w.waiting_ms() == {("b", "m"): 0.0}

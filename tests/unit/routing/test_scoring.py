@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from gateway.policy.model import Objective
+from gateway.policy.model import Objective, Weights
 from gateway.routing.scoring import Constraints, Estimate, rank
 from gateway.telemetry import Headroom, Stats
 from tests.unit.targets import target
@@ -154,3 +154,33 @@ def test_constraints_drop_with_reasons() -> None:
     assert (
         "denied" in reasons["fast"] and "max_ttft_ms" in reasons["cheap"] and "input price" in reasons["mid"]
     )
+
+
+def test_equal_scores_break_ties_on_the_other_dimension_then_policy_order() -> None:
+    slow = replace(MIDDLE, backend="slow", ttft_ms=900)
+    twin = replace(MIDDLE, backend="twin")
+    pricey = replace(MIDDLE, backend="pricey", input_price=0.9)  # as fast: ties on latency, loses on cost
+    # cheapest: same cost, so the faster first; the exact twins keep the policy order.
+    ranked, _ = rank([slow, MIDDLE, twin], "cheapest", EST)
+    assert [s.target.backend for s in ranked] == ["mid", "twin", "slow"]
+    ranked, _ = rank([pricey, MIDDLE], "fastest", EST)
+    assert [s.target.backend for s in ranked] == ["mid", "pricey"]
+
+
+def test_demoted_rank_after_every_healthy_candidate_whatever_their_score() -> None:
+    now = 1000.0
+    low = Headroom(requests_remaining=1, requests_limit=100, requests_reset_s=30.0)
+    live = {("fast", "m"): stats(headroom=low, headroom_at=now)}
+    for objective in ("cheapest", "fastest", "greenest", "balanced"):
+        ranked, _ = rank([FAST_PRICEY, CHEAP_SLOW, MIDDLE], objective, EST, telemetry=live, now=now)
+        assert ranked[-1].target.backend == "fast" and ranked[-1].demoted is not None
+
+
+def test_balanced_weighs_each_dimension_against_the_worst_candidate() -> None:
+    ranked, _ = rank([CHEAP_SLOW, FAST_PRICEY], "balanced", EST, weights=Weights(cost=1.0, latency=1.0))
+    by_name = {s.target.backend: s for s in ranked}
+    worst_cost = max(s.cost_usd for s in ranked)
+    worst_latency = max(s.latency_ms for s in ranked)
+    for s in ranked:
+        assert s.score == pytest.approx(s.cost_usd / worst_cost + s.latency_ms / worst_latency)
+    assert by_name["fast"].score == pytest.approx(1.0 + by_name["fast"].latency_ms / worst_latency)

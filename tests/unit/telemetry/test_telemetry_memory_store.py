@@ -152,3 +152,112 @@ def test_busy_key_does_not_freeze_the_others() -> None:
         store.add_in_flight(KEY, 1)
         store.snapshot()
     assert store.snapshot()[OTHER].samples == pytest.approx(2 ** (-4 / 30), rel=0.01)
+
+
+OK_FAST = Sample("ok", ttft_s=0.1, duration_s=1.1, output_tokens=100)
+OK_SLOW = Sample("ok", ttft_s=2.0, duration_s=3.0, output_tokens=100)
+
+
+def throttled(every_s: float = 0.02) -> tuple[MemoryStore, Clock]:
+    clock = Clock()
+    return MemoryStore(30.0, clock=clock, max_age_s=0.25, window_every_s=every_s), clock
+
+
+def test_in_flight_change_keeps_the_window_figures() -> None:
+    store, clock = make()
+    store.record(KEY, OK_FAST)
+    first = store.snapshot()[KEY]
+    clock.now += 0.1
+    store.add_in_flight(KEY, 1)
+    second = store.snapshot()[KEY]
+    assert (second.in_flight, second.local_in_flight) == (1, 1)
+    assert second.outcomes is first.outcomes  # carried over, not recomputed
+    assert second.ttft_p50_s == first.ttft_p50_s and second.samples == first.samples
+
+
+def test_successes_show_at_most_once_per_interval_and_always_once_it_passed() -> None:
+    store, clock = throttled(0.02)
+    shown = clock.now
+    store.record(KEY, OK_FAST)
+    assert store.snapshot()[KEY].ttft_samples == pytest.approx(1.0)  # the first after a lull: at once
+    clock.now = shown + 0.005
+    hr = Headroom(requests_remaining=3, requests_limit=10, requests_reset_s=60)
+    store.record(KEY, Sample("ok", ttft_s=2.0, duration_s=3.0, output_tokens=100, headroom=hr))
+    store.add_in_flight(KEY, 1)
+    s = store.snapshot()[KEY]
+    assert s.ttft_samples == pytest.approx(1.0, rel=1e-3)  # the quantiles wait...
+    assert (s.in_flight, s.headroom, s.headroom_at) == (1, hr, clock.now)  # ...what may not wait does not
+    clock.now = shown + 0.019
+    assert store.snapshot()[KEY].ttft_samples == pytest.approx(1.0, rel=1e-3)
+    clock.now = shown + 0.0201  # the interval has passed, and nothing new since: due all the same
+    s = store.snapshot()[KEY]
+    assert s.ttft_samples == pytest.approx(2.0, rel=1e-3) and s.ttft_p95_s is not None and s.ttft_p95_s > 1.5
+    clock.now += 0.001
+    store.record(KEY, OK_SLOW)
+    assert store.snapshot()[KEY].ttft_samples == pytest.approx(2.0, rel=1e-3)  # the next interval began
+
+
+def test_failures_and_rate_limits_show_at_once() -> None:
+    store, clock = throttled(0.02)
+    store.record(KEY, OK_FAST)
+    store.snapshot()
+    clock.now += 0.001
+    store.record(KEY, Sample("server"))
+    assert store.snapshot()[KEY].failure_rate == pytest.approx(0.5, rel=1e-3)
+    clock.now += 0.001
+    store.record(KEY, Sample("rate_limited", headroom=Headroom(retry_after_s=5.0)))
+    s = store.snapshot()[KEY]
+    assert s.rate_limited_rate == pytest.approx(1 / 3, rel=1e-3)
+    assert s.retry_at == pytest.approx(clock.now + 5.0) and s.saturated(clock.now)
+
+
+def test_a_neutral_outcome_may_wait_like_a_success() -> None:
+    store, clock = throttled(0.02)
+    store.record(KEY, OK_FAST)
+    store.snapshot()
+    clock.now += 0.001
+    store.record(KEY, Sample("cancelled"))
+    assert store.snapshot()[KEY].outcomes["cancelled"] == 0.0
+    clock.now += 0.02
+    assert store.snapshot()[KEY].outcomes["cancelled"] == pytest.approx(1.0, rel=1e-3)
+
+
+def test_interval_zero_shows_every_sample() -> None:
+    store, _ = throttled(0.0)
+    store.record(KEY, OK_FAST)
+    assert store.snapshot()[KEY].ttft_samples == pytest.approx(1.0)
+    store.record(KEY, OK_SLOW)
+    assert store.snapshot()[KEY].ttft_samples == pytest.approx(2.0)
+
+
+def test_a_clock_that_steps_back_does_not_hold_samples_back() -> None:
+    store, clock = throttled(0.02)
+    store.record(KEY, OK_FAST)
+    store.snapshot()
+    clock.now -= 5.0
+    assert store.snapshot().at == clock.now  # a snapshot "from the future" is rebuilt at once
+    store.record(KEY, OK_SLOW)
+    assert store.snapshot()[KEY].ttft_samples > 1.9
+
+
+def test_in_flight_change_merges_the_remote_view() -> None:
+    store, clock = make()
+    store.record(KEY, Sample("ok", headroom=Headroom(requests_remaining=9, requests_limit=10)))
+    newer = Headroom(requests_remaining=1, requests_limit=10)
+    remote = {KEY: Remote([0.0] * WIDTH, 4, newer, clock.now + 1, clock.now + 2)}
+    store._set_remote(RemoteView(clock.now, remote))
+    store.snapshot()
+    clock.now += 0.05
+    store.add_in_flight(KEY, 2)
+    s = store.snapshot()[KEY]
+    assert (s.in_flight, s.local_in_flight) == (6, 2)
+    assert (s.headroom, s.retry_at) == (newer, clock.now - 0.05 + 2)
+
+
+def test_snapshot_lookups() -> None:
+    store, _ = make()
+    store.add_in_flight(KEY, 1)
+    snap = store.snapshot()
+    assert KEY in snap and OTHER not in snap
+    assert snap.get(OTHER) is None and snap.get(OTHER, "none") == "none"
+    assert snap.get(KEY) is snap[KEY]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
+
 import pytest
 
 from gateway.telemetry.headroom import Headroom
@@ -174,3 +176,19 @@ def test_saturation_and_projection() -> None:
     assert not free.saturated(1011.0)
     busy = make_stats([0.0] * WIDTH, 3, 2, 2.0, None, None, None)
     assert busy.saturated(0.0)  # at the learned concurrency limit
+
+
+def test_with_live_replaces_only_the_live_figures() -> None:
+    win = Window(H, 0.0)
+    for i in range(5):
+        win.add(Sample("ok", ttft_s=0.1 * (i + 1), duration_s=2.0, output_tokens=100), 0.0)
+    win.add(Sample("rate_limited"), 0.0)
+    s = make_stats(win.vector(0.0), 1, 1, 4.0, None, None, None)
+    hr = Headroom(requests_remaining=2, requests_limit=10)
+    live = {
+        "in_flight": 7, "local_in_flight": 3, "concurrency_limit": 2.5, "headroom": hr, "headroom_at": 9.0,
+        "retry_at": 11.0,
+    }  # fmt: skip
+    got = s.with_live(7, 3, 2.5, hr, 9.0, 11.0)
+    assert got == replace(s, **live)  # type: ignore[arg-type]
+    assert {f.name for f in fields(Stats) if getattr(got, f.name) != getattr(s, f.name)} == set(live)
