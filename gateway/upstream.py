@@ -32,6 +32,8 @@ class Reply:
 
     async def read(self) -> bytes:
         try:
+            if self._resp.content.is_eof():  # the body came with the headers: nothing to wait for
+                return await self._resp.read()
             async with asyncio.timeout(self._idle_s):
                 return await self._resp.read()
         except TimeoutError:
@@ -98,16 +100,15 @@ class Transport:
         if self._session is None:
             raise RuntimeError("transport not started")
         timeout = aiohttp.ClientTimeout(total=deadlines.total_s, sock_connect=deadlines.connect_s)
+        sending = self._session.request(
+            req.method, req.url, data=req.body, headers=req.headers, timeout=timeout, allow_redirects=False
+        )
         try:
-            async with asyncio.timeout(deadlines.first_byte_s):
-                resp = await self._session.request(
-                    req.method,
-                    req.url,
-                    data=req.body,
-                    headers=req.headers,
-                    timeout=timeout,
-                    allow_redirects=False,
-                )
+            if deadlines.first_byte_s < deadlines.total_s:
+                async with asyncio.timeout(deadlines.first_byte_s):
+                    resp = await sending
+            else:
+                resp = await sending  # aiohttp's total timeout is the first-byte deadline too
         except TimeoutError:
             raise ProviderError("timeout", f"no response within {deadlines.first_byte_s:g}s") from None
         except aiohttp.ClientConnectorError as exc:
