@@ -172,16 +172,17 @@ class Router:
             )
         return self.health.demote_slow_starters(kept, lambda s: s.target)
 
-    async def _attempt(
+    def _attempt(
         self, plan: Plan, send: Callable[[Target], Awaitable[R]], log: AttemptLog
-    ) -> tuple[R, Target]:
+    ) -> Awaitable[tuple[R, Target]]:
+        """The attempt loop's coroutine, returned rather than awaited here: one frame less to resume."""
         policy = RetryPolicy(plan.route.max_attempts, plan.route.timeouts.total_s)
         health = self.health
         targets = [s.target for s in plan.ranked]
         budget = health.budget if health is not None else None
         if plan.route.hedge.enabled and len(targets) > 1:
             send = self._hedged(plan, send, targets)
-        return await attempt(targets, send, policy, log, gate=health, budget=budget)
+        return attempt(targets, send, policy, log, gate=health, budget=budget)
 
     def _hedged(
         self, plan: Plan, send: Callable[[Target], Awaitable[R]], targets: list[Target]
