@@ -31,8 +31,27 @@ BATCH_DELAY_S = 0.05  # a pending access line waits at most this long for the li
 BATCH_MAX_BYTES = 64 * 1024  # ...or until the batch holds this many bytes (~200 lines of ~300 bytes)
 
 
+class _Seconds:
+    """The whole-second part of timestamps, formatted once per second; the loop and the log thread share it
+    (the (second, text) pair is read and replaced as one tuple, so neither sees half an update)."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: tuple[int, str] = (-1, "")
+
+    def text(self, whole: int) -> str:
+        last = self.last
+        if last[0] != whole:
+            last = self.last = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+        return last[1]
+
+
+_SECONDS = _Seconds()
+
+
 def _timestamp(created: float, msecs: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(msecs):03d}Z"
+    return f"{_SECONDS.text(int(created))}.{int(msecs):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
