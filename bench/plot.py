@@ -10,7 +10,6 @@ from typing import Any
 STYLE = {
     "upstream": ("direct upstream", "tab:gray"),
     "routeway": ("Routeway (1 worker, access log on)", "tab:blue"),
-    "routeway-gcfreeze": ("Routeway + gc.freeze() (suggested fix)", "tab:purple"),
     "fastapi-aiohttp": ("FastAPI + aiohttp pass-through", "tab:green"),
     "litellm": ("LiteLLM proxy (1 worker)", "tab:red"),
 }

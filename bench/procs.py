@@ -157,8 +157,11 @@ def start(
     return Server(name, proc, port, log_path)
 
 
-def wait_ready(server: Server, probe: bytes, path: str, headers: dict[str, str], timeout_s: float) -> None:
-    """Polls with a real request until the server answers 200; raises with its log tail otherwise."""
+def wait_ready(
+    server: Server, probe: bytes | None, path: str, headers: dict[str, str], timeout_s: float
+) -> None:
+    """Polls with a real request (a POST of `probe`, or a GET when it is None) until the server answers 200;
+    raises with its log tail otherwise."""
     deadline = time.monotonic() + timeout_s
     last = "no answer"
     while time.monotonic() < deadline:
@@ -166,7 +169,7 @@ def wait_ready(server: Server, probe: bytes, path: str, headers: dict[str, str],
             raise RuntimeError(f"{server.name} exited with {server.proc.returncode}:\n{server.log_tail()}")
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
         try:
-            conn.request("POST", path, body=probe, headers=headers)
+            conn.request("GET" if probe is None else "POST", path, body=probe, headers=headers)
             resp = conn.getresponse()
             body = resp.read()
             if resp.status == 200:

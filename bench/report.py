@@ -17,7 +17,7 @@ ORDER = (
     "sim",
     "routeway",
     "routeway-nolog",
-    "routeway-gcfreeze",
+    "routeway-tracing",
     "fastapi-aiohttp",
     "asgi-aiohttp",
     "fastapi-httpx",
@@ -119,6 +119,118 @@ def interleaved(results: dict[str, Any]) -> list[str]:
     return _table(header, rows)
 
 
+def _cpu(results: dict[str, Any], name: str, concurrency: str) -> tuple[float | None, str]:
+    """Server CPU µs per request at a concurrency, preferring the interleaved median."""
+    inter = (results.get("interleaved") or {}).get(name, {}).get(concurrency)
+    if inter and inter.get("cpu_us_per_req"):
+        return inter["cpu_us_per_req"], "interleaved median"
+    row = results["throughput"].get(name, {}).get(concurrency)
+    return (row["cpu_us_per_req"], "own run") if row and row.get("cpu_us_per_req") else (None, "")
+
+
+def _delta(a: float | None, b: float | None, digits: int = 2, unit: str = "") -> str:
+    return "-" if a is None or b is None else f"{a - b:+,.{digits}f}{unit}"
+
+
+def _sink_text(results: dict[str, Any]) -> str:
+    """What the local OTLP receiver got, and whether tracing exported at all."""
+    tracing = results.get("tracing") or {}
+    windows = tracing.get("sink") or {}
+    if not windows:
+        return "OTLP sink: no counts in this run."
+    parts = []
+    for key, w in windows.items():
+        spans = "" if w.get("spans") is None else f", {w['spans']:,} spans"
+        per = "" if w.get("spans_per_request") is None else f" ({w['spans_per_request']} per gateway request)"
+        served = "" if w.get("gateway_requests") is None else f" for {w['gateway_requests']:,} requests"
+        parts.append(
+            f"{key} phase: {w['export_requests']:,} export requests, {w['bytes'] / 1e6:.1f} MB{spans}"
+            f"{served}{per}, sink CPU {w.get('cpu_s', 0):.1f} s"
+        )
+    exports = sum(w["export_requests"] for w in windows.values())
+    verdict = (
+        f"the sink received {exports:,} span export requests (POST /v1/traces)"
+        if exports
+        else "**tracing did NOT export**: the sink received no span export request"
+    )
+    return f"OTLP sink at {tracing.get('endpoint')}: {verdict}; " + "; ".join(parts) + "."
+
+
+def tracing(results: dict[str, Any]) -> list[str]:
+    """Routeway with tracing on (OTLP/HTTP to bench/otlp_sink.py) against the same without tracing."""
+    on, off = goals.TRACED, goals.GATEWAY
+    inter = results.get("interleaved") or {}
+    measured = {**results["throughput"].get(on, {}), **inter.get(on, {})}
+    if not measured and not results["fixed"].get(on):
+        return ["(not measured in this run)"]
+    rate = results.get("fixed_rate", 200)
+    header = ["", "Routeway, tracing off", "Routeway, tracing on", "cost of tracing"]
+    rows = []
+    summary = []
+    ratios = []
+    for c in sorted(measured, key=int):
+        pair = goals.paired_rps(results, on, off, c)
+        if pair is None:
+            continue
+        ours, theirs, how = pair
+        rows.append([f"req/s c={c} ({how})", _n(theirs), _n(ours), _x(ours, theirs)])
+        ratios.append(f"{_x(ours, theirs)} at c={c}")
+    if ratios:
+        summary.append("throughput " + ", ".join(ratios) + " of tracing off")
+    for c in sorted(measured, key=int):
+        cpu_on, how_on = _cpu(results, on, c)
+        cpu_off, _ = _cpu(results, off, c)
+        rows.append(
+            [
+                f"server CPU µs/req c={c} ({how_on or '-'})",
+                _n(cpu_off),
+                _n(cpu_on),
+                _delta(cpu_on, cpu_off, 0),
+            ]
+        )
+        if cpu_on is not None and cpu_off is not None and c == sorted(measured, key=int)[0]:
+            summary.append(
+                f"CPU {cpu_on:,.0f} vs {cpu_off:,.0f} µs/req ({_delta(cpu_on, cpu_off, 0)}) at c={c}"
+            )
+    for table, key, what in (
+        ("fixed", "p50_ms", "p50"),
+        ("fixed", "p99_ms", "p99"),
+        ("ttfb", "ttfb_p50_ms", "streaming TTFB p50"),
+    ):
+        row_on = results[table].get(on)
+        if row_on and row_on["offered_rps"] != rate:
+            rows.append([f"added {what} ms at {rate:g} req/s", "-", "n/a (lower rate)", "-"])
+            continue
+        a_on, a_off = goals.added(results, table, on, key), goals.added(results, table, off, key)
+        rows.append(
+            [
+                f"added {what} ms at {rate:g} req/s",
+                _delta(a_off, 0.0),
+                _delta(a_on, 0.0),
+                _delta(a_on, a_off, unit=" ms"),
+            ]
+        )
+        if table == "fixed" and a_on is not None:
+            summary.append(f"added {what} {a_on:+.2f} ms ({_delta(a_on, a_off, unit=' ms')} vs tracing off)")
+    windows = (results.get("tracing") or {}).get("sink") or {}
+    if windows:
+        exports = sum(w["export_requests"] for w in windows.values())
+        summary.append(
+            f"{exports:,} span export requests received by the local sink"
+            if exports
+            else "tracing did NOT export (the sink received no span export request)"
+        )
+    line = "**Tracing cost**: " + ("; ".join(summary) if summary else "not enough data") + "."
+    note = (
+        "Tracing on = `OTEL_EXPORTER_OTLP_ENDPOINT` set to a local OTLP/HTTP protobuf receiver "
+        "(bench/otlp_sink.py, on the load core, answering every export with 200 and an empty response); "
+        "every other `OTEL_*` setting at its default (parent-based always-on sampling, batch span processor "
+        "with the default schedule delay). Added latency is against the direct upstream, as above; the cost "
+        "column is tracing on minus tracing off."
+    )
+    return [line, "", *_table(header, rows), "", _sink_text(results), "", note]
+
+
 def latency(results: dict[str, Any]) -> list[str]:
     rate = results.get("fixed_rate", 200)
     header = [
@@ -190,6 +302,8 @@ def held_streams(results: dict[str, Any]) -> list[str]:
     header += ["RSS before MB", "RSS peak MB"]
     rows = []
     for name, s in results["streams"].items():
+        if name not in ORDER:  # a variant of an older run
+            continue
         kinds = ", ".join(f"{k}: {v}" for k, v in s["error_kinds"].items())
         rows.append(
             [
@@ -228,12 +342,13 @@ def workers(results: dict[str, Any]) -> list[str]:
 
 def gc_table(results: dict[str, Any]) -> list[str]:
     gc = results.get("gc") or {}
+    gc = {name: entry for name, entry in gc.items() if name == goals.GATEWAY}  # older runs had a variant
     if not gc:
         return ["(not measured in this run)"]
     header = ["Routeway, 1 worker", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "gen0 n / max ms"]
     header += ["gen1 n / max ms", "gen2 n / max ms", "all pauses µs/req", "objects frozen"]
     rows = []
-    for name, entry in gc.items():
+    for entry in gc.values():
         load, p = entry["load"], entry["pauses"]
 
         def gen(g: str, pauses: dict[str, Any] = p) -> str:
@@ -241,11 +356,11 @@ def gc_table(results: dict[str, Any]) -> list[str]:
 
         total = sum(p[g]["total_ms"] for g in ("gen0", "gen1", "gen2") if g in p)
         per_req = f"{total / load['completed'] * 1000:.0f}" if p and load["completed"] else "-"
-        tracked = p.get("tracked_at_freeze")
+        tracked = p.get("frozen", p.get("tracked_at_freeze"))
         noisy = " †" if load["send_lag_p99_ms"] > NOISY_LAG_MS else ""
         rows.append(
             [
-                ("with gc.freeze() after start-up" if "freeze" in name else "as shipped") + noisy,
+                "as shipped" + noisy,
                 f"{load['offered_rps']:g}",
                 _ms(load["p50_ms"]),
                 _ms(load["p99_ms"]),
@@ -259,8 +374,9 @@ def gc_table(results: dict[str, Any]) -> list[str]:
             ]
         )
     note = (
-        "Pauses are counted over the recorded window only (not start-up). † = the generator was late by more "
-        f"than {NOISY_LAG_MS:g} ms at p99 (the load core was busy): treat that row as noisy."
+        "The gateway calls gc.freeze() once started (objects frozen: what that moved out of the collector's "
+        "view). Pauses are counted over the recorded window only (not start-up). † = the generator was late "
+        f"by more than {NOISY_LAG_MS:g} ms at p99 (the load core was busy): treat that row as noisy."
     )
     return [*_table(header, rows), "", note]
 
@@ -356,6 +472,7 @@ def markdown(results: dict[str, Any], plot: str | None) -> str:
         "",
     ]
     lines += ["### Added latency and streaming time to first byte", "", *latency(results), ""]
+    lines += ["### Cost of tracing (OTLP/HTTP to a local receiver)", "", *tracing(results), ""]
     lines += ["### Latency against offered load (open loop)", ""]
     if plot:
         lines += [f"![latency vs offered load]({plot})", ""]

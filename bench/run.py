@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import time
@@ -12,26 +13,58 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import machine, measure, payloads, procs, profiling, routeway_gc, streams, targets, venvs, wrk
+from bench import (
+    goals,
+    machine,
+    measure,
+    otlp_sink,
+    payloads,
+    procs,
+    profiling,
+    routeway_gc,
+    streams,
+    targets,
+    venvs,
+    wrk,
+)
 from bench.options import RESULTS_DIR, ROOT, Options
 
 Results = dict[str, Any]
 
 # Latency against offered load (the plot).
-SWEPT = ("upstream", "routeway", "routeway-gcfreeze", "fastapi-aiohttp", "litellm")
+SWEPT = ("upstream", "routeway", "fastapi-aiohttp", "litellm")
 PROFILED = ("routeway", "fastapi-aiohttp")  # py-spy, side by side
 GC_RATE = 800.0  # open-loop rate of the GC phase: enough allocation for several full collections
-POOL = "2048"  # ROUTEWAY_UPSTREAM_POOL_SIZE of the second many-streams run (the default is 512)
+TRACED = goals.TRACED  # Routeway exporting spans over OTLP/HTTP to bench/otlp_sink.py
 # Up at the same time, wrk rounds alternating between them; the targets' ratios come from these.
 INTERLEAVED = (
     "routeway",
+    TRACED,
     "routeway-nolog",
-    "routeway-gcfreeze",
     "fastapi-aiohttp",
     "asgi-aiohttp",
     "litellm",
 )
 ROUNDS = 3
+
+
+def requests_served(port: int) -> int | None:
+    """Requests a Routeway server finished so far (routeway_requests_total summed from GET /metrics)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/metrics")
+        resp = conn.getresponse()
+        text = resp.read().decode(errors="replace")
+        if resp.status != 200:
+            return None
+    except OSError:
+        return None
+    finally:
+        conn.close()
+    samples = [
+        line.rsplit(" ", 1)[1] for line in text.splitlines() if line.startswith("routeway_requests_total")
+    ]
+    return round(sum(float(v) for v in samples))
 
 
 class Run:
@@ -60,11 +93,13 @@ class Run:
             "workers": {},
             "gc": {},
             "interleaved": {},
+            "tracing": {"endpoint": None, "sink": {}},
             "profiles": {},
             "versions": {},
         }
         self.bench_venv = venvs.Venv(venvs.BENCH_VENV)
         self.litellm_venv = venvs.Venv(venvs.LITELLM_VENV)
+        self.served: dict[str, int | None] = {}  # requests the tracing server finished, read before it stops
 
     # -- helpers ---------------------------------------------------------------------------------------
 
@@ -158,6 +193,8 @@ class Run:
                 self.results["sweep"][spec.name] = measure.sweep(spec.port, chat, self.opts)
             if spec.name in PROFILED:
                 self.profile(spec.name, server)
+            if spec.name == TRACED:
+                self.served[spec.name] = requests_served(spec.port)
             if not server.alive():
                 raise RuntimeError(f"{spec.name} died during the run:\n{server.log_tail()}")
 
@@ -221,6 +258,9 @@ class Run:
                             f"CPU {r['cpu_us_per_req']} us/req",
                             flush=True,
                         )
+            for spec in specs:
+                if spec.name == TRACED:
+                    self.served[spec.name] = requests_served(spec.port)
             for name, by_c in rounds.items():
                 self.results["interleaved"][name] = {
                     c: {
@@ -236,26 +276,65 @@ class Run:
                 procs.stop(server)
 
     def gc_pauses(self, policy: Path) -> None:
-        """Collector pauses inside Routeway at a steady open-loop rate, without and with gc.freeze()."""
+        """Collector pauses inside Routeway (it freezes its start-up objects) at a steady open-loop rate."""
         rate = GC_RATE
         chat = self.body("chat", payloads.CHAT_BODY)
-        for freeze in (False, True):
-            name = "routeway-gcfreeze" if freeze else "routeway"
-            log = self.dir / f"gc-{name}.json"
-            log.unlink(missing_ok=True)
-            spec = targets.routeway(procs.free_port(), policy, name=name, gc_freeze=freeze, gc_log=log)
-            print(f"   {spec.label}", flush=True)
-            with procs.running(spec.start(self.logs)):
-                time.sleep(1.0)  # let the freeze (if any) happen before the window opens
-                window = time.time()
-                load = measure.fixed_rate(spec.port, chat, rate, self.opts, "chat")
-                window_end = time.time()
-            raw = json.loads(log.read_text()) if log.exists() else {}
-            # The generator warms up for 1 s before it records: count pauses from then on.
-            pauses = routeway_gc.summarise(raw, window + 1.0, window_end) if raw else {}
-            self.results["gc"][name] = {"load": load, "pauses": pauses}
-            g2 = pauses.get("gen2", {})
-            print(f"    gen2 collections: {g2.get('count')}, max {g2.get('max_ms')} ms", flush=True)
+        name = "routeway"
+        log = self.dir / f"gc-{name}.json"
+        log.unlink(missing_ok=True)
+        spec = targets.routeway(procs.free_port(), policy, name=name, gc_log=log)
+        print(f"   {spec.label}", flush=True)
+        with procs.running(spec.start(self.logs)):
+            time.sleep(1.0)  # keep start-up's last collections out of the window
+            window = time.time()
+            load = measure.fixed_rate(spec.port, chat, rate, self.opts, "chat")
+            window_end = time.time()
+        raw = json.loads(log.read_text()) if log.exists() else {}
+        # The generator warms up for 1 s before it records: count pauses from then on.
+        pauses = routeway_gc.summarise(raw, window + 1.0, window_end) if raw else {}
+        self.results["gc"][name] = {"load": load, "pauses": pauses}
+        g2 = pauses.get("gen2", {})
+        print(f"    gen2 collections: {g2.get('count')}, max {g2.get('max_ms')} ms", flush=True)
+
+    # -- tracing -----------------------------------------------------------------------------------------
+
+    def start_sink(self, stack: contextlib.ExitStack) -> procs.Server | None:
+        """The local OTLP receiver (load core), when a phase with the tracing server is wanted."""
+        if not (self.wanted(TRACED) or self.wanted("interleaved")):
+            return None
+        spec = targets.otlp_sink(procs.free_port())
+        try:
+            sink = stack.enter_context(procs.running(spec.start(self.logs)))
+        except Exception as exc:  # noqa: BLE001 - the other servers can still be measured
+            self.note(f"OTLP sink did not start, no tracing run: {type(exc).__name__}: {exc}"[:1500])
+            return None
+        self.results["tracing"]["endpoint"] = f"http://127.0.0.1:{spec.port}"
+        return sink
+
+    @contextlib.contextmanager
+    def sink_window(self, sink: procs.Server | None, key: str) -> Iterator[None]:
+        """What the sink received over a phase that runs the tracing server, its final flush at stop included
+        (the phase stops it before this reads the counts)."""
+        if sink is None:
+            yield
+            return
+        before = otlp_sink.stats(sink.port)
+        self.served.pop(TRACED, None)
+        try:
+            yield
+        finally:
+            entry = otlp_sink.delta(otlp_sink.stats(sink.port), before)
+            served = entry["gateway_requests"] = self.served.pop(TRACED, None)
+            spans = entry.get("spans")
+            entry["spans_per_request"] = round(spans / served, 2) if served and spans is not None else None
+            self.results["tracing"]["sink"][key] = entry
+            print(
+                f"    OTLP sink ({key}): {entry['export_requests']} export requests, "
+                f"{entry['bytes']:,} bytes, {spans} spans for {served} gateway requests "
+                f"({entry['spans_per_request']} per request), "
+                f"sink CPU {entry['cpu_s']} s",
+                flush=True,
+            )
 
     def workers(self, policy: Path) -> None:
         """1 vs 2 workers, neither pinned: with 2 cores, wrk and the upstream compete with the workers."""
@@ -280,7 +359,9 @@ class Run:
         up = targets.upstream(procs.free_port(), slow_events=slow, slow_interval=1.0)
         root = f"http://127.0.0.1:{up.port}"
         policy = targets.write_policy(self.dir / "policy.yaml", up.port)
-        with procs.running(up.start(self.logs)) as upstream:
+        with contextlib.ExitStack() as stack:
+            upstream = stack.enter_context(procs.running(up.start(self.logs)))
+            sink = self.start_sink(stack)
             if self.wanted("upstream"):
                 with self.phase("direct upstream alone (its ceiling)"):
                     self.upstream_alone(upstream)
@@ -290,8 +371,10 @@ class Run:
             specs = [
                 targets.routeway(procs.free_port(), policy, access_log=True),
                 targets.routeway(procs.free_port(), policy, access_log=False),
-                targets.routeway(procs.free_port(), policy, name="routeway-gcfreeze", gc_freeze=True),
             ]
+            if sink is not None:
+                endpoint = f"http://127.0.0.1:{sink.port}"
+                specs.append(targets.routeway(procs.free_port(), policy, name=TRACED, otlp_endpoint=endpoint))
             refs, skipped = targets.references(
                 {n: procs.free_port() for n in targets.REFERENCE_NAMES}, root, self.bench_venv
             )
@@ -302,20 +385,19 @@ class Run:
                 specs.append(targets.litellm(procs.free_port(), root, self.litellm_venv, self.dir))
             for spec in specs:
                 if self.wanted(spec.name):
-                    with self.phase(spec.label):
+                    with (
+                        self.phase(spec.label),
+                        self.sink_window(sink if spec.name == TRACED else None, "target"),
+                    ):
                         self.target(spec)
             together = [s for s in specs if s.name in INTERLEAVED]
             if self.wanted("interleaved") and len(together) > 1:
-                with self.phase(f"interleaved wrk rounds: {', '.join(s.name for s in together)}"):
+                title = f"interleaved wrk rounds: {', '.join(s.name for s in together)}"
+                traced = sink if any(s.name == TRACED for s in together) else None
+                with self.phase(title), self.sink_window(traced, "interleaved"):
                     self.interleaved(together)
             held = [
                 targets.routeway(procs.free_port(), policy),
-                targets.routeway(
-                    procs.free_port(),
-                    policy,
-                    name=f"routeway-pool{POOL}",
-                    settings={"ROUTEWAY_UPSTREAM_POOL_SIZE": POOL},
-                ),
                 *[s for s in refs if s.name == "fastapi-aiohttp"],
             ]
             for spec in held:
@@ -323,11 +405,16 @@ class Run:
                     with self.phase(f"{self.opts.streams} concurrent slow streams through {spec.name}"):
                         self.held_streams(spec)
             if self.wanted("gc"):
-                with self.phase(f"garbage-collector pauses at {GC_RATE:g} req/s"):
+                with self.phase(f"garbage-collector pauses at {GC_RATE:g} req/s (Routeway)"):
                     self.gc_pauses(policy)
             if self.wanted("workers"):
                 with self.phase("routeway --workers 2 vs 1 (unpinned)"):
                     self.workers(policy)
+            if sink is not None:
+                try:
+                    self.results["tracing"]["sink_total"] = otlp_sink.stats(sink.port)
+                except (OSError, RuntimeError) as exc:
+                    self.note(f"OTLP sink: no final counts: {type(exc).__name__}: {exc}")
         self.results["elapsed_s"] = round(time.monotonic() - started, 1)
         self.results["load_average_at_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
         return self.results

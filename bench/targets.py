@@ -27,6 +27,7 @@ class Spec:
     port: int
     cores: frozenset[int] = procs.SERVER_CORE
     ready_s: float = 30.0
+    ready_get: str | None = None  # ready when a GET of this path answers 200 (default: a chat completion)
 
     @property
     def url(self) -> str:
@@ -35,7 +36,12 @@ class Spec:
     def start(self, log_dir: Path) -> procs.Server:
         server = procs.start(self.name, self.cmd, self.port, self.cores, log_dir, self.env)
         try:
-            procs.wait_ready(server, payloads.CHAT_BODY, payloads.CHAT_PATH, payloads.HEADERS, self.ready_s)
+            if self.ready_get is not None:
+                procs.wait_ready(server, None, self.ready_get, {}, self.ready_s)
+            else:
+                procs.wait_ready(
+                    server, payloads.CHAT_BODY, payloads.CHAT_PATH, payloads.HEADERS, self.ready_s
+                )
         except BaseException:
             procs.stop(server)
             raise
@@ -64,6 +70,13 @@ def upstream(port: int, slow_events: int, slow_interval: float) -> Spec:
     return Spec(
         "upstream", "direct upstream (raw asyncio + httptools)", cmd, clean_env(), port, procs.LOAD_CORE
     )
+
+
+def otlp_sink(port: int) -> Spec:
+    """The local OTLP/HTTP trace receiver of the tracing run, on the load core like the upstream."""
+    cmd = [sys.executable, "-m", "bench.otlp_sink", "--port", str(port)]
+    label = "local OTLP/HTTP trace sink (raw asyncio + httptools)"
+    return Spec("otlp-sink", label, cmd, clean_env(), port, procs.LOAD_CORE, ready_get="/stats")
 
 
 def sim_upstream(port: int) -> Spec:
@@ -99,32 +112,39 @@ def routeway(
     workers: int = 1,
     cores: frozenset[int] = procs.SERVER_CORE,
     name: str | None = None,
-    gc_freeze: bool = False,
     gc_log: Path | None = None,
+    otlp_endpoint: str | None = None,
     settings: dict[str, str] | None = None,
 ) -> Spec:
     """`routeway serve` as in production (access log on, metrics on by default, no OTLP endpoint: no tracing).
 
-    `gc_freeze` / `gc_log` run it through bench/routeway_gc.py; `settings` adds ROUTEWAY_* variables.
+    `gc_log` runs it through bench/routeway_gc.py (collector pauses); `otlp_endpoint` turns tracing on
+    (OTLP/HTTP protobuf, every other OTEL_* setting at its default); `settings` adds ROUTEWAY_* variables.
     """
     launcher = [ROUTEWAY]
-    if gc_freeze or gc_log:
-        launcher = [PROJECT_PYTHON, "-m", "bench.routeway_gc"]
-        launcher += ["--freeze"] if gc_freeze else []
-        launcher += ["--gc-log", str(gc_log)] if gc_log else []
+    if gc_log:
+        launcher = [PROJECT_PYTHON, "-m", "bench.routeway_gc", "--gc-log", str(gc_log)]
     cmd = [*launcher, "serve", "--config", str(policy), "--host", "127.0.0.1", "--port", str(port)]
     if workers > 1:
         cmd += ["--workers", str(workers)]
     env = clean_env(
         ROUTEWAY_ACCESS_LOG="true" if access_log else "false", ROUTEWAY_LOG_LEVEL="INFO", **(settings or {})
     )
+    if otlp_endpoint:
+        del env["OTEL_SDK_DISABLED"]  # the SDK on, as in production with an endpoint set
+        env.update(OTEL_EXPORTER_OTLP_ENDPOINT=otlp_endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf")
     label = (
         f"Routeway, {workers} worker{'s' if workers > 1 else ''}, access log {'on' if access_log else 'off'}"
     )
-    if gc_freeze:
-        label += ", + gc.freeze() after start-up (suggested fix)"
+    if otlp_endpoint:
+        label += ", tracing on (OTLP/HTTP to a local sink)"
     label += "".join(f", {k}={v}" for k, v in (settings or {}).items())
-    default = "routeway" + ("" if access_log else "-nolog") + (f"-w{workers}" if workers > 1 else "")
+    default = (
+        "routeway"
+        + ("" if access_log else "-nolog")
+        + ("-tracing" if otlp_endpoint else "")
+        + (f"-w{workers}" if workers > 1 else "")
+    )
     return Spec(name or default, label, cmd, env, port, cores)
 
 
