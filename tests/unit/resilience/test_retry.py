@@ -9,6 +9,7 @@ import pytest
 
 from gateway.errors import AllBackendsFailed, ContextLengthExceeded, RateLimited, UpstreamRejected
 from gateway.providers.base import ProviderError, Target
+from gateway.resilience.budget import RetryBudget
 from gateway.resilience.retry import AttemptLog, RetryPolicy, attempt
 from tests.unit.targets import target
 
@@ -96,3 +97,56 @@ def test_context_length_goes_to_a_larger_window_only() -> None:
 def test_context_length_everywhere_is_400() -> None:
     with pytest.raises(ContextLengthExceeded):
         run([replace(A, context_window=8)], {"a": [err("context_length", 400)]})
+
+
+# The first attempt runs outside tenacity and its failure is replayed into the loop: the loop's limits
+# must count it exactly as if tenacity had made it.
+
+
+def test_one_attempt_allowed_means_no_retry_after_the_first_failure() -> None:
+    with pytest.raises(AllBackendsFailed) as info:
+        run([A, B], {"a": [err("server", 503)], "b": []}, max_attempts=1)
+    assert "[1] " in info.value.message and "[2] " not in info.value.message
+
+
+def test_max_attempts_counts_the_first_attempt() -> None:
+    script: dict[str, list[ProviderError | None]] = {n: [err("server", 503)] for n in "abc"}
+    calls: list[str] = []
+
+    async def send(t: Target) -> str:
+        calls.append(t.backend)
+        raise script[t.backend].pop(0) or err("server")
+
+    with pytest.raises(AllBackendsFailed):
+        asyncio.run(attempt([A, B, C], send, RetryPolicy(max_attempts=2), AttemptLog()))
+    assert calls == ["a", "b"]
+
+
+def test_deadline_counts_the_first_attempts_time() -> None:
+    calls: list[str] = []
+
+    async def slow_failure(t: Target) -> str:
+        calls.append(t.backend)
+        await asyncio.sleep(0.05)
+        raise err("server", 503)
+
+    with pytest.raises(AllBackendsFailed):
+        asyncio.run(attempt([A, B], slow_failure, RetryPolicy(max_attempts=3, deadline_s=0.01), AttemptLog()))
+    assert calls == ["a"]  # the deadline passed during the first attempt: no second one
+
+
+def test_spent_retry_budget_stops_after_the_first_failure() -> None:
+    budget = RetryBudget(ratio=0.0, min_retries=0)
+    log = AttemptLog()
+    calls: list[str] = []
+
+    async def send(t: Target) -> str:
+        calls.append(t.backend)
+        if t.backend == "a":
+            raise err("server", 503)
+        return t.backend
+
+    with pytest.raises(AllBackendsFailed) as info:
+        asyncio.run(attempt([A, B], send, RetryPolicy(), log, budget=budget))
+    assert calls == ["a"] and log.budget_spent
+    assert "retry budget" in info.value.message
