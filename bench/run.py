@@ -251,6 +251,7 @@ class Run:
             for i in range(ROUNDS):
                 for c in self.opts.concurrency:
                     for spec, server in zip(specs, servers, strict=True):
+                        _settle([s.pid for s in servers])
                         r = measure.measured_wrk(spec.url, server.pid, c, seconds, self.dir)
                         rounds[spec.name].setdefault(str(c), []).append(r)
                         print(
@@ -418,3 +419,16 @@ class Run:
         self.results["elapsed_s"] = round(time.monotonic() - started, 1)
         self.results["load_average_at_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
         return self.results
+
+
+def _settle(pids: list[int], quiet_s: float = 0.3, limit_s: float = 15.0) -> None:
+    """Waits until no server burns CPU any more: a slow one (LiteLLM) still works through the requests
+    queued during its round long after wrk stopped, which would slow whichever server is measured next."""
+    deadline = time.monotonic() + limit_s
+    before = sum(procs.cpu_s(p) for p in pids)
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = sum(procs.cpu_s(p) for p in pids)
+        if now - before < 0.05 * quiet_s:  # under 5% of a core: idle apart from timers
+            return
+        before = now
