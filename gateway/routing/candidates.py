@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
-from gateway.errors import ModelNotFound
+from gateway.errors import BadRequest, ModelNotFound
 from gateway.policy.model import ModelType, Policy, Route
-from gateway.providers.base import Adapter, Target
+from gateway.providers.base import Adapter, Operation, Target
 from gateway.providers.registry import adapter_for
 
 
@@ -29,6 +29,10 @@ class Catalog:
     adapters: dict[str, Adapter]
     fingerprint: str = ""
     _route_cache: dict[str, Route | None] = field(default_factory=dict)
+    _types: dict[str, ModelType] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._types = {m.name: m.type for m in self.models}
 
     def route_for(self, model: str) -> Route | None:
         try:
@@ -40,13 +44,21 @@ class Catalog:
             self._route_cache[model] = route
         return route
 
-    def resolve(self, model: str) -> tuple[Route, list[Target]]:
-        """The route for `model` and its targets in policy order; 404 when nothing serves it."""
+    def resolve(self, model: str, op: Operation | None = None) -> tuple[Route, list[Target]]:
+        """The route for `model` and its targets in policy order; 404 when nothing serves it, 400 when it
+        is an embedding model asked for a completion or the other way round."""
         targets = self.targets.get(model)
         route = self.route_for(model) if targets else None
         if not targets or route is None:
             raise ModelNotFound(
                 f"The model '{model[:200]}' does not exist or is not served here", param="model"
+            )
+        kind = self._types.get(model)
+        if op is not None and kind is not None and (kind == "embedding") != (op == "embeddings"):
+            use = "/v1/embeddings" if kind == "embedding" else "/v1/chat/completions or /v1/completions"
+            raise BadRequest(
+                f"'{model[:200]}' is {'an embedding' if kind == 'embedding' else 'a chat'} model: use {use}",
+                param="model",
             )
         if route.backends is not None:
             allowed = route.backends

@@ -109,7 +109,7 @@ class Router:
         probe: bool = True,
     ) -> Plan:
         """The route and its candidates, best first. `probe=False` (explain) changes no state."""
-        route, targets = catalog.resolve(body["model"])
+        route, targets = catalog.resolve(body["model"], op)
         prefs = prefs or Preferences()
         chosen: Objective = prefs.objective or route.objective  # type: ignore[assignment]
         if req is not None:  # known before ranking, so even a fail-fast 429/503 is labelled by route

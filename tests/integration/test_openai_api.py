@@ -270,3 +270,12 @@ def test_body_sent_in_many_chunks_is_read_whole(gateway: GatewayThread) -> None:
     r = httpx.post(gateway.base_url + "/chat/completions", content=pieces(), timeout=5)
     assert r.status_code == 200
     assert r.json()["object"] == "chat.completion"
+
+
+def test_chat_on_an_embedding_model_and_embeddings_on_a_chat_model_are_400(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="embed", messages=MSG, max_tokens=1)
+    assert "embedding model" in str(info.value) and "/v1/embeddings" in str(info.value)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.embeddings.create(model="chat", input="hello")
+    assert "chat model" in str(info.value)
