@@ -14,10 +14,11 @@ import json
 import signal
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
-import httptools
 import uvloop
+
+from bench.upstream import HttpProtocol
 
 TRACES_PATH = b"/v1/traces"
 _OK = (
@@ -75,41 +76,21 @@ class Counts:
         }
 
 
-class SinkProtocol(asyncio.Protocol):
-    """One connection, HTTP/1.1 keep-alive, parsed with httptools."""
+class SinkProtocol(HttpProtocol):
+    """Answers OTLP exports and GET /stats on one keep-alive connection."""
 
     def __init__(self, counts: Counts) -> None:
+        super().__init__()
         self._counts = counts
-        self._parser = httptools.HttpRequestParser(self)
-        self._transport: asyncio.Transport | None = None
-        self._url = b""
-        self._body: list[bytes] = []
         self._encoding = b""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserError:
-            if self._transport is not None:
-                self._transport.close()
 
     def on_message_begin(self) -> None:
-        self._url = b""
-        self._body.clear()
+        super().on_message_begin()
         self._encoding = b""
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if name.lower() == b"content-encoding":
             self._encoding = value
-
-    def on_body(self, body: bytes) -> None:
-        self._body.append(body)
 
     def on_message_complete(self) -> None:
         transport = self._transport

@@ -81,11 +81,11 @@ class SlowStream:
             self._transport.close()
 
 
-class UpstreamProtocol(asyncio.Protocol):
-    """One connection: parse requests with httptools, answer each from prebuilt bytes."""
+class HttpProtocol(asyncio.Protocol):
+    """One HTTP/1.1 keep-alive connection parsed with httptools; subclasses answer in on_message_complete
+    from `_parser`, `_url` and `_body` (also the base of bench/otlp_sink.py)."""
 
-    def __init__(self, slow_events: int, slow_interval: float) -> None:
-        self._slow = (slow_events, slow_interval)
+    def __init__(self) -> None:
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._url = b""
@@ -110,6 +110,14 @@ class UpstreamProtocol(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
+
+
+class UpstreamProtocol(HttpProtocol):
+    """Answers each request from prebuilt bytes."""
+
+    def __init__(self, slow_events: int, slow_interval: float) -> None:
+        super().__init__()
+        self._slow = (slow_events, slow_interval)
 
     def on_message_complete(self) -> None:
         transport = self._transport
