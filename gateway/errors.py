@@ -65,6 +65,15 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class InternalError(GatewayError):
+    """A bug in the gateway: the client sees no detail, the log has the exception's type."""
+
+    code = "internal_error"
+
+    def __init__(self) -> None:
+        super().__init__("internal error")
+
+
 class MethodNotAllowed(GatewayError):
     status = 405
     type = "invalid_request_error"

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from gateway.api import admin, health, metrics, models
 from gateway.api.front import Front
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, InternalError
 from gateway.policy.loader import LoadedPolicy, load_policy
 from gateway.policy.watch import PolicyWatcher
 from gateway.runtime import Runtime
@@ -99,12 +99,4 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("unhandled error", extra={"path": request.url.path, "exc_type": type(exc).__name__})
-    body = {
-        "error": {
-            "message": "internal error",
-            "type": "server_error",
-            "param": None,
-            "code": "internal_error",
-        }
-    }
-    return _json(500, orjson.dumps(body))
+    return _json(500, InternalError().body())

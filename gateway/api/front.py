@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-import orjson
 from fastapi import FastAPI
 from starlette.datastructures import State
 from starlette.types import Message, Receive, Scope, Send
@@ -18,7 +17,7 @@ from gateway.api.chat import validate_chat
 from gateway.api.completions import validate_completion
 from gateway.api.embeddings import validate_embeddings
 from gateway.api.relay import Answer, ClientGone, Validator, relay
-from gateway.errors import GatewayError, MethodNotAllowed, PayloadTooLarge
+from gateway.errors import GatewayError, InternalError, MethodNotAllowed, PayloadTooLarge
 from gateway.providers.base import Operation
 from gateway.runtime import Runtime
 
@@ -64,17 +63,12 @@ class Front:
             return
         except Exception as exc:  # noqa: BLE001 - a bug still gets an OpenAI-shaped 500
             log.error("unhandled error", extra={"path": scope["path"], "exc_type": type(exc).__name__})
-            await _send(send, 500, _INTERNAL, {})
+            await _send(send, 500, InternalError().body(), {})
             return
         if isinstance(answer, Answer):
             await _send(send, answer.status, answer.body, answer.headers)
         else:
             await answer(scope, receive, send)
-
-
-_INTERNAL = orjson.dumps(
-    {"error": {"message": "internal error", "type": "server_error", "param": None, "code": "internal_error"}}
-)
 
 
 def _headers(scope: Scope) -> dict[str, str]:
