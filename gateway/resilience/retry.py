@@ -166,13 +166,7 @@ async def attempt(
     picker = _Picker(candidates, gate)
     started = time.monotonic()
     try:
-        target = _admitted(picker)
-        log.attempts += 1
-        try:
-            return await send(target), target  # inline, not _send_one: one coroutine frame less
-        except ProviderError as err:
-            _note(picker, log, target, err)
-            raise
+        return await _send_one(picker, send, log)
     except ProviderError as err:
         if not _retryable(err):
             raise final_error(log.errors, picker) from None
@@ -202,14 +196,10 @@ async def _send_one(
     try:
         return await send(target), target
     except ProviderError as err:
-        _note(picker, log, target, err)
+        err.backend = err.backend or target.backend
+        log.errors.append(err)
+        picker.note_failure(target, err)
         raise
-
-
-def _note(picker: _Picker, log: AttemptLog, target: Target, err: ProviderError) -> None:
-    err.backend = err.backend or target.backend
-    log.errors.append(err)
-    picker.note_failure(target, err)
 
 
 def _retrying(
