@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import sys
 import time
@@ -31,19 +32,25 @@ def serve(
     port: Annotated[int | None, typer.Option(help="listen port")] = None,
     workers: Annotated[int | None, typer.Option(help="worker processes")] = None,
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING, ERROR")] = None,
+    allow_open: Annotated[
+        bool, typer.Option("--allow-open", help="serve without client keys on a non-loopback address")
+    ] = False,
 ) -> None:
     """Run the gateway (flags override ROUTEWAY_* settings)."""
     overrides: dict[str, Any] = {"config": config, "host": host, "port": port, "workers": workers}
     overrides["log_level"] = log_level
+    overrides["allow_open"] = allow_open or None  # no flag: ROUTEWAY_ALLOW_OPEN decides
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     _exit_on_bad_policy(settings.config)
     run_server(settings)
 
 
 def run_server(settings: Settings) -> None:
+    from gateway.exposure import enforce
     from gateway.observability.logging import setup_logging
 
     setup_logging(settings.log_level)
+    enforce(settings, logging.getLogger("routeway"))  # exits 2 on an open non-loopback address
     if settings.workers > 1:
         export_for_workers(settings)
         uvicorn.run(

@@ -73,10 +73,12 @@ def create_app(settings: Settings | None = None, loaded: LoadedPolicy | None = N
 
 def app_from_env() -> Front:
     """Factory for `uvicorn --factory` workers: everything comes from ROUTEWAY_* settings."""
+    from gateway.exposure import enforce
     from gateway.observability.logging import setup_logging
 
     settings = Settings()
     setup_logging(settings.log_level)
+    enforce(settings, log)  # a worker started by hand gets the same exposure rule as `routeway serve`
     return create_app(settings)
 
 

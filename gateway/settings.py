@@ -22,8 +22,11 @@ class Settings(BaseSettings):
     workers: int = 1
     log_level: str = "INFO"
     access_log: bool = True
-    # Comma-separated client keys accepted in `Authorization: Bearer`; empty means no authentication.
+    # Comma-separated client keys accepted in `Authorization: Bearer`; empty means no authentication,
+    # which is served only on a loopback address unless allow_open says otherwise (gateway/exposure.py).
     api_keys: str = ""
+    admin_key: str = ""  # the only key /admin/* accept; never one of api_keys
+    allow_open: bool = False  # serve without client keys on a non-loopback address (logged as a WARNING)
     reload_policies: bool = True
     # A larger request body is refused with 413 before it is buffered (images and long prompts fit).
     max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
@@ -79,5 +82,5 @@ def read_secret(env_name: str) -> str | None:
 
 def export_for_workers(settings: Settings) -> None:
     """Hands CLI-chosen settings to uvicorn worker processes, which rebuild Settings from the environment."""
-    for name in ("config", "host", "port", "log_level", "access_log", "reload_policies"):
+    for name in ("config", "host", "port", "log_level", "access_log", "reload_policies", "allow_open"):
         os.environ[f"ROUTEWAY_{name.upper()}"] = str(getattr(settings, name))

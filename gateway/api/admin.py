@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.api.auth import check_admin
 from gateway.api.chat import validate_chat
 from gateway.api.relay import JSON, authenticate, parse_body, runtime
 from gateway.policy.loader import PolicyError, load_policy
@@ -62,7 +63,7 @@ async def explain(request: Request) -> Response:
 @router.post("/admin/reload")
 async def reload(request: Request) -> Response:
     rt = runtime(request)
-    authenticate(rt, request.headers)
+    check_admin(rt.keys, request.headers)
     try:
         loaded = await asyncio.to_thread(load_policy, rt.settings.config)
     except PolicyError as err:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import itertools
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -15,7 +14,8 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from gateway.errors import AuthenticationFailed, BadRequest, GatewayError
+from gateway.api.auth import check_client
+from gateway.errors import BadRequest, GatewayError
 from gateway.events import RequestRecord
 from gateway.providers.base import Operation, ProviderError, Target, Usage
 from gateway.routing.preferences import take_preferences
@@ -33,13 +33,7 @@ def runtime(request: Request) -> Runtime:
 
 
 def authenticate(rt: Runtime, headers: Mapping[str, str]) -> None:
-    if not rt.client_keys:
-        return
-    auth = headers.get("authorization", "")
-    scheme, _, key = auth.partition(" ")
-    if scheme.lower() == "bearer" and any(hmac.compare_digest(key.strip(), k) for k in rt.client_keys):
-        return
-    raise AuthenticationFailed("Missing or invalid API key in the Authorization header")
+    check_client(rt.keys, headers)
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:

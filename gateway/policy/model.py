@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from gateway.policy.urls import check_base_url
 
 Objective = Literal["cheapest", "fastest", "balanced", "greenest"]
 ModelType = Literal["chat", "embedding"]
@@ -29,8 +31,8 @@ class ModelEntry(_Strict):
 
 class Backend(_Strict):
     provider: str = Field(min_length=1, description="adapter kind: openai, ...")
-    base_url: str = Field(
-        pattern=r"^https?://[^\s/]+", description="http(s) URL of the API root, e.g. .../v1"
+    base_url: Annotated[str, AfterValidator(check_base_url)] = Field(
+        description="http(s) URL of the API root, e.g. .../v1; no credentials, query or fragment"
     )
     api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     hardware: str | None = None
