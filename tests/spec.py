@@ -1,4 +1,4 @@
-"""Validate JSON bodies against OpenAI's published OpenAPI spec (vendored: tests/reference/openai-openapi.yaml)."""
+"""Validate JSON bodies against OpenAI's published OpenAPI spec (vendored in tests/reference/)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A model's `type` restricts the endpoints it serves only when declared; untyped models serve any endpoint."""
+"""A model's `type` restricts its endpoints only when declared; an untyped model serves any endpoint."""
 
 from __future__ import annotations
 
@@ -17,7 +17,11 @@ def _policy(*backends: dict[str, dict[str, Any]]) -> Policy:
     return Policy.model_validate(
         {
             "backends": {
-                f"b{i}": {"provider": "openai", "base_url": f"http://127.0.0.1:{9000 + i}/v1", "models": models}
+                f"b{i}": {
+                    "provider": "openai",
+                    "base_url": f"http://127.0.0.1:{9000 + i}/v1",
+                    "models": models,
+                }
                 for i, models in enumerate(backends)
             }
         }
