@@ -85,7 +85,7 @@ async def relay(
         validate(body)
         req.model = body["model"]
         plan = rt.router.plan(rt.catalog, op, body, take_preferences(body, headers), req)
-        req.candidates, req.dropped = plan.ranked, plan.dropped
+        req.candidates, req.dropped, req.pick = plan.ranked, plan.dropped, plan.pick
         if body.get("stream") is True and op != "embeddings":
             req.stream = True
             opened = await rt.router.open_stream(plan, body, req)
@@ -94,7 +94,7 @@ async def relay(
     except GatewayError as err:
         req.status, req.error = err.status, err.code or err.type
         observers.request_finished(req)
-        err.headers.setdefault("x-request-id", req.request_id)
+        _error_headers(err, req)
         raise
     except BaseException as exc:
         # A bug, or the client going away mid-request: still one finished record (gauges, spans, log).
@@ -147,12 +147,24 @@ def _account(req: RequestRecord, target: Target, usage: Usage | None) -> None:
 
 
 def _route_headers(req: RequestRecord, target: Target) -> dict[str, str]:
+    if req.candidates and req.candidates[0].target is not target:
+        req.pick = "fallback"  # a later candidate answered (failover or hedge): the plan's label is moot
     return {
         "x-request-id": req.request_id,
         "x-routeway-backend": target.backend,
         "x-routeway-model": target.model_id,
         "x-routeway-attempts": str(len(req.attempts)),
+        "x-routeway-pick": req.pick or "best",
     }
+
+
+def _error_headers(err: GatewayError, req: RequestRecord) -> None:
+    """What an error answer can truthfully say: its id, how many upstream attempts ran and where."""
+    headers = err.headers
+    headers.setdefault("x-request-id", req.request_id)
+    headers["x-routeway-attempts"] = str(len(req.attempts))
+    if req.attempts:
+        headers["x-routeway-backends-tried"] = ",".join([a.target.backend for a in req.attempts])
 
 
 @dataclass(slots=True)

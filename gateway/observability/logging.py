@@ -185,6 +185,7 @@ def _fields(req: RequestRecord) -> dict[str, Any]:
         "route": req.route,
         "objective": req.objective,
         "backend": req.backend,
+        "pick": req.pick,
         "status": req.status,
         "stream": req.stream,
         "attempts": len(req.attempts),

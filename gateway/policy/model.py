@@ -23,7 +23,9 @@ class ModelEntry(_Strict):
     input_price: float = Field(default=0.0, ge=0, description="USD per 1M input tokens")
     output_price: float = Field(default=0.0, ge=0, description="USD per 1M output tokens")
     context_window: int | None = Field(default=None, gt=0)
-    type: ModelType = "chat"
+    # Absent: the model serves whichever endpoint the client calls and the upstream decides; given, it
+    # restricts the model to that endpoint (a chat call on an embedding model is a 400, and vice versa).
+    type: ModelType | None = None
     # Declared expectations, used to rank until live telemetry exists for this backend.
     ttft_ms: float | None = Field(default=None, gt=0)
     tokens_per_s: float | None = Field(default=None, gt=0)

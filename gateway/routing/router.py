@@ -35,6 +35,9 @@ class Plan:
     ranked: list[Scored]
     dropped: list[Dropped]
     adapters: dict[str, Adapter]
+    # Why ranked[0] leads: "best" (ranked on measured or declared speed), "probe" (promoted to renew its
+    # numbers) or "unmeasured" (neither telemetry nor a declared speed: tried once on an optimistic guess).
+    pick: str = "best"
 
 
 @dataclass(slots=True)
@@ -136,8 +139,11 @@ class Router:
         if prefs.order or not prefs.allow_fallbacks:
             ranked = _apply_order(ranked, prefs)
         elif probe:
-            ranked = self._probe(ranked, dropped, route.probe_interval_s)
-        return Plan(op, route, chosen, est, ranked, dropped, catalog.adapters)
+            probed = self._probe(ranked, dropped, route.probe_interval_s)
+            if probed is not ranked:
+                return Plan(op, route, chosen, est, probed, dropped, catalog.adapters, "probe")
+        pick = "unmeasured" if ranked[0].ttft_ms is None else "best"
+        return Plan(op, route, chosen, est, ranked, dropped, catalog.adapters, pick)
 
     def _probe(self, ranked: list[Scored], dropped: list[Dropped], interval_s: float) -> list[Scored]:
         """One request per interval to a backend not tried lately (one dropped for its measured speed

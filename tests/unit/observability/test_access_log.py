@@ -108,6 +108,7 @@ def test_the_line_is_what_the_formatter_writes_for_a_record_with_the_same_fields
         "route": "default",
         "objective": None,
         "backend": "fast",
+        "pick": None,
         "status": 200,
         "stream": False,
         "attempts": 2,
