@@ -56,7 +56,7 @@ def explain_remote(
     url: str, body: dict[str, Any], objective: str | None, api_key: str | None
 ) -> dict[str, Any]:
     """The running gateway's plan, with the live telemetry it routes on."""
-    endpoint = _root(url) + "/v1/route/explain"
+    endpoint = gateway_root(url) + "/v1/route/explain"
     headers = {"content-type": "application/json"}
     if objective:
         headers["x-routeway-objective"] = objective
@@ -75,7 +75,7 @@ def explain_remote(
     return doc
 
 
-def _root(url: str) -> str:
+def gateway_root(url: str) -> str:
     """Accept the gateway's root or its OpenAI base URL (`.../v1`), as users have either at hand."""
     root = url.rstrip("/")
     return root.removesuffix("/v1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -27,6 +28,8 @@ _FRAGMENTS: dict[str, TypeAdapter[Any]] = {
 }
 _BACKEND: TypeAdapter[Backend] = TypeAdapter(Backend)
 _SHOWN_VALUE_CHARS = 60
+_HIDDEN_VALUES = frozenset({"api_key_env", "headers"})
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -203,7 +206,10 @@ def _reason(error: Mapping[str, Any]) -> str:
     if error["type"] == "extra_forbidden":
         return "unknown key"
     value = error.get("input")
-    if error["type"] == "missing" or isinstance(value, dict | list):
+    # Where a credential may have been pasted by mistake (a key instead of its env var's name), the
+    # value is never echoed: problems reach terminals, logs and /admin/reload answers.
+    hidden = _HIDDEN_VALUES.intersection(str(part) for part in error["loc"])
+    if error["type"] == "missing" or isinstance(value, dict | list) or hidden:
         return str(error["msg"])
     shown = repr(value)
     if len(shown) > _SHOWN_VALUE_CHARS:
@@ -224,7 +230,8 @@ def _check_backends(source: _Source) -> Iterator[Problem]:
         if isinstance(provider, str) and provider and provider not in kinds:
             reason = f"unknown provider {provider!r}; known: {', '.join(kinds)}"
             yield Problem(source.file, f"{at}.provider", reason)
-        if isinstance(key_env, str) and key_env and read_secret(key_env) is None:
+        # Not a valid name (maybe the key itself pasted here): the schema's problem, never echoed.
+        if isinstance(key_env, str) and _ENV_NAME.fullmatch(key_env) and read_secret(key_env) is None:
             yield Problem(source.file, f"{at}.api_key_env", f"environment variable {key_env} is not set")
         declared = backend.get("joules_per_token") is not None
         if isinstance(hardware, str) and hardware not in JOULES_PER_TOKEN and not declared:
