@@ -125,7 +125,10 @@ def sim(
         list[str] | None,
         typer.Option(help="run only these profiles: --profile a b, --profile a,b or --profile a --profile b"),
     ] = None,
-    more: Annotated[list[str] | None, typer.Argument(help="more profile names", show_default=False)] = None,
+    more: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="PROFILE", help="profile names, as after --profile", show_default=False),
+    ] = None,
     host: Annotated[str, typer.Option(help="listen address")] = "127.0.0.1",
     port: Annotated[
         int | None, typer.Option(help="first port (others follow); default: each profile's own")

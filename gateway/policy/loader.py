@@ -102,12 +102,15 @@ def load_policy(path: Path) -> LoadedPolicy:
     contents = [(f, _read(f)) for f in files]
     problems: list[Problem] = []
     sources = [_parse(str(f), text, problems) for f, text in contents]
-    for source in sources:
-        problems += _check_backends(source)
+    # Provider, env var and hardware problems leave the policy's shape whole: routes are still cross-checked.
+    checks = [problem for source in sources for problem in _check_backends(source)]
     if problems:
-        raise PolicyError(problems)
-    policy = _merge(str(path), sources)
-    problems += _check_routes(policy, sources)
+        raise PolicyError(problems + checks)
+    try:
+        policy = _merge(str(path), sources)
+    except PolicyError as err:
+        raise PolicyError(err.problems + checks) from None
+    problems = checks + _check_routes(policy, sources)
     if problems:
         raise PolicyError(problems)
     secrets = {

@@ -80,3 +80,15 @@ def test_declared_energy_makes_any_hardware_label_fine(tmp_path: Path) -> None:
 def test_every_known_label_and_no_label_pass(tmp_path: Path) -> None:
     for label in [*JOULES_PER_TOKEN, None]:
         load_policy(write(tmp_path / "p.yaml", changed(("backends|groq|hardware", label))))
+
+
+def test_an_unset_env_var_does_not_stop_the_routes_cross_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GROQ_API_KEY")
+    data = changed(("routes|0|backends", ["groq", "ghost"]), ("backends|local|hardware", "tpu-v9"))
+    assert sorted(reasons(tmp_path, data)) == [
+        "backends.groq.api_key_env",
+        "backends.local.hardware",
+        "routes[0].backends[1]",
+    ]
