@@ -39,7 +39,9 @@ def create_app(settings: Settings | None = None, loaded: LoadedPolicy | None = N
         app.state.runtime = rt
         watcher: asyncio.Task[None] | None = None
         if settings.reload_policies:
-            watcher = asyncio.create_task(PolicyWatcher(settings.config, rt.swap, log).run())
+            # `current`: the catch-up load at start finds the policy unchanged instead of "reloading" it.
+            watching = PolicyWatcher(settings.config, rt.swap, log, current=loaded)
+            watcher = asyncio.create_task(watching.run())
         log.info(
             "routeway ready", extra={"policy": loaded.fingerprint, "backends": len(loaded.policy.backends)}
         )
