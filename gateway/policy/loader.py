@@ -212,7 +212,8 @@ def _reason(error: Mapping[str, Any]) -> str:
     # Where a credential may have been pasted by mistake (a key instead of its env var's name), the
     # value is never echoed: problems reach terminals, logs and /admin/reload answers.
     hidden = _HIDDEN_VALUES.intersection(str(part) for part in error["loc"])
-    if error["type"] == "missing" or isinstance(value, dict | list) or hidden:
+    # A `base_url` problem already quotes the URL, with its password and query masked.
+    if error["type"] in ("missing", "base_url") or isinstance(value, dict | list) or hidden:
         return str(error["msg"])
     shown = repr(value)
     if len(shown) > _SHOWN_VALUE_CHARS:
