@@ -296,7 +296,7 @@ async def _first_event(
     timeout_s: float,
 ) -> OpenStream:
     """Waits for the upstream's first SSE event; until then a failure may still fail over."""
-    decoder = SSEDecoder()
+    decoder = SSEDecoder(reply.max_event_bytes)
     chunks = reply.chunks()
     try:
         async with asyncio.timeout(timeout_s):
