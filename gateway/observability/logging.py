@@ -181,7 +181,7 @@ def _fields(req: RequestRecord) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "request_id": req.request_id,
         "path": req.path,
-        "model": req.model,
+        "model": _clip(req.model),
         "route": req.route,
         "objective": req.objective,
         "backend": req.backend,
@@ -201,3 +201,10 @@ def _fields(req: RequestRecord) -> dict[str, Any]:
     if len(req.attempts) > 1 or req.error:
         fields["tried"] = [f"{a.target.backend}:{a.outcome}" for a in req.attempts]
     return fields
+
+
+FIELD_MAX = 256  # a client-chosen string in the access log (a 10 MiB model name stays one short line)
+
+
+def _clip(text: str | None) -> str | None:
+    return text if text is None or len(text) <= FIELD_MAX else text[:FIELD_MAX] + "..."

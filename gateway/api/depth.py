@@ -1,0 +1,24 @@
+"""The nesting depth of a parsed JSON request body, checked without recursion and only when it can matter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Well under the 254 levels orjson can write back (it reads 1024): a body we accepted can always be sent on.
+MAX_JSON_DEPTH = 128
+
+
+def too_deep(raw: bytes, doc: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when `doc` (parsed from `raw`) nests containers more than `limit` levels deep."""
+    # Fewer brackets than the limit cannot nest deeper than it: the common case is two C-speed scans.
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return False
