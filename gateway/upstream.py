@@ -59,6 +59,9 @@ class Reply:
             raise ProviderError("timeout", f"no body within {self._idle_s:g}s") from None
         except aiohttp.ClientError as exc:
             raise ProviderError("protocol", f"body cut: {type(exc).__name__}") from None
+        except ProviderError:
+            self._resp.close()  # the rest of an oversized or corrupt body is not worth reading
+            raise
         finally:
             self._resp.release()
 
