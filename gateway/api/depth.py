@@ -13,12 +13,16 @@ def too_deep(raw: bytes, doc: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     # Fewer brackets than the limit cannot nest deeper than it: the common case is two C-speed scans.
     if raw.count(b"[") + raw.count(b"{") <= limit:
         return False
-    stack: list[tuple[Any, int]] = [(doc, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return True
-        for child in node.values() if isinstance(node, dict) else node:
-            if isinstance(child, dict | list):
-                stack.append((child, depth + 1))
-    return False
+    # Level by level, exact types (orjson makes only dict and list): ~0.5 us per value, no recursion.
+    level: list[Any] = [doc]
+    for _ in range(limit):
+        deeper: list[Any] = []
+        for node in level:
+            for child in node.values() if type(node) is dict else node:
+                kind = type(child)
+                if kind is dict or kind is list:
+                    deeper.append(child)
+        if not deeper:
+            return False
+        level = deeper
+    return True

@@ -274,7 +274,7 @@ def test_gzip_bomb_is_a_fast_502_with_bounded_memory(gw: GatewayThread, hostile:
     assert r.status_code == 502 and r.json()["error"]["code"] == "all_backends_failed", r.text
     assert "size limit" in r.json()["error"]["message"]
     assert took < 5, took  # aiohttp's unbounded inflate took 34 s on 10 GB
-    assert grown_mib < 300, grown_mib  # ...and 6.2 GB; the cap is 64 MiB of output
+    assert grown_mib < 200, grown_mib  # ...and 6.2 GB; the cap is 64 MiB of output (measured: +65 MiB)
 
 
 def test_gzip_bomb_in_a_stream_ends_with_an_error_event(gw: GatewayThread, hostile: Hostile) -> None:
@@ -283,7 +283,7 @@ def test_gzip_bomb_in_a_stream_ends_with_an_error_event(gw: GatewayThread, hosti
     started = time.monotonic()
     r = chat(gw, stream=True)
     assert time.monotonic() - started < 5
-    assert (peak_rss_kib() - before) / 1024 < 300
+    assert (peak_rss_kib() - before) / 1024 < 200
     assert r.status_code == 200
     assert r.text.startswith("data: ") and '"content":"hi"' in r.text
     assert "exceeds" in r.text and '"error"' in r.text and "[DONE]" not in r.text
