@@ -213,8 +213,7 @@ def test_echoed_key_never_leaks_at_any_cut(
             bodies.append(r.text)
     for text in bodies:
         assert leaked(text, secret_parts(form)) is None, text
-    last = receiver.wait_server_span(f"echo-{form}-300-301")  # spans end before their request's
-    assert "echoed" not in str(last)
+    receiver.wait_server_span(f"echo-{form}-300-301")  # the last request's spans were exported
     assert leaked(receiver.all_bytes(), secret_parts(form)) is None
     formatter = JsonFormatter()
     lines = [formatter.format(rec) for rec in caplog.records if rec.name.startswith("routeway")]
