@@ -37,7 +37,12 @@ class Runtime:
 
     @classmethod
     def create(cls, settings: Settings, loaded: LoadedPolicy) -> Runtime:
-        transport = Transport(pool_size=settings.upstream_pool_size, per_host=settings.upstream_pool_per_host)
+        transport = Transport(
+            pool_size=settings.upstream_pool_size,
+            per_host=settings.upstream_pool_per_host,
+            max_body=settings.max_upstream_body_bytes,
+            max_event_bytes=settings.max_sse_event_bytes,
+        )
         store = make_store(settings)
         health = Health(loaded.policy.resilience, store=store)
         recorder = TelemetryRecorder(store)

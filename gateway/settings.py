@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     # Upstream connection pool, shared by every backend.
     upstream_pool_size: int = 4096  # a cap queues requests silently: keep it above the expected streams
     upstream_pool_per_host: int = 0
+    # Upstream bodies: a larger one, compressed or once decompressed, fails the attempt (see bounded.py).
+    max_upstream_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    max_sse_event_bytes: int = Field(
+        default=1024 * 1024, gt=0
+    )  # one upstream SSE event, or a line never ended
     # Prometheus text at GET /metrics.
     metrics: bool = True
     # Tracing: the standard OTEL_* variables. No endpoint means no tracer at all.

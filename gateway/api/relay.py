@@ -15,6 +15,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from gateway.api.auth import check_client
+from gateway.api.depth import MAX_JSON_DEPTH, too_deep
 from gateway.errors import BadRequest, GatewayError
 from gateway.events import RequestRecord
 from gateway.providers.base import Operation, ProviderError, Target, Usage
@@ -43,6 +44,10 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         raise BadRequest(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object")
+    if too_deep(raw, body):
+        raise BadRequest(
+            f"The request body nests JSON deeper than {MAX_JSON_DEPTH} levels", code="json_too_deep"
+        )
     return body
 
 
@@ -202,6 +207,13 @@ async def _relay_stream(state: _StreamState) -> AsyncIterator[bytes]:
         yield error_event(
             f"The upstream stream from '{s.target.backend}' failed after it started: {err.message}"
         )
+    except Exception as exc:  # noqa: BLE001 - a bug still ends the stream with an error event, not a cut
+        att.outcome, att.error = "error", type(exc).__name__
+        state.rt.log.error(
+            "stream failed after it started",
+            extra={"request_id": state.req.request_id, "exc_type": type(exc).__name__},
+        )
+        yield error_event("The stream failed after it started (internal error)", type_="server_error")
     finally:
         _finish_stream(state, finished)
 

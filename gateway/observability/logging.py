@@ -182,7 +182,7 @@ def _fields(req: RequestRecord) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "request_id": req.request_id,
         "path": req.path,
-        "model": req.model,
+        "model": _clip(req.model),
         "route": req.route,
         "objective": req.objective,
         "backend": req.backend,
@@ -208,3 +208,10 @@ def _fields(req: RequestRecord) -> dict[str, Any]:
 def _significant(value: float | None) -> float | None:
     """Six significant digits: 1.005e-05 rather than float noise such as 1.0049999999999999e-05."""
     return None if value is None else float(f"{value:.{COST_DIGITS}g}")
+
+
+FIELD_MAX = 256  # a client-chosen string in the access log (a 10 MiB model name stays one short line)
+
+
+def _clip(text: str | None) -> str | None:
+    return text if text is None or len(text) <= FIELD_MAX else text[:FIELD_MAX] + "..."

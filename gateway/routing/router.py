@@ -80,11 +80,21 @@ def estimate(op: Operation, body: dict[str, Any], route: Route) -> Estimate:
 
 
 def _chars(value: Any) -> int:
+    """Characters of a string, of content parts' texts or of a list of prompts; one level, no recursion
+    (arbitrary client JSON must not reach the recursion limit)."""
     if isinstance(value, str):
         return len(value)
-    if isinstance(value, list):
-        return sum(_chars(v.get("text") if isinstance(v, dict) else v) for v in value)
-    return 0
+    if not isinstance(value, list):
+        return 0
+    total = 0
+    for item in value:
+        if isinstance(item, dict):
+            item = item.get("text")
+        if isinstance(item, str):
+            total += len(item)
+        elif isinstance(item, list):  # a batch of prompts given as lists of strings
+            total += sum(len(v) for v in item if isinstance(v, str))
+    return total
 
 
 class Router:
@@ -302,7 +312,7 @@ async def _first_event(
     timeout_s: float,
 ) -> OpenStream:
     """Waits for the upstream's first SSE event; until then a failure may still fail over."""
-    decoder = SSEDecoder()
+    decoder = SSEDecoder(reply.max_event_bytes)
     chunks = reply.chunks()
     try:
         async with asyncio.timeout(timeout_s):
