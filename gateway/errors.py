@@ -55,6 +55,12 @@ class AuthenticationFailed(GatewayError):
     code = "invalid_api_key"
 
 
+class Forbidden(GatewayError):
+    status = 403
+    type = "permission_error"
+    code = "forbidden"
+
+
 class NotFound(GatewayError):
     status = 404
     type = "invalid_request_error"

@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     access_log: bool = True
     # Comma-separated client keys accepted in `Authorization: Bearer`; empty means no authentication.
     api_keys: str = ""
+    # Bearer key for the admin endpoints and the dashboard; empty: loopback only, on an open gateway.
+    admin_key: str = ""
+    # How many recent routing decisions the dashboard keeps (references to the finished request records).
+    dashboard_decisions: int = Field(default=100, ge=1, le=10_000)
     reload_policies: bool = True
     # A larger request body is refused with 413 before it is buffered (images and long prompts fit).
     max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
