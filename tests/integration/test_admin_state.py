@@ -7,12 +7,24 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
+from jsonschema import Draft202012Validator
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
 
 from gateway.sim import SimThread
 from tests.integration.conftest import BACKEND_KEY, CLIENT_KEY, GatewayThread, default_policy
 
 ADMIN_KEY = "rw-admin-5d1e-never-shown"
 HI = [{"role": "user", "content": "hello dashboard"}]
+OPENAPI = Path(__file__).resolve().parents[2] / "openapi.yaml"
+
+
+def documented(schema: str) -> Draft202012Validator:
+    """A validator for one of openapi.yaml's component schemas: the doc must describe what we serve."""
+    doc = yaml.safe_load(OPENAPI.read_text())
+    registry: Registry[object] = Registry().with_resource("urn:rw", DRAFT202012.create_resource(doc))
+    return Draft202012Validator({"$ref": f"urn:rw#/components/schemas/{schema}"}, registry=registry)
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +47,7 @@ def test_state_shape_after_traffic(open_gw: GatewayThread, sims: SimThread) -> N
     assert resp.headers["content-type"].startswith("application/json")
     assert resp.headers["cache-control"] == "no-store"
     state = resp.json()
+    assert [e.message for e in documented("AdminState").iter_errors(state)] == []
 
     assert {r["name"] for r in state["routes"]} == {"default"}
     fleet = {(f["backend"], f["model_id"]): f for f in state["fleet"]}

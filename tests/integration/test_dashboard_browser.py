@@ -119,6 +119,8 @@ def test_traffic_and_money_update_live(open_page: Page, fresh_gateway: GatewayTh
     assert "100%" in page.locator("#split").inner_text()
     assert page.locator("#chart canvas").count() == 1  # uPlot drew the series
     assert "cheap" in page.locator("#money").inner_text()
+    # At 1280x800, with the money table filled, nothing sticks out of the page sideways.
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     page.locator('#window-pick button[data-window="60m"]').click()
     assert page.locator('#window-pick button[data-window="60m"]').get_attribute("aria-pressed") == "true"
     assert open_page.errors == []

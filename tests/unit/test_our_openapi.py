@@ -34,6 +34,8 @@ EXPECTED_OPERATIONS = [
     ("get", "/readyz"),
     ("post", "/v1/route/explain"),
     ("post", "/admin/reload"),
+    ("get", "/admin/state"),
+    ("get", "/dashboard"),
 ]
 COMPLETION_PATHS = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
 ROUTE_HEADERS = [

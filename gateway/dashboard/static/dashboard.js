@@ -23,7 +23,9 @@
   const fmtUsd = (v) => {
     if (v == null) return dash;
     if (v === 0) return "$0";
-    return v >= 1 ? `$${v.toFixed(2)}` : v >= 0.01 ? `$${v.toFixed(4)}` : `$${v.toPrecision(2)}`;
+    if (v >= 1) return `$${v.toFixed(2)}`;
+    if (v >= 0.01) return `$${v.toFixed(4)}`;
+    return v >= 0.0001 ? `$${v.toPrecision(2)}` : `$${v.toExponential(1)}`;
   };
   const fmtAge = (s) => {
     if (s == null) return dash;
