@@ -25,7 +25,7 @@
     if (v === 0) return "$0";
     if (v >= 1) return `$${v.toFixed(2)}`;
     if (v >= 0.01) return `$${v.toFixed(4)}`;
-    return v >= 0.0001 ? `$${v.toPrecision(2)}` : `$${v.toExponential(1)}`;
+    return v >= 1e-6 ? `$${v.toPrecision(2)}` : `$${v.toExponential(1)}`;
   };
   const fmtAge = (s) => {
     if (s == null) return dash;
@@ -164,6 +164,14 @@
     return pill(f.breaker, f.breaker.replace("_", "-"));
   }
 
+  // Non-streaming traffic has no first token of its own: its mean latency stands in, marked as such.
+  function ttftCell(f) {
+    if (f.ttft_p50_ms != null || f.latency_ms == null) return cell(fmtMs(f.ttft_p50_ms), "num");
+    const td = cell(`~${fmtMs(f.latency_ms)}`, "num muted");
+    td.title = "no streams measured: mean latency of whole responses";
+    return td;
+  }
+
   function headroomText(left, limit) {
     if (left == null) return dash;
     return limit ? `${fmtNum(left)} / ${fmtNum(limit)}` : fmtNum(left);
@@ -178,7 +186,7 @@
           cell(f.models.join(", ")),
           cell(f.hardware),
           breakerCell(f),
-          cell(fmtMs(f.ttft_p50_ms), "num"),
+          ttftCell(f),
           cell(fmtMs(f.ttft_p95_ms), "num"),
           cell(fmtNum(f.tokens_per_s), "num"),
           cell(f.in_flight, "num"),
