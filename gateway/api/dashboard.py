@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.api.relay import JSON, runtime
-from gateway.dashboard.state import build_state
+from gateway.dashboard.state import build_state, find_decision
 from gateway.errors import AuthenticationFailed, Forbidden, NotFound
 from gateway.runtime import Runtime
 
@@ -90,3 +90,14 @@ async def state(request: Request) -> Response:
     rt = runtime(request)
     require_admin(rt, request.headers, request.client.host if request.client else None)
     return Response(orjson.dumps(build_state(rt)), media_type=JSON, headers={"cache-control": "no-store"})
+
+
+@router.get("/admin/decisions/{request_id}")
+async def decision(request: Request, request_id: str) -> Response:
+    """One recent decision with its ranked candidates and drop reasons (the dashboard's drill-down)."""
+    rt = runtime(request)
+    require_admin(rt, request.headers, request.client.host if request.client else None)
+    found = find_decision(rt.recent, request_id)
+    if found is None:
+        raise NotFound(f"No recent decision '{request_id[:128]}': only the last ones are kept")
+    return Response(orjson.dumps(found), media_type=JSON, headers={"cache-control": "no-store"})

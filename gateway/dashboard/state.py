@@ -189,8 +189,21 @@ def _sum(rows: Rows) -> list[float]:
     return total
 
 
+def find_decision(recent: Recent | None, request_id: str) -> dict[str, Any] | None:
+    """The newest kept request with this id (clients may reuse ids) and the ranking behind it."""
+    for req in reversed(recent.decisions if recent is not None else ()):
+        if req.request_id == request_id:
+            return {
+                **decision(req),
+                "candidates": [candidate_json(s) for s in req.candidates],
+                "dropped": [dropped_json(d) for d in req.dropped],
+            }
+    return None
+
+
 def decision(req: RequestRecord) -> dict[str, Any]:
-    """A finished request and the ranking behind it. Incoming headers are never rendered (keys live there)."""
+    """A finished request, without its ranking (that is rendered only when asked for, by `find_decision`).
+    Incoming headers are never rendered: keys live there."""
     return {
         "id": req.request_id,
         "at": round(req.started_wall, 3),
@@ -218,6 +231,5 @@ def decision(req: RequestRecord) -> dict[str, Any]:
             }
             for a in req.attempts
         ],
-        "candidates": [candidate_json(s) for s in req.candidates],
-        "dropped": [dropped_json(d) for d in req.dropped],
+        "ranked": len(req.candidates),
     }

@@ -82,8 +82,18 @@ def test_state_shape_after_traffic(open_gw: GatewayThread, sims: SimThread) -> N
     assert newest["model"] == "no-such-model" and newest["status"] == 404 and newest["route"] is None
     served = next(d for d in state["decisions"] if d["backend"] == "cheap")
     assert served["status"] == 200 and served["attempts"][0]["outcome"] == "ok"
-    assert [c["backend"] for c in served["candidates"]] == ["cheap", "fast"]  # cheapest first
-    assert served["candidates"][0]["predicted_cost_usd"] < served["candidates"][1]["predicted_cost_usd"]
+    # The ranking itself is rendered only when one decision is asked for.
+    assert served["ranked"] == 2 and "candidates" not in served
+
+    detail = httpx.get(f"{open_gw.root}/admin/decisions/{served['id']}")
+    assert detail.status_code == 200
+    ranked = detail.json()
+    assert [e.message for e in documented("DecisionDetail").iter_errors(ranked)] == []
+    assert [c["backend"] for c in ranked["candidates"]] == ["cheap", "fast"]  # cheapest first
+    assert ranked["candidates"][0]["predicted_cost_usd"] < ranked["candidates"][1]["predicted_cost_usd"]
+    assert ranked["dropped"] == [] and ranked["attempts"] == served["attempts"]
+    gone = httpx.get(f"{open_gw.root}/admin/decisions/not-kept")
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
 
 
 def test_failover_is_counted(open_gw: GatewayThread, sims: SimThread) -> None:
@@ -142,7 +152,11 @@ def test_admin_key(sims: SimThread, tmp_path: Path) -> None:
         assert resp.status_code == 200
         for secret in (ADMIN_KEY, CLIENT_KEY, BACKEND_KEY):
             assert secret not in resp.text
-        assert resp.json()["decisions"][0]["status"] == 200
+        newest = resp.json()["decisions"][0]
+        assert newest["status"] == 200
+        detail_url = f"{gw.root}/admin/decisions/{newest['id']}"
+        assert httpx.get(detail_url).status_code == 401
+        assert httpx.get(detail_url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}).status_code == 200
         # The page itself carries no data and is served to anyone; only its data is guarded.
         assert httpx.get(f"{gw.root}/dashboard").status_code == 200
 

@@ -97,7 +97,10 @@ def test_fleet_breaker_and_drill_down(
     page.wait_for_selector("#drill:not([open])", state="attached", timeout=WAIT_MS)
 
     # An earlier decision shows the failover: two attempts, cheap's 503 first.
-    page.locator("#decisions tbody tr").nth(2).click()
+    earlier = page.locator("#decisions tbody tr").nth(2)
+    earlier_id = earlier.get_attribute("data-id")
+    earlier.click()
+    page.wait_for_selector(f'#drill[open] #drill-title:has-text("{earlier_id}")', timeout=WAIT_MS)
     attempts = page.locator("#drill-attempts tbody tr")
     assert attempts.count() == 2
     assert "server" in attempts.first.inner_text() and "503" in attempts.first.inner_text()

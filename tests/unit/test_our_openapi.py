@@ -35,6 +35,7 @@ EXPECTED_OPERATIONS = [
     ("post", "/v1/route/explain"),
     ("post", "/admin/reload"),
     ("get", "/admin/state"),
+    ("get", "/admin/decisions/{id}"),
     ("get", "/dashboard"),
 ]
 COMPLETION_PATHS = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]

@@ -27,9 +27,11 @@
     if (v >= 0.01) return `$${v.toFixed(4)}`;
     return v >= 1e-6 ? `$${v.toPrecision(2)}` : `$${v.toExponential(1)}`;
   };
+  const fmtPrice = (v) => (v == null ? dash : `$${Number(v.toPrecision(3))}`);
   const fmtAge = (s) => {
     if (s == null) return dash;
-    if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)} s ago`;
+    if (s < 1) return "now";
+    if (s < 60) return `${s.toFixed(0)} s ago`;
     if (s < 3600) return `${Math.floor(s / 60)} min ago`;
     return `${(s / 3600).toFixed(1)} h ago`;
   };
@@ -194,7 +196,7 @@
           cell(headroomText(f.tokens_remaining, f.tokens_limit), "num"),
           cell(f.reset_s == null ? dash : fmtDuration(f.reset_s), "num"),
           cell(fmtPct(f.failure_rate), "num" + (f.failure_rate > 0.2 ? " bad" : f.failure_rate > 0 ? " warn" : "")),
-          cell(`${fmtUsd(f.input_price)} / ${fmtUsd(f.output_price)}`, "num"),
+          cell(`${fmtPrice(f.input_price)} / ${fmtPrice(f.output_price)}`, "num"),
           cell(fmtNum(f.joules_per_token, 2), "num"),
           cell(fmtAge(f.last_tried_s), "num muted"),
         ]);
@@ -373,9 +375,14 @@
   }
 
   // ---- decision drill-down ------------------------------------------------------------------
-  function openDrill(id) {
-    const d = state && state.decisions.find((x) => x.id === id);
-    if (!d) return;
+  // The ranking is fetched only when a decision is opened: the polled state stays small.
+  async function openDrill(id) {
+    const resp = await fetch(`/admin/decisions/${encodeURIComponent(id)}`, { headers: authHeaders(), cache: "no-store" });
+    if (!resp.ok) {
+      $("live").textContent = resp.status === 404 ? "that decision is no longer kept" : `HTTP ${resp.status}`;
+      return;
+    }
+    const d = await resp.json();
     $("drill-title").textContent = `Decision ${d.id}`;
     const parts = [`${d.op} · model ${d.model ?? dash}`, `route ${d.route ?? dash} (${d.objective ?? dash})`,
       `served by ${d.backend ?? "nobody"}`, `status ${d.status ?? dash}`, fmtMs(d.latency_ms), fmtUsd(d.cost_usd)];
