@@ -55,10 +55,12 @@ class AuthenticationFailed(GatewayError):
     code = "invalid_api_key"
 
 
-class Forbidden(GatewayError):
+class PermissionDenied(GatewayError):
+    """A known caller asking for something its key does not allow (a client key on an admin route)."""
+
     status = 403
     type = "permission_error"
-    code = "forbidden"
+    code = "permission_denied"
 
 
 class NotFound(GatewayError):

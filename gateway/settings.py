@@ -26,8 +26,6 @@ class Settings(BaseSettings):
     api_keys: str = ""
     # Bearer key for the admin endpoints and the dashboard; empty: loopback only, on an open gateway.
     admin_key: str = ""
-    # How many recent routing decisions the dashboard keeps (references to the finished request records).
-    dashboard_decisions: int = Field(default=100, ge=1, le=10_000)
     reload_policies: bool = True
     # A larger request body is refused with 413 before it is buffered (images and long prompts fit).
     max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
@@ -44,6 +42,8 @@ class Settings(BaseSettings):
     upstream_pool_per_host: int = 0
     # Prometheus text at GET /metrics.
     metrics: bool = True
+    # How many recent routing decisions the dashboard keeps (references to the finished request records).
+    dashboard_decisions: int = Field(default=100, ge=1, le=10_000)
     # Tracing: the standard OTEL_* variables. No endpoint means no tracer at all.
     otel_exporter_otlp_endpoint: str | None = Field(
         default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"

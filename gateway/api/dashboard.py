@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from gateway.api.relay import JSON, runtime
 from gateway.dashboard.state import build_state, find_decision
-from gateway.errors import AuthenticationFailed, Forbidden, NotFound
+from gateway.errors import AuthenticationFailed, NotFound, PermissionDenied
 from gateway.runtime import Runtime
 
 router = APIRouter()
@@ -51,9 +51,8 @@ def require_admin(rt: Runtime, headers: Mapping[str, str], client: str | None) -
         raise AuthenticationFailed("Missing or invalid admin key in the Authorization header")
     if not rt.client_keys and _loopback(client):
         return
-    raise Forbidden(
-        "The admin endpoints need an admin key: set ROUTEWAY_ADMIN_KEY and send it as a Bearer token",
-        code="admin_key_required",
+    raise PermissionDenied(
+        "The admin endpoints need an admin key: set ROUTEWAY_ADMIN_KEY and send it as a Bearer token"
     )
 
 

@@ -127,7 +127,7 @@ def test_open_gateway_with_client_keys_refuses_without_admin_key(sims: SimThread
             resp = httpx.get(f"{gw.root}/admin/state", headers=headers)
             assert resp.status_code == 403
             error = resp.json()["error"]
-            assert error["code"] == "admin_key_required" and "ROUTEWAY_ADMIN_KEY" in error["message"]
+            assert error["code"] == "permission_denied" and "ROUTEWAY_ADMIN_KEY" in error["message"]
             assert set(error) == {"message", "type", "param", "code"}
 
 

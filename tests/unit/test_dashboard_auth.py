@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gateway.api.dashboard import require_admin
-from gateway.errors import AuthenticationFailed, Forbidden
+from gateway.errors import AuthenticationFailed, PermissionDenied
 from gateway.settings import Settings
 
 KEY = "adm-123"
@@ -25,13 +25,13 @@ def test_open_gateway_admits_loopback(client: str) -> None:
 
 @pytest.mark.parametrize("client", ["10.0.0.7", "192.168.1.2", "::ffff:10.0.0.7", "", None, "testclient"])
 def test_open_gateway_refuses_everyone_else(client: str | None) -> None:
-    with pytest.raises(Forbidden, match="ROUTEWAY_ADMIN_KEY") as err:
+    with pytest.raises(PermissionDenied, match="ROUTEWAY_ADMIN_KEY") as err:
         require_admin(rt(), {}, client)
-    assert err.value.status == 403 and err.value.code == "admin_key_required"
+    assert err.value.status == 403 and err.value.code == "permission_denied"
 
 
 def test_client_keys_without_admin_key_refuse_even_loopback() -> None:
-    with pytest.raises(Forbidden):
+    with pytest.raises(PermissionDenied):
         require_admin(rt(client_keys=frozenset({"c"})), {"authorization": "Bearer c"}, "127.0.0.1")
 
 
