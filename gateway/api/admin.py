@@ -20,19 +20,6 @@ from gateway.routing.scoring import Dropped, Scored
 router = APIRouter()
 
 
-def explain_plan(plan: Plan) -> dict[str, Any]:
-    return {
-        "route": plan.route.name,
-        "objective": plan.objective,
-        "estimate": {
-            "input_tokens": plan.estimate.input_tokens,
-            "output_tokens": plan.estimate.output_tokens,
-        },
-        "candidates": [candidate_json(s) for s in plan.ranked],
-        "dropped": [dropped_json(d) for d in plan.dropped],
-    }
-
-
 def candidate_json(s: Scored) -> dict[str, Any]:
     """One ranked candidate as the explain endpoint and the dashboard's decision drill-down show it."""
     return {
@@ -54,6 +41,19 @@ def candidate_json(s: Scored) -> dict[str, Any]:
 
 def dropped_json(d: Dropped) -> dict[str, str]:
     return {"backend": d.backend, "reason": d.reason}
+
+
+def explain_plan(plan: Plan) -> dict[str, Any]:
+    return {
+        "route": plan.route.name,
+        "objective": plan.objective,
+        "estimate": {
+            "input_tokens": plan.estimate.input_tokens,
+            "output_tokens": plan.estimate.output_tokens,
+        },
+        "candidates": [candidate_json(s) for s in plan.ranked],
+        "dropped": [dropped_json(d) for d in plan.dropped],
+    }
 
 
 @router.post("/v1/route/explain")
