@@ -43,6 +43,9 @@
   };
   const fmtTime = (epoch) => new Date(epoch * 1000).toLocaleTimeString([], { hour12: false });
 
+  // "-" is the server's name for "no backend answered" (the request failed).
+  const label = (backend) => (backend === "-" ? "none (failed)" : backend);
+
   function colorOf(backend) {
     if (!backendColor.has(backend)) backendColor.set(backend, backendColor.size % COLORS.length);
     return backendColor.get(backend);
@@ -270,7 +273,7 @@
         series: [
           {},
           ...backends.map((b) => ({
-            label: b,
+            label: label(b),
             stroke: COLORS[colorOf(b)],
             width: 2,
             fill: COLORS[colorOf(b)] + "22",
@@ -298,7 +301,7 @@
           const bar = document.createElement("div");
           bar.className = "bar";
           const name = document.createElement("span");
-          name.textContent = backend;
+          name.textContent = label(backend);
           const track = document.createElement("div");
           track.className = "track";
           const fill = document.createElement("div");
