@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint unit integration install redis-server clean bench
+.PHONY: run test lint unit integration install redis-server chromium clean bench
 
 $(BIN)/routeway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ redis-server:
 	  echo "installing redis-server"; \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 
+# The dashboard's browser tests drive Debian's Chromium through Playwright (never `playwright install`).
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  echo "installing chromium"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 run: install
 	$(BIN)/routeway demo
 
@@ -31,13 +37,13 @@ lint: install
 	$(BIN)/ruff format --check gateway tests bench
 	$(BIN)/mypy
 
-test: install redis-server lint
+test: install redis-server chromium lint
 	$(BIN)/pytest tests
 
 unit: install
 	$(BIN)/pytest tests/unit
 
-integration: install redis-server
+integration: install redis-server chromium
 	$(BIN)/pytest tests/integration
 
 # Routeway vs the bare upstream, minimal pass-throughs and LiteLLM (docs/benchmarks.md); QUICK=1: short runs.

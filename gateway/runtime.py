@@ -10,6 +10,7 @@ from gateway.api.auth import Keys
 from gateway.events import Observers
 from gateway.observability.logging import AccessLog
 from gateway.observability.metrics import Metrics
+from gateway.observability.recent import Recent
 from gateway.observability.tracing import Tracing, build_tracing
 from gateway.policy.loader import LoadedPolicy
 from gateway.resilience.health import Health
@@ -34,6 +35,7 @@ class Runtime:
     tracing: Tracing | None = None  # shut down (flushed) by the app's lifespan
     store: TelemetryStore | None = None  # started and closed by the app's lifespan
     access_log: AccessLog | None = None  # its last batch is flushed by the app's lifespan
+    recent: Recent | None = None  # the dashboard's decisions and traffic buckets
 
     @classmethod
     def create(cls, settings: Settings, loaded: LoadedPolicy) -> Runtime:
@@ -50,7 +52,8 @@ class Runtime:
         observers = Observers([recorder, health, *([access_log] if access_log is not None else [])])
         metrics = Metrics() if settings.metrics else None
         tracing = build_tracing(settings)  # None without an OTLP endpoint: no observer, no cost
-        for observer in (metrics, tracing):
+        recent = Recent(settings.dashboard_decisions)
+        for observer in (metrics, tracing, recent):
             if observer is not None:
                 observers.add(observer)
         return cls(
@@ -64,6 +67,7 @@ class Runtime:
             tracing=tracing,
             store=store,
             access_log=access_log,
+            recent=recent,
         )
 
     def swap(self, loaded: LoadedPolicy) -> None:

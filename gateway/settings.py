@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     )  # one upstream SSE event, or a line never ended
     # Prometheus text at GET /metrics.
     metrics: bool = True
+    # How many recent routing decisions the dashboard keeps (references to the finished request records).
+    dashboard_decisions: int = Field(default=100, ge=1, le=10_000)
     # Tracing: the standard OTEL_* variables. No endpoint means no tracer at all.
     otel_exporter_otlp_endpoint: str | None = Field(
         default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"

@@ -18,8 +18,32 @@ from gateway.policy.loader import PolicyError, load_policy
 from gateway.providers.base import Operation
 from gateway.routing.preferences import take_preferences
 from gateway.routing.router import Plan
+from gateway.routing.scoring import Dropped, Scored
 
 router = APIRouter()
+
+
+def candidate_json(s: Scored) -> dict[str, Any]:
+    """One ranked candidate as the explain endpoint and the dashboard's decision drill-down show it."""
+    return {
+        "backend": s.target.backend,
+        "model_id": s.target.model_id,
+        "hardware": s.target.hardware,
+        "predicted_latency_ms": round(s.latency_ms, 3),
+        "predicted_cost_usd": round(s.cost_usd, 10),
+        "predicted_energy_j": round(s.energy_j, 4),
+        "ttft_ms": round(s.ttft_ms, 2) if s.ttft_ms is not None else None,
+        "tokens_per_s": round(s.tokens_per_s, 1) if s.tokens_per_s is not None else None,
+        "failure_rate": round(s.failure_rate, 4),
+        "requests_remaining": s.requests_remaining,
+        "live_telemetry": s.fresh,
+        "demoted": s.demoted,
+        "score": s.score,
+    }
+
+
+def dropped_json(d: Dropped) -> dict[str, str]:
+    return {"backend": d.backend, "reason": d.reason}
 
 
 def explain_plan(plan: Plan) -> dict[str, Any]:
@@ -30,25 +54,8 @@ def explain_plan(plan: Plan) -> dict[str, Any]:
             "input_tokens": plan.estimate.input_tokens,
             "output_tokens": plan.estimate.output_tokens,
         },
-        "candidates": [
-            {
-                "backend": s.target.backend,
-                "model_id": s.target.model_id,
-                "hardware": s.target.hardware,
-                "predicted_latency_ms": round(s.latency_ms, 3),
-                "predicted_cost_usd": round(s.cost_usd, 10),
-                "predicted_energy_j": round(s.energy_j, 4),
-                "ttft_ms": round(s.ttft_ms, 2) if s.ttft_ms is not None else None,
-                "tokens_per_s": round(s.tokens_per_s, 1) if s.tokens_per_s is not None else None,
-                "failure_rate": round(s.failure_rate, 4),
-                "requests_remaining": s.requests_remaining,
-                "live_telemetry": s.fresh,
-                "demoted": s.demoted,
-                "score": s.score,
-            }
-            for s in plan.ranked
-        ],
-        "dropped": [{"backend": d.backend, "reason": d.reason} for d in plan.dropped],
+        "candidates": [candidate_json(s) for s in plan.ranked],
+        "dropped": [dropped_json(d) for d in plan.dropped],
     }
 
 

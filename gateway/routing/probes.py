@@ -37,6 +37,10 @@ class Watch:
         if waiting is not None and waiting.pop(token, None) is not None and not waiting:
             del self._waiting[key]  # so waiting_ms() walks only the backends something waits on
 
+    def last_tried(self, target: Target) -> float | None:
+        """Monotonic time the backend was last tried or claimed for a probe (the dashboard shows its age)."""
+        return self._last_tried.get(key_of(target))
+
     def waiting_ms(self) -> dict[Key, float]:
         """Age of the oldest attempt still waiting for its first token, per backend with one."""
         if not self._waiting:

@@ -34,6 +34,9 @@ EXPECTED_OPERATIONS = [
     ("get", "/readyz"),
     ("post", "/v1/route/explain"),
     ("post", "/admin/reload"),
+    ("get", "/admin/state"),
+    ("get", "/admin/decisions/{id}"),
+    ("get", "/dashboard"),
 ]
 COMPLETION_PATHS = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
 ROUTE_HEADERS = [
