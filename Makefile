@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint unit integration install redis-server chromium clean bench
+.PHONY: run test lint unit integration install system-packages clean bench
 
 $(BIN)/routeway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,21 +13,20 @@ $(BIN)/routeway: pyproject.toml
 
 install: $(BIN)/routeway
 
-# The suite starts its own redis-server; install it from Debian's packages when it is missing
-# (as root, or through sudo; otherwise say what to install rather than fail inside apt-get).
-redis-server:
-	@command -v redis-server >/dev/null 2>&1 || { \
+# The suite starts its own redis-server and drives Debian's Chromium (the dashboard's browser tests, through
+# Playwright, never `playwright install`). Whatever is missing comes from Debian's packages, as root or
+# through sudo; otherwise say what to install rather than fail inside apt-get.
+system-packages:
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="redis-server"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; \
 	  elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; \
-	  else echo "redis-server is missing: install it as root (apt-get install redis-server) and run make again" >&2; exit 1; fi; \
-	  echo "installing redis-server"; \
-	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
-
-# The dashboard's browser tests drive Debian's Chromium through Playwright (never `playwright install`).
-chromium:
-	@test -x /usr/bin/chromium || { \
-	  echo "installing chromium"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	  else echo "missing:$$missing; install as root (apt-get install$$missing) and run make again" >&2; exit 1; fi; \
+	  echo "installing$$missing"; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 run: install
 	$(BIN)/routeway demo
@@ -37,13 +36,13 @@ lint: install
 	$(BIN)/ruff format --check gateway tests bench
 	$(BIN)/mypy
 
-test: install redis-server chromium lint
+test: install system-packages lint
 	$(BIN)/pytest tests
 
 unit: install
 	$(BIN)/pytest tests/unit
 
-integration: install redis-server chromium
+integration: install system-packages
 	$(BIN)/pytest tests/integration
 
 # Routeway vs the bare upstream, minimal pass-throughs and LiteLLM (docs/benchmarks.md); QUICK=1: short runs.
