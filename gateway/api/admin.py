@@ -10,8 +10,9 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.api.bodies import read_json
 from gateway.api.chat import validate_chat
-from gateway.api.relay import JSON, authenticate, parse_body, runtime
+from gateway.api.relay import JSON, authenticate, runtime
 from gateway.policy.loader import PolicyError, load_policy
 from gateway.routing.preferences import take_preferences
 from gateway.routing.router import Plan
@@ -53,7 +54,7 @@ def explain_plan(plan: Plan) -> dict[str, Any]:
 async def explain(request: Request) -> Response:
     rt = runtime(request)
     authenticate(rt, request.headers)
-    body = parse_body(await request.body())
+    body = await read_json(request)
     validate_chat(body)
     plan = rt.router.plan(rt.catalog, "chat", body, take_preferences(body, request.headers), probe=False)
     return Response(orjson.dumps(explain_plan(plan)), media_type=JSON)
