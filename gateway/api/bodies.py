@@ -69,11 +69,11 @@ class BodyReader:
             self._take(declared)  # the server stops a body at its declared length
         message: Message = await self._receive()
         body: bytes = message.get("body", b"")
+        if len(body) > self._limit:
+            raise _too_large(self._limit)
+        if declared < 0:
+            self._take(len(body))
         if message["type"] == "http.request" and not message.get("more_body", False):
-            if len(body) > self._limit:
-                raise _too_large(self._limit)
-            if declared < 0:
-                self._take(len(body))
             return body  # the common case: one message
         # Grown in place: at most one copy of the body is held (a list of parts and their join held two).
         buf = bytearray(body)
