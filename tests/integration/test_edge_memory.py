@@ -1,4 +1,4 @@
-"""Request bodies against a `routeway serve` process: the per-body limit and the process-wide budget, in RSS."""
+"""Request bodies against a `routeway serve` process: the per-body limit and the budget, measured in RSS."""
 
 from __future__ import annotations
 
