@@ -10,8 +10,9 @@ from gateway.settings import Settings
 
 
 def test_options_carry_the_limits_and_survive_the_trip_to_a_worker_process() -> None:
-    settings = Settings(max_header_bytes=1000, max_header_count=7, header_timeout_s=2.5, keep_alive_timeout_s=3)
-    options = uvicorn_options(settings)
+    options = uvicorn_options(
+        Settings(max_header_bytes=1000, max_header_count=7, header_timeout_s=2.5, keep_alive_timeout_s=3)
+    )
     assert options["timeout_keep_alive"] == 3
     protocol = pickle.loads(pickle.dumps(options["http"]))  # how uvicorn's spawned workers receive it
     assert isinstance(protocol, functools.partial) and protocol.func is EdgeProtocol
