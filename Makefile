@@ -13,11 +13,15 @@ $(BIN)/routeway: pyproject.toml
 
 install: $(BIN)/routeway
 
-# The suite starts its own redis-server; install it from Debian's packages when it is missing.
+# The suite starts its own redis-server; install it from Debian's packages when it is missing
+# (as root, or through sudo; otherwise say what to install rather than fail inside apt-get).
 redis-server:
 	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	  elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; \
+	  else echo "redis-server is missing: install it as root (apt-get install redis-server) and run make again" >&2; exit 1; fi; \
 	  echo "installing redis-server"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 
 run: install
 	$(BIN)/routeway demo

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import time
+import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
-import httpx
 import orjson
 import typer
 import uvicorn
 
 from gateway.policy.loader import LoadedPolicy, PolicyError, load_policy
+from gateway.policy.model import Objective
 from gateway.settings import Settings, export_for_workers
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Routeway: an OpenAI-compatible LLM router."
 )
 
+OBJECTIVE_NAMES: tuple[str, ...] = get_args(Objective)
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML file or folder of YAML files")]
 
 
@@ -31,10 +30,14 @@ def serve(
     port: Annotated[int | None, typer.Option(help="listen port")] = None,
     workers: Annotated[int | None, typer.Option(help="worker processes")] = None,
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING, ERROR")] = None,
+    allow_open: Annotated[
+        bool, typer.Option("--allow-open", help="serve without client keys on a non-loopback address")
+    ] = False,
 ) -> None:
     """Run the gateway (flags override ROUTEWAY_* settings)."""
     overrides: dict[str, Any] = {"config": config, "host": host, "port": port, "workers": workers}
     overrides["log_level"] = log_level
+    overrides["allow_open"] = allow_open or None  # no flag: ROUTEWAY_ALLOW_OPEN decides
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     _exit_on_bad_policy(settings.config)
     run_server(settings)
@@ -42,9 +45,11 @@ def serve(
 
 def run_server(settings: Settings) -> None:
     from gateway.api.server import uvicorn_options
+    from gateway.exposure import enforce
     from gateway.observability.logging import setup_logging
 
     setup_logging(settings.log_level)
+    enforce(settings, logging.getLogger("routeway"))  # exits 2 on an open non-loopback address
     if settings.workers > 1:
         export_for_workers(settings)
         uvicorn.run(
@@ -62,9 +67,12 @@ def check(config: ConfigOpt = Path("policies")) -> None:
     loaded = _exit_on_bad_policy(config)
     policy = loaded.policy
     n_models = len({m for b in policy.backends.values() for m in b.models})
-    typer.echo(
-        f"ok: {len(policy.backends)} backends, {n_models} models, {len(policy.routes)} routes ({config})"
-    )
+    counts = (_plural(len(policy.backends), "backend"), _plural(n_models, "model"))
+    typer.echo(f"ok: {counts[0]}, {counts[1]}, {_plural(len(policy.routes), 'route')} ({config})")
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 @app.command()
@@ -74,33 +82,43 @@ def explain(
     objective: Annotated[str | None, typer.Option(help="override the route's objective")] = None,
     prompt: Annotated[str, typer.Option(help="user message used to estimate tokens")] = "Hello",
     max_tokens: Annotated[int | None, typer.Option(help="expected output tokens")] = None,
+    input_text: Annotated[
+        str | None, typer.Option("--input", help="plan an embeddings request with this input instead")
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option(help="ask this running gateway (live telemetry) instead of --config")
+    ] = None,
+    api_key: Annotated[str | None, typer.Option(help="client key for --url")] = None,
 ) -> None:
     """Print the ranked candidates for a request, without calling any upstream."""
-    from gateway.api.admin import explain_plan
-    from gateway.errors import GatewayError
-    from gateway.routing.candidates import build_catalog
-    from gateway.routing.preferences import take_preferences
-    from gateway.routing.router import Router
-    from gateway.upstream import Transport
+    from gateway.explain import ExplainError, explain_local, explain_remote, request_body
 
-    loaded = _exit_on_bad_policy(config)
-    catalog = build_catalog(loaded.policy, loaded.secrets, loaded.fingerprint)
-    body: dict[str, object] = {"model": model, "messages": [{"role": "user", "content": prompt}]}
-    if max_tokens:
-        body["max_tokens"] = max_tokens
+    if objective is not None and objective not in OBJECTIVE_NAMES:
+        typer.echo(f"error: --objective must be one of {', '.join(OBJECTIVE_NAMES)}", err=True)
+        raise typer.Exit(2)
+    body = request_body(model, prompt, max_tokens, input_text)
     try:
-        prefs = take_preferences(body, {"x-routeway-objective": objective} if objective else {})
-        plan = Router(Transport()).plan(catalog, "chat", body, prefs, probe=False)
-    except GatewayError as err:
-        typer.echo(f"error: {err.message}", err=True)
+        if url is not None:
+            doc = explain_remote(url, body, objective, api_key)
+        else:
+            doc = explain_local(_exit_on_bad_policy(config), body, objective)
+    except ExplainError as err:
+        typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(orjson.dumps(explain_plan(plan), option=orjson.OPT_INDENT_2).decode())
+    typer.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
 
 
 @app.command()
 def sim(
     fleet: Annotated[str, typer.Option(help="'demo' for the four demo profiles")] = "demo",
-    profile: Annotated[list[str] | None, typer.Option(help="run only these profiles of the fleet")] = None,
+    profile: Annotated[
+        list[str] | None,
+        typer.Option(help="run only these profiles: --profile a b, --profile a,b or --profile a --profile b"),
+    ] = None,
+    more: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="PROFILE", help="profile names, as after --profile", show_default=False),
+    ] = None,
     host: Annotated[str, typer.Option(help="listen address")] = "127.0.0.1",
     port: Annotated[
         int | None, typer.Option(help="first port (others follow); default: each profile's own")
@@ -108,21 +126,31 @@ def sim(
 ) -> None:
     """Run simulated OpenAI-compatible providers (hardware profiles with fault injection)."""
     from gateway.sim import DEMO_FLEET
-    from gateway.sim.fleet import serve_fleet_forever
+    from gateway.sim.fleet import RunningSim, serve_fleet_forever
 
     if fleet != "demo":
         raise typer.BadParameter("only the 'demo' fleet is built in", param_hint="--fleet")
-    names = profile or list(DEMO_FLEET)
+    # Click options take one value each: the names after `--profile a` arrive as arguments.
+    names = [n for value in (profile or []) + (more or []) for n in value.split(",") if n] or list(DEMO_FLEET)
     unknown = [n for n in names if n not in DEMO_FLEET]
     if unknown:
         raise typer.BadParameter(
-            f"unknown profile(s) {unknown}; known: {list(DEMO_FLEET)}", param_hint="--profile"
+            f"unknown profile(s) {', '.join(unknown)}; known: {', '.join(DEMO_FLEET)}", param_hint="--profile"
         )
-    profiles = [DEMO_FLEET[n] for n in names]
+    profiles = [DEMO_FLEET[n] for n in dict.fromkeys(names)]
     ports = [port + i for i in range(len(profiles))] if port else [p.port for p in profiles]
-    for p, pt in zip(profiles, ports, strict=True):
-        typer.echo(f"sim {p.name} ({p.hardware}) on http://{host}:{pt}/v1")
-    asyncio.run(serve_fleet_forever(profiles, host, ports))
+
+    def announce(servers: list[RunningSim]) -> None:
+        for server in servers:
+            typer.echo(f"sim {server.profile.name} ({server.profile.hardware}) on {server.url}")
+
+    try:
+        asyncio.run(serve_fleet_forever(profiles, host, ports, on_started=announce))
+    except OSError as err:  # a port is taken: one line, not a traceback
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        pass  # Ctrl-C before the fleet's own handler was in place: still a quiet stop
 
 
 @app.command()
@@ -130,35 +158,25 @@ def demo(
     config: ConfigOpt = Path("policies"),
     host: Annotated[str, typer.Option(help="listen address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="listen port")] = 8080,
+    sim_port: Annotated[
+        int | None,
+        typer.Option(help="first simulator port (others follow); the policy's 9101-9104 URLs are moved"),
+    ] = None,
 ) -> None:
     """Run the demo: the simulated provider fleet plus the gateway on the shipped demo policy."""
-    sim_proc = subprocess.Popen([sys.executable, "-m", "gateway", "sim", "--fleet", "demo"])
-    try:
-        _wait_for_sims(sim_proc)
+    from gateway.demo import DemoError, run_demo
+
+    _exit_on_bad_policy(config)
+
+    def serve_demo(policy: Path) -> None:
         typer.echo(f"routeway on http://{host}:{port}/v1 (demo policy from {config}, simulated providers)")
-        run_server(Settings(config=config, host=host, port=port))
-    finally:
-        sim_proc.terminate()
-        sim_proc.wait(timeout=10)
+        run_server(Settings(config=policy, host=host, port=port))
 
-
-def _wait_for_sims(proc: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
-    from gateway.sim import DEMO_FLEET
-
-    deadline = time.monotonic() + timeout_s
-    for p in DEMO_FLEET.values():
-        while True:
-            if proc.poll() is not None:
-                typer.echo(f"simulator exited with code {proc.returncode}", err=True)
-                raise typer.Exit(1)
-            try:
-                httpx.get(f"http://127.0.0.1:{p.port}/v1/models", timeout=1.0)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    typer.echo(f"simulator {p.name} did not start on port {p.port}", err=True)
-                    raise typer.Exit(1) from None
-                time.sleep(0.1)
+    try:
+        run_demo(config, host, port, sim_port, serve_demo)
+    except DemoError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _exit_on_bad_policy(config: Path) -> LoadedPolicy:

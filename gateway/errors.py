@@ -55,6 +55,14 @@ class AuthenticationFailed(GatewayError):
     code = "invalid_api_key"
 
 
+class PermissionDenied(GatewayError):
+    """A known caller asking for something its key does not allow (a client key on an admin route)."""
+
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
 class NotFound(GatewayError):
     status = 404
     type = "invalid_request_error"

@@ -51,6 +51,7 @@ class RequestRecord:
     status: int | None = None
     error: str | None = None
     backend: str | None = None
+    pick: str | None = None  # best | probe | unmeasured | fallback (routing.router.Plan.pick)
     cost_usd: float | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None

@@ -40,7 +40,9 @@ def create_app(settings: Settings | None = None, loaded: LoadedPolicy | None = N
         app.state.runtime = rt
         watcher: asyncio.Task[None] | None = None
         if settings.reload_policies:
-            watcher = asyncio.create_task(PolicyWatcher(settings.config, rt.swap, log).run())
+            # `current`: the catch-up load at start finds the policy unchanged instead of "reloading" it.
+            watching = PolicyWatcher(settings.config, rt.swap, log, current=loaded)
+            watcher = asyncio.create_task(watching.run())
         log.info(
             "routeway ready", extra={"policy": loaded.fingerprint, "backends": len(loaded.policy.backends)}
         )
@@ -74,10 +76,12 @@ def create_app(settings: Settings | None = None, loaded: LoadedPolicy | None = N
 
 def app_from_env() -> Front:
     """Factory for `uvicorn --factory` workers: everything comes from ROUTEWAY_* settings."""
+    from gateway.exposure import enforce
     from gateway.observability.logging import setup_logging
 
     settings = Settings()
     setup_logging(settings.log_level)
+    enforce(settings, log)  # a worker started by hand gets the same exposure rule as `routeway serve`
     return create_app(settings)
 
 

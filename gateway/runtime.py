@@ -6,6 +6,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from gateway.api.auth import Keys
 from gateway.events import Observers
 from gateway.observability.logging import AccessLog
 from gateway.observability.metrics import Metrics
@@ -26,7 +27,7 @@ class Runtime:
     router: Router
     loaded: LoadedPolicy
     catalog: Catalog
-    client_keys: frozenset[str]
+    keys: Keys
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("routeway"))
     started: int = field(default_factory=lambda: int(time.time()))
     metrics: Metrics | None = None  # served at GET /metrics
@@ -36,7 +37,12 @@ class Runtime:
 
     @classmethod
     def create(cls, settings: Settings, loaded: LoadedPolicy) -> Runtime:
-        transport = Transport(pool_size=settings.upstream_pool_size, per_host=settings.upstream_pool_per_host)
+        transport = Transport(
+            pool_size=settings.upstream_pool_size,
+            per_host=settings.upstream_pool_per_host,
+            max_body=settings.max_upstream_body_bytes,
+            max_event_bytes=settings.max_sse_event_bytes,
+        )
         store = make_store(settings)
         health = Health(loaded.policy.resilience, store=store)
         recorder = TelemetryRecorder(store)
@@ -53,7 +59,7 @@ class Runtime:
             router=Router(transport, observers, health, store),
             loaded=loaded,
             catalog=build_catalog(loaded.policy, loaded.secrets, loaded.fingerprint),
-            client_keys=settings.client_keys(),
+            keys=Keys.from_settings(settings),
             metrics=metrics,
             tracing=tracing,
             store=store,

@@ -22,8 +22,11 @@ class Settings(BaseSettings):
     workers: int = 1
     log_level: str = "INFO"
     access_log: bool = True
-    # Comma-separated client keys accepted in `Authorization: Bearer`; empty means no authentication.
+    # Comma-separated client keys accepted in `Authorization: Bearer`; empty means no authentication,
+    # which is served only on a loopback address unless allow_open says otherwise (gateway/exposure.py).
     api_keys: str = ""
+    admin_key: str = ""  # the only key /admin/* accept; never one of api_keys
+    allow_open: bool = False  # serve without client keys on a non-loopback address (logged as a WARNING)
     reload_policies: bool = True
     # A larger request body is refused with 413 before it is buffered (images and long prompts fit).
     max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
@@ -47,6 +50,11 @@ class Settings(BaseSettings):
     # Upstream connection pool, shared by every backend.
     upstream_pool_size: int = 4096  # a cap queues requests silently: keep it above the expected streams
     upstream_pool_per_host: int = 0
+    # Upstream bodies: a larger one, compressed or once decompressed, fails the attempt (see bounded.py).
+    max_upstream_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    max_sse_event_bytes: int = Field(
+        default=1024 * 1024, gt=0
+    )  # one upstream SSE event, or a line never ended
     # Prometheus text at GET /metrics.
     metrics: bool = True
     # Tracing: the standard OTEL_* variables. No endpoint means no tracer at all.
@@ -88,5 +96,5 @@ def read_secret(env_name: str) -> str | None:
 
 def export_for_workers(settings: Settings) -> None:
     """Hands CLI-chosen settings to uvicorn worker processes, which rebuild Settings from the environment."""
-    for name in ("config", "host", "port", "log_level", "access_log", "reload_policies"):
+    for name in ("config", "host", "port", "log_level", "access_log", "reload_policies", "allow_open"):
         os.environ[f"ROUTEWAY_{name.upper()}"] = str(getattr(settings, name))

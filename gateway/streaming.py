@@ -6,6 +6,9 @@ import re
 
 import orjson
 
+from gateway.providers.base import ProviderError
+
+MAX_EVENT_BYTES = 1024 * 1024
 DONE = b"[DONE]"
 DONE_EVENT = b"data: [DONE]\n\n"
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
@@ -16,12 +19,15 @@ class SSEDecoder:
 
     Upstream chunk boundaries fall anywhere (mid-line, mid-event), so bytes are buffered until an event ends.
     Comments (`: ping`) and events without data are dropped; multi-line data is joined with newlines.
+    An event longer than `max_event` bytes (an upstream that never ends one) is a ProviderError, so
+    the buffer cannot grow without bound.
     """
 
-    __slots__ = ("_buf",)
+    __slots__ = ("_buf", "_max")
 
-    def __init__(self) -> None:
+    def __init__(self, max_event: int = MAX_EVENT_BYTES) -> None:
         self._buf = b""
+        self._max = max_event
 
     def feed(self, chunk: bytes) -> list[bytes]:
         buf = self._buf + chunk if self._buf else chunk
@@ -31,12 +37,20 @@ class SSEDecoder:
             m = _EVENT_END.search(buf, pos)
             if m is None:
                 break
+            if m.start() - pos > self._max:
+                raise self._too_long()
             data = _event_data(buf[pos : m.start()])
             if data is not None:
                 out.append(data)
             pos = m.end()
         self._buf = buf[pos:]
+        if len(self._buf) > self._max:
+            raise self._too_long()
         return out
+
+    def _too_long(self) -> ProviderError:
+        self._buf = b""
+        return ProviderError("protocol", f"an upstream stream event exceeds {self._max} bytes")
 
     @property
     def pending(self) -> bytes:

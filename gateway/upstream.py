@@ -8,7 +8,11 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from gateway.bounded import ACCEPT_ENCODING, Inflater, inflater_for
 from gateway.providers.base import ProviderError, UpstreamRequest
+from gateway.streaming import MAX_EVENT_BYTES
+
+MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,32 +24,69 @@ class Deadlines:
 
 
 class Reply:
-    """An upstream response: status and headers, then the body read whole or as a stream of chunks."""
+    """An upstream response: status and headers, then the body read whole or as a stream of chunks.
 
-    __slots__ = ("status", "headers", "_resp", "_idle_s")
+    Bodies are bounded: at most `max_body` bytes, compressed or not, and at most that much once
+    decompressed (aiohttp's own decompression is off: it has no limit)."""
 
-    def __init__(self, resp: aiohttp.ClientResponse, idle_s: float) -> None:
+    __slots__ = ("status", "headers", "max_event_bytes", "_resp", "_idle_s", "_max_body")
+
+    def __init__(
+        self,
+        resp: aiohttp.ClientResponse,
+        idle_s: float,
+        max_body: int = MAX_BODY_BYTES,
+        max_event_bytes: int = MAX_EVENT_BYTES,
+    ) -> None:
         self.status = resp.status
         self.headers: Mapping[str, str] = resp.headers
+        self.max_event_bytes = max_event_bytes  # for the SSE decoder of this stream
         self._resp = resp
         self._idle_s = idle_s
+        self._max_body = max_body
 
     async def read(self) -> bytes:
         try:
+            inflater = inflater_for(self._resp.headers.get("content-encoding"), self._max_body)
+            length = self._resp.content_length
+            if length is not None and length > self._max_body:
+                raise self._too_large()
             if self._resp.content.is_eof():  # the body came with the headers: nothing to wait for
-                return await self._resp.read()
+                return await self._collect(inflater)
             async with asyncio.timeout(self._idle_s):
-                return await self._resp.read()
+                return await self._collect(inflater)
         except TimeoutError:
             raise ProviderError("timeout", f"no body within {self._idle_s:g}s") from None
         except aiohttp.ClientError as exc:
             raise ProviderError("protocol", f"body cut: {type(exc).__name__}") from None
+        except ProviderError:
+            self._resp.close()  # the rest of an oversized or corrupt body is not worth reading
+            raise
         finally:
             self._resp.release()
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """Yields body bytes as they arrive; raises ProviderError on a stall or a cut."""
+    async def _collect(self, inflater: Inflater | None) -> bytes:
         content = self._resp.content
+        parts: list[bytes] = []
+        size = 0
+        while chunk := await content.readany():
+            size += len(chunk)
+            if size > self._max_body:
+                raise self._too_large()
+            if inflater is None:
+                parts.append(chunk)
+            else:
+                parts.extend(inflater.feed(chunk))
+        if inflater is not None:
+            inflater.finish()
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """Yields body bytes as they arrive (decompressed); raises ProviderError on a stall, a cut or a body
+        over the limit."""
+        inflater = inflater_for(self._resp.headers.get("content-encoding"), self._max_body)
+        content = self._resp.content
+        size = 0
         while True:
             try:
                 async with asyncio.timeout(self._idle_s):
@@ -55,8 +96,20 @@ class Reply:
             except aiohttp.ClientError as exc:
                 raise ProviderError("protocol", f"stream cut: {type(exc).__name__}") from None
             if not chunk:
+                if inflater is not None:
+                    inflater.finish()
                 return
-            yield chunk
+            size += len(chunk)
+            if size > self._max_body:
+                raise self._too_large()
+            if inflater is None:
+                yield chunk
+            else:
+                for piece in inflater.feed(chunk):
+                    yield piece
+
+    def _too_large(self) -> ProviderError:
+        return ProviderError("protocol", f"the upstream body exceeds the limit of {self._max_body} bytes")
 
     def close(self) -> None:
         """Drops the connection (used when the client went away or the stream is abandoned)."""
@@ -69,9 +122,18 @@ class Reply:
 class Transport:
     """Owns the pooled aiohttp ClientSession; nothing else on the hot path speaks HTTP upstream."""
 
-    def __init__(self, *, pool_size: int = 512, per_host: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        pool_size: int = 512,
+        per_host: int = 0,
+        max_body: int = MAX_BODY_BYTES,
+        max_event_bytes: int = MAX_EVENT_BYTES,
+    ) -> None:
         self._pool_size = pool_size
         self._per_host = per_host
+        self._max_body = max_body
+        self._max_event_bytes = max_event_bytes
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -86,7 +148,8 @@ class Transport:
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),
             trust_env=False,
-            auto_decompress=True,
+            auto_decompress=False,  # aiohttp inflates without a limit; Reply does it bounded
+            headers={"accept-encoding": ACCEPT_ENCODING},  # only what Reply can undo (not br or zstd)
             skip_auto_headers=("User-Agent",),
         )
 
@@ -119,4 +182,4 @@ class Transport:
             raise ProviderError("connect", f"connection lost before response: {type(exc).__name__}") from None
         except aiohttp.ClientError as exc:
             raise ProviderError("protocol", f"bad response: {type(exc).__name__}") from None
-        return Reply(resp, deadlines.idle_s)
+        return Reply(resp, deadlines.idle_s, self._max_body, self._max_event_bytes)

@@ -10,10 +10,13 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.api.auth import check_admin
 from gateway.api.bodies import read_json
 from gateway.api.chat import validate_chat
+from gateway.api.embeddings import validate_embeddings
 from gateway.api.relay import JSON, authenticate, runtime
 from gateway.policy.loader import PolicyError, load_policy
+from gateway.providers.base import Operation
 from gateway.routing.preferences import take_preferences
 from gateway.routing.router import Plan
 
@@ -50,20 +53,29 @@ def explain_plan(plan: Plan) -> dict[str, Any]:
     }
 
 
+def explain_operation(body: dict[str, Any]) -> Operation:
+    """`{"model", "input"}` (no `messages`) plans as an embeddings request; anything else as a chat."""
+    if "input" in body and "messages" not in body:
+        validate_embeddings(body)
+        return "embeddings"
+    validate_chat(body)
+    return "chat"
+
+
 @router.post("/v1/route/explain")
 async def explain(request: Request) -> Response:
     rt = runtime(request)
     authenticate(rt, request.headers)
     body = await read_json(request)
-    validate_chat(body)
-    plan = rt.router.plan(rt.catalog, "chat", body, take_preferences(body, request.headers), probe=False)
+    op = explain_operation(body)
+    plan = rt.router.plan(rt.catalog, op, body, take_preferences(body, request.headers), probe=False)
     return Response(orjson.dumps(explain_plan(plan)), media_type=JSON)
 
 
 @router.post("/admin/reload")
 async def reload(request: Request) -> Response:
     rt = runtime(request)
-    authenticate(rt, request.headers)
+    check_admin(rt.keys, request.headers)
     try:
         loaded = await asyncio.to_thread(load_policy, rt.settings.config)
     except PolicyError as err:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import itertools
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -15,7 +14,9 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from gateway.errors import AuthenticationFailed, BadRequest, GatewayError
+from gateway.api.auth import check_client
+from gateway.api.depth import MAX_JSON_DEPTH, too_deep
+from gateway.errors import BadRequest, GatewayError
 from gateway.events import RequestRecord
 from gateway.providers.base import Operation, ProviderError, Target, Usage
 from gateway.routing.preferences import take_preferences
@@ -33,13 +34,7 @@ def runtime(request: Request) -> Runtime:
 
 
 def authenticate(rt: Runtime, headers: Mapping[str, str]) -> None:
-    if not rt.client_keys:
-        return
-    auth = headers.get("authorization", "")
-    scheme, _, key = auth.partition(" ")
-    if scheme.lower() == "bearer" and any(hmac.compare_digest(key.strip(), k) for k in rt.client_keys):
-        return
-    raise AuthenticationFailed("Missing or invalid API key in the Authorization header")
+    check_client(rt.keys, headers)
 
 
 def parse_body(raw: bytes | bytearray) -> dict[str, Any]:
@@ -49,6 +44,10 @@ def parse_body(raw: bytes | bytearray) -> dict[str, Any]:
         raise BadRequest(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object")
+    if too_deep(raw, body):
+        raise BadRequest(
+            f"The request body nests JSON deeper than {MAX_JSON_DEPTH} levels", code="json_too_deep"
+        )
     return body
 
 
@@ -91,7 +90,7 @@ async def relay(
         validate(body)
         req.model = body["model"]
         plan = rt.router.plan(rt.catalog, op, body, take_preferences(body, headers), req)
-        req.candidates, req.dropped = plan.ranked, plan.dropped
+        req.candidates, req.dropped, req.pick = plan.ranked, plan.dropped, plan.pick
         if body.get("stream") is True and op != "embeddings":
             req.stream = True
             opened = await rt.router.open_stream(plan, body, req)
@@ -100,7 +99,7 @@ async def relay(
     except GatewayError as err:
         req.status, req.error = err.status, err.code or err.type
         observers.request_finished(req)
-        err.headers.setdefault("x-request-id", req.request_id)
+        _error_headers(err, req)
         raise
     except BaseException as exc:
         # A bug, or the client going away mid-request: still one finished record (gauges, spans, log).
@@ -153,12 +152,24 @@ def _account(req: RequestRecord, target: Target, usage: Usage | None) -> None:
 
 
 def _route_headers(req: RequestRecord, target: Target) -> dict[str, str]:
+    if req.candidates and req.candidates[0].target is not target:
+        req.pick = "fallback"  # a later candidate answered (failover or hedge): the plan's label is moot
     return {
         "x-request-id": req.request_id,
         "x-routeway-backend": target.backend,
         "x-routeway-model": target.model_id,
         "x-routeway-attempts": str(len(req.attempts)),
+        "x-routeway-pick": req.pick or "best",
     }
+
+
+def _error_headers(err: GatewayError, req: RequestRecord) -> None:
+    """What an error answer can truthfully say: its id, how many upstream attempts ran and where."""
+    headers = err.headers
+    headers.setdefault("x-request-id", req.request_id)
+    headers["x-routeway-attempts"] = str(len(req.attempts))
+    if req.attempts:
+        headers["x-routeway-backends-tried"] = ",".join([a.target.backend for a in req.attempts])
 
 
 @dataclass(slots=True)
@@ -196,6 +207,13 @@ async def _relay_stream(state: _StreamState) -> AsyncIterator[bytes]:
         yield error_event(
             f"The upstream stream from '{s.target.backend}' failed after it started: {err.message}"
         )
+    except Exception as exc:  # noqa: BLE001 - a bug still ends the stream with an error event, not a cut
+        att.outcome, att.error = "error", type(exc).__name__
+        state.rt.log.error(
+            "stream failed after it started",
+            extra={"request_id": state.req.request_id, "exc_type": type(exc).__name__},
+        )
+        yield error_event("The stream failed after it started (internal error)", type_="server_error")
     finally:
         _finish_stream(state, finished)
 

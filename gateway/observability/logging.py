@@ -29,6 +29,7 @@ _STD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys(
 
 BATCH_DELAY_S = 0.05  # a pending access line waits at most this long for the listener
 BATCH_MAX_BYTES = 64 * 1024  # ...or until the batch holds this many bytes (~200 lines of ~300 bytes)
+COST_DIGITS = 6  # prices have a few significant digits; more in a log line is float noise
 
 
 class _Seconds:
@@ -181,17 +182,18 @@ def _fields(req: RequestRecord) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "request_id": req.request_id,
         "path": req.path,
-        "model": req.model,
+        "model": _clip(req.model),
         "route": req.route,
         "objective": req.objective,
         "backend": req.backend,
+        "pick": req.pick,
         "status": req.status,
         "stream": req.stream,
         "attempts": len(req.attempts),
         "latency_ms": round((req.duration_s or 0.0) * 1000, 2),
         "input_tokens": req.input_tokens,
         "output_tokens": req.output_tokens,
-        "cost_usd": req.cost_usd,
+        "cost_usd": _significant(req.cost_usd),
     }
     if req.error:
         fields["error"] = req.error
@@ -201,3 +203,15 @@ def _fields(req: RequestRecord) -> dict[str, Any]:
     if len(req.attempts) > 1 or req.error:
         fields["tried"] = [f"{a.target.backend}:{a.outcome}" for a in req.attempts]
     return fields
+
+
+def _significant(value: float | None) -> float | None:
+    """Six significant digits: 1.005e-05 rather than float noise such as 1.0049999999999999e-05."""
+    return None if value is None else float(f"{value:.{COST_DIGITS}g}")
+
+
+FIELD_MAX = 256  # a client-chosen string in the access log (a 10 MiB model name stays one short line)
+
+
+def _clip(text: str | None) -> str | None:
+    return text if text is None or len(text) <= FIELD_MAX else text[:FIELD_MAX] + "..."

@@ -301,4 +301,4 @@ def _request_attributes(req: RequestRecord) -> dict[str, Any]:
 
 def _clip(text: str) -> str:
     """A client-chosen string (the model name) kept short and free of anything key-shaped."""
-    return scrub(text[:128])
+    return scrub(text, limit=128)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -14,6 +15,7 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from gateway.policy.model import Backend, Policy, Resilience, Route
+from gateway.routing.hardware import JOULES_PER_TOKEN
 from gateway.settings import read_secret
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -24,6 +26,10 @@ _FRAGMENTS: dict[str, TypeAdapter[Any]] = {
     "routes": TypeAdapter(list[Route]),
     "resilience": TypeAdapter(Resilience),
 }
+_BACKEND: TypeAdapter[Backend] = TypeAdapter(Backend)
+_SHOWN_VALUE_CHARS = 60
+_HIDDEN_VALUES = frozenset({"api_key_env", "headers"})
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,7 @@ class _Source:
 
     file: str
     backends: dict[str, Backend] = field(default_factory=dict)
+    raw_backends: dict[str, Any] = field(default_factory=dict)  # as written, even the invalid ones
     routes: list[Route] = field(default_factory=list)
     resilience: Resilience | None = None
     has_routes: bool = False
@@ -95,12 +102,15 @@ def load_policy(path: Path) -> LoadedPolicy:
     contents = [(f, _read(f)) for f in files]
     problems: list[Problem] = []
     sources = [_parse(str(f), text, problems) for f, text in contents]
-    for source in sources:
-        problems += _check_backends(source)
+    # Provider, env var and hardware problems leave the policy's shape whole: routes are still cross-checked.
+    checks = [problem for source in sources for problem in _check_backends(source)]
     if problems:
-        raise PolicyError(problems)
-    policy = _merge(str(path), sources)
-    problems += _check_routes(policy, sources)
+        raise PolicyError(problems + checks)
+    try:
+        policy = _merge(str(path), sources)
+    except PolicyError as err:
+        raise PolicyError(err.problems + checks) from None
+    problems = checks + _check_routes(policy, sources)
     if problems:
         raise PolicyError(problems)
     secrets = {
@@ -153,6 +163,9 @@ def _parse(file: str, text: bytes, problems: list[Problem]) -> _Source:
         problems.append(Problem(file, "-", f"top level must be a mapping, not {type(data).__name__}"))
         return source
     for key, value in data.items():
+        if key == "backends" and isinstance(value, dict) and all(isinstance(k, str) for k in value):
+            _parse_backends(source, value, problems)
+            continue
         adapter = _FRAGMENTS.get(key) if isinstance(key, str) else None
         if adapter is None:
             problems.append(Problem(file, str(key), "unknown key"))
@@ -163,6 +176,17 @@ def _parse(file: str, text: bytes, problems: list[Problem]) -> _Source:
             problems += (Problem(file, _dotted((key, *e["loc"])), _reason(e)) for e in exc.errors())
     source.has_routes = "routes" in data
     return source
+
+
+def _parse_backends(source: _Source, raw: dict[str, Any], problems: list[Problem]) -> None:
+    """Validate backend by backend, so one bad backend does not hide the others' problems."""
+    source.raw_backends = raw
+    for name, value in raw.items():
+        try:
+            source.backends[name] = _BACKEND.validate_python(value)
+        except ValidationError as exc:
+            loc = ("backends", name)
+            problems += (Problem(source.file, _dotted((*loc, *e["loc"])), _reason(e)) for e in exc.errors())
 
 
 def _yaml_reason(exc: yaml.YAMLError) -> str:
@@ -184,20 +208,43 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
 def _reason(error: Mapping[str, Any]) -> str:
     if error["type"] == "extra_forbidden":
         return "unknown key"
-    return str(error["msg"])
+    value = error.get("input")
+    # Where a credential may have been pasted by mistake (a key instead of its env var's name), the
+    # value is never echoed: problems reach terminals, logs and /admin/reload answers.
+    hidden = _HIDDEN_VALUES.intersection(str(part) for part in error["loc"])
+    # A `base_url` problem already quotes the URL, with its password and query masked.
+    if error["type"] in ("missing", "base_url") or isinstance(value, dict | list) or hidden:
+        return str(error["msg"])
+    shown = repr(value)
+    if len(shown) > _SHOWN_VALUE_CHARS:
+        shown = shown[: _SHOWN_VALUE_CHARS - 3] + "..."
+    return f"{error['msg']}; got {shown}"
 
 
 def _check_backends(source: _Source) -> Iterator[Problem]:
+    """Provider, credential and hardware checks on every backend as written, valid or not."""
     from gateway.providers.registry import known_kinds  # late: the registry imports every adapter
 
     kinds = known_kinds()
-    for name, backend in source.backends.items():
-        if backend.provider not in kinds:
-            reason = f"unknown provider {backend.provider!r}; known: {', '.join(kinds)}"
-            yield Problem(source.file, f"backends.{name}.provider", reason)
-        if backend.api_key_env and read_secret(backend.api_key_env) is None:
-            reason = f"environment variable {backend.api_key_env} is not set"
-            yield Problem(source.file, f"backends.{name}.api_key_env", reason)
+    for name, backend in source.raw_backends.items():
+        if not isinstance(backend, dict):
+            continue
+        at = f"backends.{name}"
+        provider, key_env, hardware = (backend.get(k) for k in ("provider", "api_key_env", "hardware"))
+        if isinstance(provider, str) and provider and provider not in kinds:
+            reason = f"unknown provider {provider!r}; known: {', '.join(kinds)}"
+            yield Problem(source.file, f"{at}.provider", reason)
+        # Not a valid name (maybe the key itself pasted here): the schema's problem, never echoed.
+        if isinstance(key_env, str) and _ENV_NAME.fullmatch(key_env) and read_secret(key_env) is None:
+            yield Problem(source.file, f"{at}.api_key_env", f"environment variable {key_env} is not set")
+        declared = backend.get("joules_per_token") is not None
+        if isinstance(hardware, str) and hardware not in JOULES_PER_TOKEN and not declared:
+            # Its energy would otherwise be a silent guess that ranks it last for `greenest`.
+            reason = (
+                f"unknown hardware label {hardware!r}; known: {', '.join(JOULES_PER_TOKEN)} "
+                "(or set joules_per_token on this backend)"
+            )
+            yield Problem(source.file, f"{at}.hardware", reason)
 
 
 def _merge(origin: str, sources: list[_Source]) -> Policy:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from gateway.policy.urls import check_base_url
 
 Objective = Literal["cheapest", "fastest", "balanced", "greenest"]
 ModelType = Literal["chat", "embedding"]
@@ -21,7 +23,9 @@ class ModelEntry(_Strict):
     input_price: float = Field(default=0.0, ge=0, description="USD per 1M input tokens")
     output_price: float = Field(default=0.0, ge=0, description="USD per 1M output tokens")
     context_window: int | None = Field(default=None, gt=0)
-    type: ModelType = "chat"
+    # Absent: the model serves whichever endpoint the client calls and the upstream decides; given, it
+    # restricts the model to that endpoint (a chat call on an embedding model is a 400, and vice versa).
+    type: ModelType | None = None
     # Declared expectations, used to rank until live telemetry exists for this backend.
     ttft_ms: float | None = Field(default=None, gt=0)
     tokens_per_s: float | None = Field(default=None, gt=0)
@@ -29,8 +33,8 @@ class ModelEntry(_Strict):
 
 class Backend(_Strict):
     provider: str = Field(min_length=1, description="adapter kind: openai, ...")
-    base_url: str = Field(
-        pattern=r"^https?://[^\s/]+", description="http(s) URL of the API root, e.g. .../v1"
+    base_url: Annotated[str, AfterValidator(check_base_url)] = Field(
+        description="http(s) URL of the API root, e.g. .../v1; no credentials, query or fragment"
     )
     api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     hardware: str | None = None

@@ -3,6 +3,8 @@
 Many OpenAI-compatible servers (vLLM, TGI, some hosted NIMs) leave out `message.refusal`, `choices[].logprobs`
 or send `system_fingerprint: null`; the official SDKs tolerate that, strict clients and validators do not.
 Each function returns True when it changed the document, so untouched bodies are forwarded byte for byte.
+They are total over any JSON object: a field present with the wrong type (`choices: [1]`, `delta: "x"`)
+is a ProviderError of kind "protocol" (failover, or an error event mid-stream), never an uncaught exception.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import os
 import time
 from typing import Any
+
+from gateway.providers.base import ProviderError
 
 Doc = dict[str, Any]
 
@@ -40,10 +44,24 @@ def _top(doc: Doc, obj: str, id_prefix: str, model: str) -> bool:
         if key in doc and doc[key] is None:
             del doc[key]
             changed = True
-    if not isinstance(doc.get("choices"), list):
+    choices = doc.get("choices")
+    if choices is None:
         doc["choices"] = []
         changed = True
+    elif not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+        raise ProviderError("protocol", "'choices' is not an array of objects")
     return changed
+
+
+def _object(d: Doc, key: str) -> bool:
+    """Sets a missing (or null) object field to {}; any other non-object value is a protocol error."""
+    value = d.get(key)
+    if isinstance(value, dict):
+        return False
+    if value is not None:
+        raise ProviderError("protocol", f"'{key}' is not an object")
+    d[key] = {}
+    return True
 
 
 def _usage(doc: Doc, keys: tuple[str, ...], *, null_ok: bool = False) -> bool:
@@ -73,9 +91,11 @@ def _setdefault(d: Doc, key: str, value: Any) -> bool:
 
 def _finish(choice: Doc, *, nullable: bool) -> bool:
     reason = choice.get("finish_reason")
-    if reason in _STREAM_FINISH and (reason is not None or nullable) and "finish_reason" in choice:
+    if "finish_reason" in choice and (
+        (reason is None and nullable) or (isinstance(reason, str) and reason in _STREAM_FINISH)
+    ):
         return False
-    # Unknown reasons ("eos", "abort", missing) map to the closest spec value.
+    # Unknown reasons ("eos", "abort", a number, missing) map to the closest spec value.
     choice["finish_reason"] = (
         None if nullable and reason is None else ("length" if reason == "length" else "stop")
     )
@@ -88,10 +108,8 @@ def chat_completion(doc: Doc, model: str) -> bool:
         changed |= _setdefault(choice, "index", i)
         changed |= _finish(choice, nullable=False)
         changed |= _setdefault(choice, "logprobs", None)
-        msg = choice.get("message")
-        if not isinstance(msg, dict):
-            msg = choice["message"] = {}
-            changed = True
+        changed |= _object(choice, "message")
+        msg = choice["message"]
         changed |= _setdefault(msg, "role", "assistant")
         changed |= _setdefault(msg, "content", None)
         changed |= _setdefault(msg, "refusal", None)
@@ -102,7 +120,7 @@ def chat_chunk(doc: Doc, model: str) -> bool:
     changed = _top(doc, "chat.completion.chunk", "chatcmpl-", model)
     for i, choice in enumerate(doc["choices"]):
         changed |= _setdefault(choice, "index", i)
-        changed |= _setdefault(choice, "delta", {})
+        changed |= _object(choice, "delta")
         changed |= _finish(choice, nullable=True)
     return _usage(doc, _COUNTS, null_ok=True) or changed
 
@@ -126,9 +144,11 @@ def embeddings(doc: Doc, model: str) -> bool:
         doc["model"] = model
         changed = True
     data = doc.get("data")
-    if not isinstance(data, list):
+    if data is None:
         data = doc["data"] = []
         changed = True
+    elif not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise ProviderError("protocol", "'data' is not an array of objects")
     for i, item in enumerate(data):
         changed |= _setdefault(item, "index", i)
         if item.get("object") != "embedding":

@@ -68,14 +68,15 @@ class OpenAICompatAdapter:
         if not isinstance(doc, dict):
             raise ProviderError("protocol", "response is not a JSON object", backend=target.backend)
         changed = _CONFORM[op](doc, target.model_id)
-        return Parsed(orjson.dumps(doc) if changed else body, _usage(doc.get("usage")))
+        return Parsed(_dumps(doc) if changed else body, _usage(doc.get("usage")))
 
     def parse_error(
         self, status: int, headers: Mapping[str, str], body: bytes, target: Target
     ) -> ProviderError:
         doc = _json_or_none(body)
         # Some upstreams repeat the credential they were sent in their error text: never pass it on.
-        message = scrub(_error_message(doc, body), target.api_key)
+        text, limit = _error_message(doc, body)
+        message = scrub(text, target.api_key, limit=limit)
         kind = _STATUS_KIND.get(status) or ("server" if status >= 500 else "client")
         if kind == "client" and _CONTEXT_LENGTH.search(message):
             kind = "context_length"
@@ -114,12 +115,21 @@ class ChunkTranslator:
             raise ProviderError("protocol", "stream chunk is not a JSON object")
         if "error" in doc:
             err = doc["error"]
-            msg = err.get("message", "error") if isinstance(err, dict) else str(err)
-            raise ProviderError("server", scrub(f"upstream error in stream: {msg}"[:300], self._secret))
+            msg = err.get("message") if isinstance(err, dict) else err
+            if not isinstance(msg, str):  # never repr() an arbitrary (deeply nested) upstream value
+                msg = "error"
+            raise ProviderError("server", scrub(f"upstream error in stream: {msg}", self._secret, limit=300))
         usage = _usage(doc.get("usage"))
         if usage is not None:
             self.usage = usage
-        return orjson.dumps(doc) if self._conform(doc, self._model) else data
+        return _dumps(doc) if self._conform(doc, self._model) else data
+
+
+def _dumps(doc: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(doc)
+    except orjson.JSONEncodeError:  # orjson reads 1024 levels but writes only 254
+        raise ProviderError("protocol", "response is nested too deeply to re-encode") from None
 
 
 def _text_chunk(doc: dict[str, Any], model: str) -> bool:
@@ -150,17 +160,25 @@ def _json_or_none(body: bytes) -> Any:
         return None
 
 
-def _error_message(doc: Any, body: bytes) -> str:
+_NOT_SPACE = re.compile(rb"\S")
+_BODY_TEXT = 4096  # bytes of a non-JSON error body looked at; scrub() cuts the text to 200 afterwards
+
+
+def _error_message(doc: Any, body: bytes) -> tuple[str, int]:
+    """The upstream's error text, whole, and how much of it the client may see (cut after scrubbing)."""
     if isinstance(doc, dict):
         err = doc.get("error", doc)
         if isinstance(err, dict):
             for key in ("message", "detail", "msg"):
                 if isinstance(err.get(key), str):
-                    return str(err[key])[:500]
+                    return str(err[key]), 500
         elif isinstance(err, str):
-            return err[:500]
-    text = body[:200].decode("utf-8", "replace").strip()
-    return text or "no error body"
+            return err, 500
+    first = _NOT_SPACE.search(body)
+    if first is None:
+        return "no error body", 500
+    text = body[first.start() : first.start() + _BODY_TEXT].decode("utf-8", "replace").rstrip()
+    return text, 200
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:

@@ -15,7 +15,7 @@ from gateway.providers.registry import adapter_for
 @dataclass(frozen=True, slots=True)
 class LogicalModel:
     name: str
-    type: ModelType
+    type: ModelType | None  # None: any endpoint, the upstream decides
     owned_by: str
 
 
@@ -32,7 +32,7 @@ class Catalog:
     _types: dict[str, ModelType] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._types = {m.name: m.type for m in self.models}
+        self._types = {m.name: m.type for m in self.models if m.type is not None}
 
     def route_for(self, model: str) -> Route | None:
         try:
@@ -45,8 +45,9 @@ class Catalog:
         return route
 
     def resolve(self, model: str, op: Operation | None = None) -> tuple[Route, list[Target]]:
-        """The route for `model` and its targets in policy order; 404 when nothing serves it, 400 when it
-        is an embedding model asked for a completion or the other way round."""
+        """The route for `model` and its targets in policy order; 404 when nothing serves it, 400 when its
+        declared `type` is an embedding model asked for a completion or the other way round (an untyped
+        model serves any endpoint: the upstream decides)."""
         targets = self.targets.get(model)
         route = self.route_for(model) if targets else None
         if not targets or route is None:
@@ -93,7 +94,10 @@ def build_catalog(policy: Policy, secrets: Mapping[str, str | None], fingerprint
                     joules_per_token=backend.joules_per_token,
                 )
             )
-            models.setdefault(logical, LogicalModel(logical, entry.type, "routeway"))
+            known = models.get(logical)
+            if known is None or (known.type is None and entry.type is not None):
+                # One backend declaring the type is enough to restrict the logical model.
+                models[logical] = LogicalModel(logical, entry.type, "routeway")
     adapters = {b.provider: adapter_for(b.provider) for b in policy.backends.values()}
     return Catalog(
         list(policy.routes), targets, sorted(models.values(), key=lambda m: m.name), adapters, fingerprint

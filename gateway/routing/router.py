@@ -35,6 +35,9 @@ class Plan:
     ranked: list[Scored]
     dropped: list[Dropped]
     adapters: dict[str, Adapter]
+    # Why ranked[0] leads: "best" (ranked on measured or declared speed), "probe" (promoted to renew its
+    # numbers) or "unmeasured" (neither telemetry nor a declared speed: tried once on an optimistic guess).
+    pick: str = "best"
 
 
 @dataclass(slots=True)
@@ -77,11 +80,21 @@ def estimate(op: Operation, body: dict[str, Any], route: Route) -> Estimate:
 
 
 def _chars(value: Any) -> int:
+    """Characters of a string, of content parts' texts or of a list of prompts; one level, no recursion
+    (arbitrary client JSON must not reach the recursion limit)."""
     if isinstance(value, str):
         return len(value)
-    if isinstance(value, list):
-        return sum(_chars(v.get("text") if isinstance(v, dict) else v) for v in value)
-    return 0
+    if not isinstance(value, list):
+        return 0
+    total = 0
+    for item in value:
+        if isinstance(item, dict):
+            item = item.get("text")
+        if isinstance(item, str):
+            total += len(item)
+        elif isinstance(item, list):  # a batch of prompts given as lists of strings
+            total += sum(len(v) for v in item if isinstance(v, str))
+    return total
 
 
 class Router:
@@ -136,8 +149,11 @@ class Router:
         if prefs.order or not prefs.allow_fallbacks:
             ranked = _apply_order(ranked, prefs)
         elif probe:
-            ranked = self._probe(ranked, dropped, route.probe_interval_s)
-        return Plan(op, route, chosen, est, ranked, dropped, catalog.adapters)
+            probed = self._probe(ranked, dropped, route.probe_interval_s)
+            if probed is not ranked:
+                return Plan(op, route, chosen, est, probed, dropped, catalog.adapters, "probe")
+        pick = "unmeasured" if ranked[0].ttft_ms is None else "best"
+        return Plan(op, route, chosen, est, ranked, dropped, catalog.adapters, pick)
 
     def _probe(self, ranked: list[Scored], dropped: list[Dropped], interval_s: float) -> list[Scored]:
         """One request per interval to a backend not tried lately (one dropped for its measured speed
@@ -296,7 +312,7 @@ async def _first_event(
     timeout_s: float,
 ) -> OpenStream:
     """Waits for the upstream's first SSE event; until then a failure may still fail over."""
-    decoder = SSEDecoder()
+    decoder = SSEDecoder(reply.max_event_bytes)
     chunks = reply.chunks()
     try:
         async with asyncio.timeout(timeout_s):

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -90,22 +90,30 @@ async def stop_fleet(servers: Iterable[RunningSim]) -> None:
 
 
 async def serve_fleet_forever(
-    profiles: list[Profile], host: str = "127.0.0.1", ports: list[int] | None = None
+    profiles: list[Profile],
+    host: str = "127.0.0.1",
+    ports: list[int] | None = None,
+    on_started: Callable[[list[RunningSim]], None] | None = None,
 ) -> None:
-    """Serve until cancelled; SIGTERM cancels like Ctrl-C does under `asyncio.run`, then servers stop."""
+    """Serve until SIGINT or SIGTERM (then return normally, servers stopped) or until cancelled."""
     servers = await start_fleet(profiles, host, ports)
-    task = asyncio.current_task()
+    if on_started is not None:
+        on_started(servers)
+    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    watching_sigterm = False
-    if task is not None and threading.current_thread() is threading.main_thread():
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGTERM, task.cancel)
-            watching_sigterm = True
+    watched: list[signal.Signals] = []
+    if threading.current_thread() is threading.main_thread():
+        # Both signals mean "stop now": a terminal's Ctrl-C reaches the demo's sim child too, and the
+        # demo ends it with SIGTERM; either way a quiet exit, not a CancelledError traceback.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, stop.set)
+                watched.append(signum)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
-        if watching_sigterm:
-            loop.remove_signal_handler(signal.SIGTERM)
+        for signum in watched:
+            loop.remove_signal_handler(signum)
         await stop_fleet(servers)
 
 

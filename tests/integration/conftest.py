@@ -77,7 +77,13 @@ def default_policy(sims: SimThread) -> dict[str, Any]:
             "fast": backend(
                 sims.urls["fast"],
                 {
-                    "chat": {"id": "up-fast", "input_price": 2.0, "output_price": 4.0, "ttft_ms": 50},
+                    "chat": {
+                        "id": "up-fast",
+                        "type": "chat",
+                        "input_price": 2.0,
+                        "output_price": 4.0,
+                        "ttft_ms": 50,
+                    },
                     "fast-only": {"id": "up-fast", "input_price": 2.0, "output_price": 4.0},
                     "embed": {"id": "up-embed", "type": "embedding", "input_price": 0.02},
                 },

@@ -12,14 +12,14 @@ import pytest
 
 from gateway.sim import SimThread
 from tests.integration.conftest import GatewayThread, default_policy
-from tests.spec import SpecValidator, spec_validator_or_skip
+from tests.spec import SpecValidator, spec_validator
 
 MSG = [{"role": "user", "content": "Say hello"}]
 
 
 @pytest.fixture(scope="module")
 def spec() -> SpecValidator:
-    return spec_validator_or_skip()
+    return spec_validator()
 
 
 def post(gw: GatewayThread, path: str, body: dict[str, Any], **kw: Any) -> httpx.Response:

@@ -26,7 +26,7 @@ COMPLETION = "CreateCompletionResponse"
 
 @pytest.fixture(scope="module")
 def spec() -> SpecValidator:
-    return spec_module.spec_validator_or_skip()
+    return spec_module.spec_validator()
 
 
 def _examples(spec: SpecValidator, schema_name: str) -> list[dict[str, Any]]:
@@ -387,19 +387,25 @@ def test_no_nullable_keyword_survives_translation(spec: SpecValidator) -> None:
     assert walk(spec.spec["components"]) == 0
 
 
-def test_skips_when_the_spec_is_absent(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    missing = tmp_path / "shared" / "reference" / "openai-openapi.yaml"
+def test_fails_loudly_when_the_spec_is_absent(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    missing = tmp_path / "reference" / "openai-openapi.yaml"
     monkeypatch.setattr(spec_module, "SPEC_PATH", missing)
     assert not spec_module.spec_available()
-    with pytest.raises(
-        pytest.skip.Exception, match="OpenAI spec not found at .*place shared/ beside the repo"
-    ):
-        spec_module.spec_validator_or_skip()
+    with pytest.raises(pytest.fail.Exception, match="OpenAI spec not found at .*restore it from git"):
+        spec_module.spec_validator()
 
 
-def test_spec_path_is_beside_the_repo() -> None:
+def test_spec_is_vendored_in_the_repo_with_its_licence() -> None:
+    """A clone alone runs every spec test: nothing is read from a folder beside the repo."""
     repo = Path(spec_module.__file__).resolve().parents[1]
-    assert spec_module.SPEC_PATH == repo.parent / "shared" / "reference" / "openai-openapi.yaml"
+    assert spec_module.SPEC_PATH == repo / "tests" / "reference" / "openai-openapi.yaml"
+    assert spec_module.SPEC_PATH.is_file()
+    notice = (repo / "tests" / "reference" / "README.md").read_text()
+    assert "MIT" in notice and "github.com/openai/openai-openapi" in notice
+    this = Path(__file__).resolve()
+    for path in [repo / "README.md", *repo.glob("docs/*.md"), *repo.glob("tests/**/*.py")]:
+        if path.resolve() != this:
+            assert "../shared" not in path.read_text(), f"{path} still points outside the repo"
 
 
 # -- the translation, on small schemas (no spec needed) -----------------------------------------------------

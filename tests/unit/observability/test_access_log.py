@@ -108,6 +108,7 @@ def test_the_line_is_what_the_formatter_writes_for_a_record_with_the_same_fields
         "route": "default",
         "objective": None,
         "backend": "fast",
+        "pick": None,
         "status": 200,
         "stream": False,
         "attempts": 2,
@@ -225,3 +226,19 @@ def test_the_formatter_writes_a_batch_as_its_lines() -> None:
     record = logging.LogRecord("routeway.access", logging.INFO, "x.py", 1, "2 access lines", (), None)
     record.json_lines = [b'{"a":1}', b'{"b":"\xc3\xa9"}']
     assert JsonFormatter().format(record) == '{"a":1}\n{"b":"\u00e9"}'
+
+
+@pytest.mark.parametrize(
+    ("cost", "text"),
+    [
+        # The example: a sum of per-token prices with float noise in its last digits.
+        (0.000010049999999999999, '"cost_usd":0.00001005'),
+        (1.2345678901, '"cost_usd":1.23457'),
+        (0.0, '"cost_usd":0.0'),
+        (None, '"cost_usd":null'),
+    ],
+)
+def test_cost_is_written_with_six_significant_digits(out: Sink, cost: float | None, text: str) -> None:
+    AccessLog().request_finished(request(1, cost_usd=cost))
+    wait_for(lambda: out.writes > 0)
+    assert text + "}" in out.getvalue()  # the last field of a line without an error

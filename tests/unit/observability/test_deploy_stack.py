@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from gateway.exposure import verdict_for
 from gateway.observability.tracing import build_tracing
 from gateway.policy.loader import load_policy
 from gateway.settings import Settings
@@ -88,3 +89,39 @@ def test_deploy_policy_is_the_demo_policy_pointed_at_the_sim_service() -> None:
     for backend in shipped["backends"].values():
         backend["base_url"] = backend["base_url"].replace("127.0.0.1", "sim")
     assert deploy == shipped
+
+
+def _env_file(path: Path) -> dict[str, str]:
+    pairs = (
+        line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#")
+    )
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def test_keys_come_from_a_git_ignored_env_file_never_the_image_or_compose(compose: dict[str, Any]) -> None:
+    gateway = compose["services"]["gateway"]
+    assert gateway["env_file"] == ["routeway.env"]
+    assert "deploy/routeway.env" in (ROOT / ".gitignore").read_text().splitlines()
+    assert "deploy/routeway.env" in (ROOT / ".dockerignore").read_text().splitlines()
+    example = _env_file(DEPLOY / "routeway.env.example")
+    assert example == {"ROUTEWAY_API_KEYS": "", "ROUTEWAY_ADMIN_KEY": ""}  # names only, no sample secret
+    secret_names = ("ROUTEWAY_API_KEYS", "ROUTEWAY_ADMIN_KEY", "ROUTEWAY_ALLOW_OPEN")
+    assert not set(secret_names) & set(gateway["environment"])
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    env_lines = [line for line in dockerfile.splitlines() if line.startswith(("ENV ", "ARG "))]
+    assert env_lines and not any(name in line for line in env_lines for name in secret_names)
+    assert "ROUTEWAY_HOST=0.0.0.0" in " ".join(env_lines)
+
+
+def test_the_stack_refuses_to_start_until_the_env_file_has_client_keys(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in compose["services"]["gateway"]["environment"].items():
+        monkeypatch.setenv(key, str(value))
+    for key, value in _env_file(DEPLOY / "routeway.env.example").items():
+        monkeypatch.setenv(key, value)
+    refusal = verdict_for(Settings()).refusal
+    assert refusal is not None and "ROUTEWAY_API_KEYS" in refusal
+    monkeypatch.setenv("ROUTEWAY_API_KEYS", "rw-k1,rw-k2")
+    monkeypatch.setenv("ROUTEWAY_ADMIN_KEY", "rw-admin")
+    assert verdict_for(Settings()).refusal is None

@@ -115,7 +115,12 @@ SINGLE_FILE_CASES: list[tuple[str, dict[str, Any] | str, str, str]] = [
         "backends.groq.models.llama-3.3-70b.id",
         "Field required",
     ),
-    ("bad base_url", changed(("backends|groq|base_url", "groq.com")), "backends.groq.base_url", "pattern"),
+    (
+        "bad base_url",
+        changed(("backends|groq|base_url", "groq.com")),
+        "backends.groq.base_url",
+        "'groq.com': scheme",
+    ),
     ("no models", changed(("backends|groq|models", {})), "backends.groq.models", "at least 1 item"),
     ("routes not a list", changed(("routes", {"name": "x"})), "routes", "Input should be a valid list"),
     (
