@@ -108,6 +108,9 @@ class EdgeProtocol(HttpToolsProtocol):
         if len(self.connections) <= limits.max_connections and len(self.tasks) < limits.max_inflight:
             super().on_headers_complete()
             return
+        if self.url == b"/healthz":  # liveness stays true under load: a restart would only add to it
+            super().on_headers_complete()
+            return
         # uvicorn's limit_concurrency makes the same check but answers text/plain: serve this request with
         # the JSON 503 instead of the app (uvicorn reads `self.app` once, when it starts the request).
         app, self.app = self.app, _overloaded

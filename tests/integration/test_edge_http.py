@@ -211,15 +211,16 @@ def test_beyond_the_in_flight_cap_a_request_gets_a_json_503_with_retry_after(sta
     held = _hold_requests(edge.port, 2)
     try:
         time.sleep(0.2)
-        refused = httpx.get(edge.root + "/healthz", timeout=5)
+        refused = httpx.get(edge.base_url + "/models", timeout=5)
         assert refused.status_code == 503
         assert refused.headers["retry-after"] == "1"
         assert_openai_error(refused.content, "overloaded")
+        assert httpx.get(edge.root + "/healthz", timeout=5).status_code == 200  # liveness still answers
     finally:
         for sock in held:
             sock.close()
     deadline = time.monotonic() + 5
-    while httpx.get(edge.root + "/healthz", timeout=5).status_code != 200:
+    while httpx.get(edge.base_url + "/models", timeout=5).status_code != 200:
         assert time.monotonic() < deadline, "the cap was not released"
         time.sleep(0.05)
 
@@ -229,11 +230,11 @@ def test_beyond_the_connection_cap_a_request_gets_a_json_503(start: Start) -> No
     idle = [connect(edge.port) for _ in range(3)]
     try:
         time.sleep(0.2)
-        refused = httpx.get(edge.root + "/healthz", timeout=5)
+        refused = httpx.get(edge.root + "/readyz", timeout=5)
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
         assert_openai_error(refused.content, "overloaded")
     finally:
         for sock in idle:
             sock.close()
     time.sleep(0.2)
-    assert httpx.get(edge.root + "/healthz", timeout=5).status_code == 200
+    assert httpx.get(edge.root + "/readyz", timeout=5).status_code == 200
