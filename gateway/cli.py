@@ -44,6 +44,7 @@ def serve(
 
 
 def run_server(settings: Settings) -> None:
+    from gateway.api.server import uvicorn_options
     from gateway.exposure import enforce
     from gateway.observability.logging import setup_logging
 
@@ -52,30 +53,12 @@ def run_server(settings: Settings) -> None:
     if settings.workers > 1:
         export_for_workers(settings)
         uvicorn.run(
-            "gateway.main:app_from_env",
-            factory=True,
-            workers=settings.workers,
-            host=settings.host,
-            port=settings.port,
-            loop="uvloop",
-            http="httptools",
-            log_config=None,
-            access_log=False,
-            proxy_headers=False,
+            "gateway.main:app_from_env", factory=True, workers=settings.workers, **uvicorn_options(settings)
         )
         return
     from gateway.main import create_app
 
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,  # nothing reads the client address: skip the per-request middleware
-    )
+    uvicorn.run(create_app(settings), **uvicorn_options(settings))
 
 
 @app.command()

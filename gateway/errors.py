@@ -125,3 +125,20 @@ class ServiceUnavailable(GatewayError):
     status = 503
     type = "server_error"
     code = "service_unavailable"
+
+
+class Overloaded(ServiceUnavailable):
+    """A process-wide limit is reached (connections, requests in flight, buffered bytes): come back soon."""
+
+    code = "overloaded"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message, headers={"retry-after": str(retry_after)})
+
+
+class HeadersTooLarge(GatewayError):
+    """The request line and headers exceed the size or count limit (refused before any route runs)."""
+
+    status = 431
+    type = "invalid_request_error"
+    code = "request_headers_too_large"

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.api import admin, dashboard, health, metrics, models
+from gateway.api.bodies import Bodies
 from gateway.api.front import Front
 from gateway.errors import GatewayError, InternalError
 from gateway.policy.loader import LoadedPolicy, load_policy
@@ -70,7 +71,7 @@ def create_app(settings: Settings | None = None, loaded: LoadedPolicy | None = N
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-    return Front(app, settings.max_body_bytes)
+    return Front(app, Bodies(settings.max_body_bytes, settings.max_buffered_bytes))
 
 
 def app_from_env() -> Front:

@@ -30,6 +30,15 @@ class Settings(BaseSettings):
     reload_policies: bool = True
     # A larger request body is refused with 413 before it is buffered (images and long prompts fit).
     max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    # All request bodies buffered at once in this process; a request that would cross it gets a 503.
+    max_buffered_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    # The HTTP edge (gateway/api/server.py), enforced before any route or authentication runs.
+    max_header_bytes: int = Field(default=64 * 1024, gt=0)  # request line + headers; larger is a 431
+    max_header_count: int = Field(default=100, gt=0)
+    header_timeout_s: float = Field(default=10.0, gt=0)  # a request head not whole by then: closed
+    keep_alive_timeout_s: int = Field(default=5, gt=0)  # an idle keep-alive connection: closed
+    max_connections: int = Field(default=4096, gt=0)  # open connections; beyond it a request gets 503
+    max_inflight: int = Field(default=2048, gt=0)  # requests being served (streams included); then 503
     redis_url: str | None = None
     # Telemetry: how fast old measurements stop counting, and how often replicas share through Redis.
     telemetry_half_life_s: float = Field(default=30.0, gt=0)

@@ -11,9 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.api.auth import check_admin
+from gateway.api.bodies import read_json
 from gateway.api.chat import validate_chat
 from gateway.api.embeddings import validate_embeddings
-from gateway.api.relay import JSON, authenticate, parse_body, runtime
+from gateway.api.relay import JSON, authenticate, runtime
 from gateway.policy.loader import PolicyError, load_policy
 from gateway.providers.base import Operation
 from gateway.routing.preferences import take_preferences
@@ -72,7 +73,7 @@ def explain_operation(body: dict[str, Any]) -> Operation:
 async def explain(request: Request) -> Response:
     rt = runtime(request)
     authenticate(rt, request.headers)
-    body = parse_body(await request.body())
+    body = await read_json(request)
     op = explain_operation(body)
     plan = rt.router.plan(rt.catalog, op, body, take_preferences(body, request.headers), probe=False)
     return Response(orjson.dumps(explain_plan(plan)), media_type=JSON)

@@ -8,7 +8,7 @@ from typing import Any
 MAX_JSON_DEPTH = 128
 
 
-def too_deep(raw: bytes, doc: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+def too_deep(raw: bytes | bytearray, doc: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     """True when `doc` (parsed from `raw`) nests containers more than `limit` levels deep."""
     # Fewer brackets than the limit cannot nest deeper than it: the common case is two C-speed scans.
     if raw.count(b"[") + raw.count(b"{") <= limit:

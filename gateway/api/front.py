@@ -11,19 +11,21 @@ from collections.abc import Mapping
 
 from fastapi import FastAPI
 from starlette.datastructures import State
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
+from gateway.api.bodies import Bodies, BodyReader
 from gateway.api.chat import validate_chat
 from gateway.api.completions import validate_completion
 from gateway.api.embeddings import validate_embeddings
 from gateway.api.relay import Answer, ClientGone, Validator, relay
-from gateway.errors import GatewayError, InternalError, MethodNotAllowed, PayloadTooLarge
+from gateway.errors import GatewayError, InternalError, MethodNotAllowed
 from gateway.providers.base import Operation
 from gateway.runtime import Runtime
 
 log = logging.getLogger("routeway")
 
-ROUTES: dict[str, tuple[Operation, Validator]] = {
+_Route = tuple[Operation, Validator]
+ROUTES: dict[str, _Route] = {
     "/v1/chat/completions": ("chat", validate_chat),
     "/v1/completions": ("completions", validate_completion),
     "/v1/embeddings": ("embeddings", validate_embeddings),
@@ -34,9 +36,10 @@ _JSON = (b"content-type", b"application/json")
 class Front:
     """Wraps the FastAPI app (which still owns the lifespan, the other routes and their errors)."""
 
-    def __init__(self, app: FastAPI, max_body_bytes: int) -> None:
+    def __init__(self, app: FastAPI, bodies: Bodies) -> None:
         self.app = app
-        self.max_body_bytes = max_body_bytes
+        self.bodies = bodies
+        app.state.bodies = bodies  # the FastAPI routes that read a body use the same limits
 
     @property
     def state(self) -> State:
@@ -47,14 +50,22 @@ class Front:
         if route is None:
             await self.app(scope, receive, send)
             return
-        headers = _headers(scope)
+        reader = self.bodies.reader(receive, _headers(scope))
+        try:
+            await self._serve(scope, receive, send, route, reader)
+        finally:
+            reader.release()  # the parsed body lived until the answer was sent
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, route: _Route, reader: BodyReader
+    ) -> None:
+        headers = reader.headers
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(
                     f"{scope['method']} {scope['path']}: use POST", headers={"allow": "POST"}
                 )
             rt: Runtime = self.app.state.runtime
-            reader = _BodyReader(receive, headers, self.max_body_bytes)
             answer = await relay(rt, route[0], scope["path"], headers, reader.read, route[1])
         except GatewayError as err:
             await _send(send, err.status, err.body(), err.headers)
@@ -81,40 +92,3 @@ async def _send(send: Send, status: int, body: bytes, headers: Mapping[str, str]
     raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
-
-
-class _BodyReader:
-    """Reads the whole request body, refusing one over the limit before buffering it."""
-
-    __slots__ = ("_receive", "_declared", "_limit")
-
-    def __init__(self, receive: Receive, headers: Mapping[str, str], limit: int) -> None:
-        self._receive = receive
-        self._declared = headers.get("content-length", "")
-        self._limit = limit
-
-    async def read(self) -> bytes:
-        if self._declared.isdigit() and int(self._declared) > self._limit:
-            raise _too_large(self._limit)
-        message: Message = await self._receive()
-        body: bytes = message.get("body", b"")
-        if message["type"] == "http.request" and not message.get("more_body", False):
-            if len(body) > self._limit:
-                raise _too_large(self._limit)
-            return body  # the common case: one message
-        parts = [body]
-        size = len(body)
-        while message["type"] == "http.request" and message.get("more_body", False):
-            message = await self._receive()
-            chunk: bytes = message.get("body", b"")
-            size += len(chunk)
-            if size > self._limit:
-                raise _too_large(self._limit)
-            parts.append(chunk)
-        if message["type"] == "http.disconnect":
-            raise ClientGone()
-        return b"".join(parts)
-
-
-def _too_large(limit: int) -> GatewayError:
-    return PayloadTooLarge(f"The request body exceeds the gateway's limit of {limit} bytes")

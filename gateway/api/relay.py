@@ -37,7 +37,7 @@ def authenticate(rt: Runtime, headers: Mapping[str, str]) -> None:
     check_client(rt.keys, headers)
 
 
-def parse_body(raw: bytes) -> dict[str, Any]:
+def parse_body(raw: bytes | bytearray) -> dict[str, Any]:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -77,7 +77,7 @@ async def relay(
     op: Operation,
     path: str,
     headers: Mapping[str, str],
-    read_body: Callable[[], Awaitable[bytes]],
+    read_body: Callable[[], Awaitable[bytes | bytearray]],
     validate: Validator,
 ) -> Answer | RelayStream:
     """Serves one call; a GatewayError leaves with `x-request-id` set, after the request was recorded."""

@@ -13,6 +13,7 @@ import pytest
 import uvicorn
 import yaml
 
+from gateway.api.server import uvicorn_options
 from gateway.main import create_app
 from gateway.settings import Settings
 from gateway.sim import Profile, SimThread
@@ -124,16 +125,8 @@ class GatewayThread:
         self.policy_path = workdir / "policy.yaml"
         self.write_policy(policy)
         self.settings = Settings(config=self.policy_path, port=0, **settings)
-        config = uvicorn.Config(
-            create_app(self.settings),
-            host="127.0.0.1",
-            port=0,
-            loop="uvloop",
-            http="httptools",
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-        )
+        # The same uvicorn options as `routeway serve`, so the suite runs through the HTTP edge's limits.
+        config = uvicorn.Config(create_app(self.settings), lifespan="on", **uvicorn_options(self.settings))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.port = 0

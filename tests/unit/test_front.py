@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from gateway.api.front import _BodyReader, _headers
+from gateway.api.bodies import BodyBudget, BodyReader
+from gateway.api.front import _headers
 from gateway.api.relay import ClientGone, request_id
 from gateway.errors import PayloadTooLarge
 
@@ -21,9 +22,9 @@ def receiver(messages: list[Message]) -> Callable[[], Awaitable[Message]]:
     return receive
 
 
-def read(messages: list[Message], limit: int = 100, declared: str | None = None) -> bytes:
+def read(messages: list[Message], limit: int = 100, declared: str | None = None) -> bytes | bytearray:
     headers = {"content-length": declared} if declared is not None else {}
-    reader = _BodyReader(receiver(messages), headers, limit)  # type: ignore[arg-type]
+    reader = BodyReader(receiver(messages), headers, limit, BodyBudget(limit))  # type: ignore[arg-type]
     return asyncio.run(reader.read())
 
 
