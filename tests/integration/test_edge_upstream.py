@@ -208,7 +208,10 @@ def test_echoed_key_never_leaks_at_any_cut(
         for off in range(cut - len(echoed) - 1, cut + 2):  # the key straddles the cut, or just misses it
             hostile.behave(make(off))
             r = chat(gw, f"echo-{form}-{cut}-{off}", stream=cut == 300)
-            assert r.status_code == (200 if cut == 300 else 400), r.text
+            # A stream's error comes after its first event (200, then an error event) or, when a loaded
+            # machine delivers both events in one read, before the first byte (failover, then a 502):
+            # either way the error text is the one that must not leak.
+            assert r.status_code in ((200, 502) if cut == 300 else (400,)), r.text
             assert '"error"' in r.text
             bodies.append(r.text)
     for text in bodies:
