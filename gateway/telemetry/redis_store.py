@@ -99,6 +99,11 @@ class RedisStore(MemoryStore):
         """Whether the last exchange with Redis succeeded (False before the first one)."""
         return not self._down and self._last_read > -float("inf")
 
+    @property
+    def synced(self) -> bool:
+        """Whether the other replicas' telemetry has been read at least once (it stays True if Redis goes)."""
+        return self._last_read > -float("inf")
+
     def record(self, key: Key, sample: Sample) -> None:
         super().record(key, sample)
         self._dirty = True
