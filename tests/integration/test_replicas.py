@@ -278,3 +278,30 @@ def test_a_replica_killed_under_load_loses_no_request_that_had_not_reached_it(
     assert front.refused > 0
     for survivor in fleet[:2]:
         assert survivor.ready()
+
+
+def test_sigterm_lets_a_stream_finish_while_new_requests_go_elsewhere(
+    sims: SimThread, fleet: list[Replica]
+) -> None:
+    """What a rolling update does to a pod: SIGTERM mid-stream; the stream ends whole, the rest fails over."""
+    sims.control("cheap", tokens_per_s=20)  # 30 tokens: a stream of about 1.5 s
+    draining = fleet[0]
+    body = {"model": "chat", "messages": MSG, "max_tokens": 30, "stream": True}
+    lines: list[str] = []
+    with httpx.stream(
+        "POST", draining.root + "/v1/chat/completions", json=body, headers=AUTH, timeout=10
+    ) as response:
+        assert response.status_code == 200
+        events = response.iter_lines()
+        lines.append(next(line for line in events if line.startswith("data: ")))
+        draining.proc.send_signal(signal.SIGTERM)
+        # New connections are refused at once, so a client (or the Service) moves on to another replica.
+        wait_for(lambda: not _answers(draining.root + "/healthz"), 5, "the draining replica kept accepting")
+        front = RoundRobin([r.root for r in fleet])
+        with httpx.Client() as http:
+            root, answer = front.post(http)
+        assert isinstance(answer, httpx.Response) and answer.status_code == 200 and root != draining.root
+        lines.extend(line for line in events if line.startswith("data: "))
+    assert lines[-1] == "data: [DONE]" and len(lines) > 3
+    # uvicorn re-raises the captured SIGTERM once it has shut down, so the exit is "killed by SIGTERM".
+    assert draining.proc.wait(timeout=10) in (0, -signal.SIGTERM)
