@@ -24,7 +24,8 @@ async def readyz(request: Request) -> Response:
     """Ready once the policy is loaded (before the socket opens) and, with Redis, the fleet's telemetry read.
 
     A fresh replica that routed before its first read would see every backend as unknown and herd its
-    first requests onto them; later Redis outages do not unready it (it routes on local telemetry then).
+    first requests onto them. Later Redis outages do not unready it, nor does one at start past a grace
+    (`RedisStore.synced`): it routes on local telemetry then, like every other replica.
     """
     rt = runtime(request)
     if isinstance(rt.store, RedisStore) and not rt.store.synced:
