@@ -270,6 +270,9 @@ def test_a_replica_killed_under_load_loses_no_request_that_had_not_reached_it(
     assert len(results) == per_worker * workers
     failed = [(root, outcome) for root, outcome in results if not isinstance(outcome, httpx.Response)]
     statuses = {o.status_code for _, o in results if isinstance(o, httpx.Response)}
+    print(
+        f"{len(results)} requests, {len(failed)} lost in the killed one, {front.refused} refused and resent"
+    )
     # Only requests the dead replica had already accepted may be lost: at most one per client in flight.
     assert all(root == victim.root for root, _ in failed), failed
     assert len(failed) <= workers
