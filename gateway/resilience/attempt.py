@@ -1,4 +1,4 @@
-"""One try at one backend, owned from begin to close: its record is finished once and its connection dropped."""
+"""One try at one backend, owned from begin to close: finished once, its connection never left open."""
 
 from __future__ import annotations
 
