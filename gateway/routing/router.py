@@ -260,6 +260,8 @@ class Router:
         t = plan.route.timeouts
         deadlines = Deadlines(t.connect_s, t.first_token_s, t.idle_s, t.total_s)
         log = AttemptLog()
+        opts = body.get("stream_options")
+        show_usage = isinstance(opts, dict) and opts.get("include_usage") is True
 
         async def send(target: Target) -> OpenStream:
             adapter = plan.adapters[target.provider]
@@ -270,7 +272,7 @@ class Router:
                 att.replied(reply)
                 if reply.status >= 300:
                     raise adapter.parse_error(reply.status, reply.headers, await reply.read(), target)
-                translator = adapter.stream_translator(plan.op, target)
+                translator = adapter.stream_translator(plan.op, target, show_usage=show_usage)
                 opened = await _first_event(reply, translator, target, log, att, t.first_token_s)
             except BaseException as exc:
                 att.failed(exc)  # also drops the connection
