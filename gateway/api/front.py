@@ -62,7 +62,7 @@ class Front:
         self, scope: Scope, receive: Receive, send: Send, route: _Route, reader: BodyReader
     ) -> None:
         headers = reader.headers
-        gone = DisconnectWatch(receive)
+        gone = DisconnectWatch(scope, receive)
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(
