@@ -33,7 +33,7 @@ def explain_local(loaded: LoadedPolicy, body: dict[str, Any], objective: str | N
     from gateway.routing.candidates import build_catalog
     from gateway.routing.preferences import take_preferences
     from gateway.routing.router import Router
-    from gateway.upstream import Transport
+    from gateway.upstream import AiohttpTransport
 
     catalog = build_catalog(loaded.policy, loaded.secrets, loaded.fingerprint)
     if "messages" in body and _is_embedding_model(catalog.models, body["model"]):
@@ -42,7 +42,7 @@ def explain_local(loaded: LoadedPolicy, body: dict[str, Any], objective: str | N
     try:
         op = explain_operation(body)
         prefs = take_preferences(body, {"x-routeway-objective": objective} if objective else {})
-        plan = Router(Transport()).plan(catalog, op, body, prefs, probe=False)
+        plan = Router(AiohttpTransport()).plan(catalog, op, body, prefs, probe=False)
     except GatewayError as err:
         raise ExplainError(err.message) from None
     return explain_plan(plan)

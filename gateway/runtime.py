@@ -18,13 +18,13 @@ from gateway.routing.candidates import Catalog, build_catalog
 from gateway.routing.router import Router
 from gateway.settings import Settings
 from gateway.telemetry import TelemetryRecorder, TelemetryStore, make_store
-from gateway.upstream import Transport
+from gateway.upstream import AiohttpTransport
 
 
 @dataclass(slots=True)
 class Runtime:
     settings: Settings
-    transport: Transport
+    transport: AiohttpTransport
     router: Router
     loaded: LoadedPolicy
     catalog: Catalog
@@ -39,7 +39,7 @@ class Runtime:
 
     @classmethod
     def create(cls, settings: Settings, loaded: LoadedPolicy) -> Runtime:
-        transport = Transport(
+        transport = AiohttpTransport(
             pool_size=settings.upstream_pool_size,
             per_host=settings.upstream_pool_per_host,
             max_body=settings.max_upstream_body_bytes,

@@ -1,10 +1,11 @@
-"""The transport: the one shared aiohttp session that sends neutral requests upstream."""
+"""The transport: a small Protocol, and its aiohttp implementation (one shared session) used in production."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 
@@ -23,7 +24,31 @@ class Deadlines:
     total_s: float
 
 
-class Reply:
+class Reply(Protocol):
+    """An upstream response as the router sees it: status and headers, then the body whole or as chunks."""
+
+    status: int
+    headers: Mapping[str, str]
+    max_event_bytes: int
+
+    async def read(self) -> bytes: ...
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    def close(self) -> None:
+        """Drops the connection (the body will not be read to its end)."""
+
+    def release(self) -> None:
+        """Hands the connection back once the body was read whole."""
+
+
+class Transport(Protocol):
+    """Sends a neutral request and returns once the response headers arrived (tests swap in their own)."""
+
+    async def send(self, req: UpstreamRequest, deadlines: Deadlines) -> Reply: ...
+
+
+class AiohttpReply:
     """An upstream response: status and headers, then the body read whole or as a stream of chunks.
 
     Bodies are bounded: at most `max_body` bytes, compressed or not, and at most that much once
@@ -119,7 +144,7 @@ class Reply:
         self._resp.release()
 
 
-class Transport:
+class AiohttpTransport:
     """Owns the pooled aiohttp ClientSession; nothing else on the hot path speaks HTTP upstream."""
 
     def __init__(
@@ -158,7 +183,7 @@ class Transport:
             await self._session.close()
             self._session = None
 
-    async def send(self, req: UpstreamRequest, deadlines: Deadlines) -> Reply:
+    async def send(self, req: UpstreamRequest, deadlines: Deadlines) -> AiohttpReply:
         """Sends and waits for the response headers; connection failures become ProviderError."""
         if self._session is None:
             raise RuntimeError("transport not started")
@@ -182,4 +207,4 @@ class Transport:
             raise ProviderError("connect", f"connection lost before response: {type(exc).__name__}") from None
         except aiohttp.ClientError as exc:
             raise ProviderError("protocol", f"bad response: {type(exc).__name__}") from None
-        return Reply(resp, deadlines.idle_s, self._max_body, self._max_event_bytes)
+        return AiohttpReply(resp, deadlines.idle_s, self._max_body, self._max_event_bytes)

@@ -6,6 +6,7 @@ answer goes out in two `send` calls. Streams still use Starlette's StreamingResp
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 
@@ -16,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.api.bodies import Bodies, BodyReader
 from gateway.api.chat import validate_chat
 from gateway.api.completions import validate_completion
+from gateway.api.disconnect import DisconnectWatch
 from gateway.api.embeddings import validate_embeddings
 from gateway.api.relay import Answer, ClientGone, Validator, relay
 from gateway.errors import GatewayError, InternalError, MethodNotAllowed
@@ -60,13 +62,21 @@ class Front:
         self, scope: Scope, receive: Receive, send: Send, route: _Route, reader: BodyReader
     ) -> None:
         headers = reader.headers
+        gone = DisconnectWatch(scope, receive)
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(
                     f"{scope['method']} {scope['path']}: use POST", headers={"allow": "POST"}
                 )
             rt: Runtime = self.app.state.runtime
-            answer = await relay(rt, route[0], scope["path"], headers, reader.read, route[1])
+            try:
+                answer = await relay(rt, route[0], scope["path"], headers, gone.after(reader.read), route[1])
+            finally:
+                gone.stop()
+        except asyncio.CancelledError:
+            if gone.absorbed():
+                return  # the client left: relay recorded a 499 and the upstream call was cancelled
+            raise
         except GatewayError as err:
             await _send(send, err.status, err.body(), err.headers)
             return

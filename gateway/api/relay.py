@@ -188,7 +188,7 @@ async def _relay_stream(state: _StreamState) -> AsyncIterator[bytes]:
     state.started = True
     s = state.s
     finished = False
-    att = s.attempt
+    att = s.attempt.record
     att.outcome = "cancelled"  # until the stream ends one way or the other
     try:
         data, finished = _encode_events(s, s.first, translate=False)
@@ -220,20 +220,12 @@ async def _relay_stream(state: _StreamState) -> AsyncIterator[bytes]:
 
 def _finish_stream(state: _StreamState, finished: bool) -> None:
     rt, s, req = state.rt, state.s, state.req
-    if finished:
-        s.reply.release()
-    else:
-        s.reply.close()
-    att = s.attempt
     usage = s.translator.usage
-    if usage is not None:
-        att.input_tokens, att.output_tokens = usage.input_tokens, usage.output_tokens
     _account(req, s.target, usage)
-    att.partial = not finished
     req.status = 200
     if not finished:
-        req.error = "client_disconnected" if att.outcome == "cancelled" else "stream_interrupted"
-    rt.router.observers.attempt_finished(req, att)
+        req.error = "client_disconnected" if s.attempt.record.outcome == "cancelled" else "stream_interrupted"
+    s.attempt.end_stream(finished, usage)
     rt.router.observers.request_finished(req)
 
 

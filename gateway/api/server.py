@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from gateway.api.disconnect import DISCONNECT_HOOK
 from gateway.errors import BadRequest, GatewayError, HeadersTooLarge, Overloaded
 from gateway.settings import Settings
 
@@ -68,7 +70,12 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        cycle = self.cycle
         super().connection_lost(exc)
+        if cycle is not None and cycle.disconnected:  # the client left before its answer was complete
+            hook: Callable[[], None] | None = cycle.scope.get(DISCONNECT_HOOK)  # type: ignore[assignment]
+            if hook is not None:
+                hook()
 
     def data_received(self, data: bytes) -> None:
         if self._in_head:
@@ -85,6 +92,7 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.scope[DISCONNECT_HOOK] = None  # type: ignore[literal-required]  # see api/disconnect.py
         self._in_head = True
         self._head_size = self._head_count = 0
 

@@ -101,7 +101,11 @@ class Adapter(Protocol):
         self, status: int, headers: Mapping[str, str], body: bytes, target: Target
     ) -> ProviderError: ...
 
-    def stream_translator(self, op: Operation, target: Target) -> StreamTranslator: ...
+    def stream_translator(
+        self, op: Operation, target: Target, *, show_usage: bool = True
+    ) -> StreamTranslator:
+        """`show_usage=False`: the usage the gateway asked for (to bill every stream) is read, not relayed."""
+        ...
 
 
 ChunkStream = AsyncIterator[bytes]

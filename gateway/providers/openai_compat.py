@@ -55,6 +55,8 @@ class OpenAICompatAdapter:
     def build_request(self, op: Operation, body: dict[str, Any], target: Target) -> UpstreamRequest:
         out = dict(body)  # shallow copy: the caller's body is reused on a retry to another backend
         out["model"] = target.model_id
+        if op != "embeddings" and body.get("stream") is True:
+            out["stream_options"] = _with_usage(body.get("stream_options"))
         headers = {"content-type": "application/json", **target.headers}
         if target.api_key:
             headers["authorization"] = f"Bearer {target.api_key}"
@@ -89,21 +91,27 @@ class OpenAICompatAdapter:
             body=_scrubbed_error(doc, target.api_key),
         )
 
-    def stream_translator(self, op: Operation, target: Target) -> ChunkTranslator:
-        return ChunkTranslator(op, target.model_id, target.api_key)
+    def stream_translator(self, op: Operation, target: Target, *, show_usage: bool = True) -> ChunkTranslator:
+        return ChunkTranslator(op, target.model_id, target.api_key, show_usage=show_usage)
 
 
 class ChunkTranslator:
-    """Per-stream state: completes each chunk to the spec, picks up usage, passes untouched chunks as is."""
+    """Per-stream state: completes each chunk to the spec, picks up usage, passes untouched chunks as is.
 
-    __slots__ = ("_conform", "_model", "_secret", "usage")
+    With `show_usage=False` (the client did not ask for usage; the gateway did, to bill the stream) the
+    usage-only final chunk is dropped and a `usage` key on other chunks removed."""
 
-    def __init__(self, op: Operation, model: str, secret: str | None = None) -> None:
+    __slots__ = ("_conform", "_model", "_secret", "_hide_usage", "usage")
+
+    def __init__(
+        self, op: Operation, model: str, secret: str | None = None, *, show_usage: bool = True
+    ) -> None:
         self._conform: Callable[[dict[str, Any], str], bool] = (
             conform.chat_chunk if op == "chat" else _text_chunk
         )
         self._model = model
         self._secret = secret
+        self._hide_usage = not show_usage
         self.usage: Usage | None = None
 
     def translate(self, data: bytes) -> bytes | None:
@@ -122,7 +130,20 @@ class ChunkTranslator:
         usage = _usage(doc.get("usage"))
         if usage is not None:
             self.usage = usage
-        return _dumps(doc) if self._conform(doc, self._model) else data
+        changed = self._conform(doc, self._model)
+        if self._hide_usage and "usage" in doc:
+            if usage is not None and not doc.get("choices"):
+                return None  # the usage-only chunk the client did not ask for
+            del doc["usage"]
+            changed = True
+        return _dumps(doc) if changed else data
+
+
+def _with_usage(opts: Any) -> dict[str, Any]:
+    """The client's stream_options with usage asked for: every stream is billed, asked or not."""
+    if isinstance(opts, dict):
+        return {**opts, "include_usage": True}
+    return {"include_usage": True}
 
 
 def _dumps(doc: dict[str, Any]) -> bytes:

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from gateway.errors import ContextLengthExceeded, GatewayError, RateLimited, ServiceUnavailable
-from gateway.events import AttemptRecord, Observers, RequestRecord
+from gateway.events import Observers, RequestRecord
 from gateway.policy.model import Objective, Route
 from gateway.providers.base import Adapter, Operation, Parsed, ProviderError, StreamTranslator, Target, Usage
+from gateway.resilience.attempt import Attempt
 from gateway.resilience.budget import RetryBudget
 from gateway.resilience.health import Health
 from gateway.resilience.retry import AttemptLog, RetryPolicy, attempt
@@ -45,6 +46,7 @@ class Completed:
     parsed: Parsed
     target: Target
     log: AttemptLog
+    attempt: Attempt | None = None  # already finished: a hedge loser's answer needs nothing more
 
 
 @dataclass(slots=True)
@@ -53,7 +55,7 @@ class OpenStream:
 
     target: Target
     log: AttemptLog
-    attempt: AttemptRecord
+    attempt: Attempt  # still open: the API layer ends it with end_stream (or close)
     reply: Reply
     chunks: AsyncIterator[bytes]
     decoder: SSEDecoder
@@ -214,32 +216,16 @@ class Router:
             if not first_call or backup is None or delay is None:
                 return await send(target)
             first_call = False
-            return await race(send, target, backup, delay, self.health.budget if self.health else None)
+            budget = self.health.budget if self.health else None
+            return await race(send, target, backup, delay, budget, discard=_close_loser)
 
         return hedged
 
     def _can_take(self, target: Target) -> bool:
         return self.health is None or self.health.blocked(target) is None
 
-    def _begin(self, req: RequestRecord, target: Target, headers: dict[str, str]) -> AttemptRecord:
-        att = AttemptRecord(target, len(req.attempts) + 1)
-        req.attempts.append(att)
-        self.watch.started(target, id(att))
-        self.observers.attempt_started(req, att, headers)
-        return att
-
-    def _answered(self, att: AttemptRecord) -> None:
-        att.ttft_s = time.monotonic() - att.started
-        self.watch.answered(att.target, id(att))
-
-    def _failed(self, req: RequestRecord, att: AttemptRecord, exc: BaseException) -> None:
-        self.watch.answered(att.target, id(att))
-        if isinstance(exc, ProviderError):
-            att.outcome, att.error, att.retry_after = exc.kind, exc.message, exc.retry_after
-            att.status = exc.status or att.status
-        else:
-            att.outcome = "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"
-        self.observers.attempt_finished(req, att)
+    def _begin(self, req: RequestRecord, target: Target, headers: dict[str, str]) -> Attempt:
+        return Attempt(req, target, headers, self.watch, self.observers)
 
     async def complete(self, plan: Plan, body: dict[str, Any], req: RequestRecord) -> Completed:
         t = plan.route.timeouts
@@ -252,21 +238,18 @@ class Router:
             att = self._begin(req, target, upstream.headers)
             try:
                 reply = await self._transport.send(upstream, deadlines)
-                att.status, att.headers = reply.status, reply.headers
+                att.replied(reply)
                 data = await reply.read()
-                self._answered(att)
+                att.answered()
                 if reply.status >= 300:
                     raise adapter.parse_error(reply.status, reply.headers, data, target)
                 parsed = adapter.parse_response(plan.op, data, target)
             except BaseException as exc:
-                self._failed(req, att, exc)
+                att.failed(exc)
                 raise
-            att.outcome = "ok"
-            if parsed.usage is not None:
-                att.input_tokens, att.output_tokens = parsed.usage.input_tokens, parsed.usage.output_tokens
-            self.observers.attempt_finished(req, att)
+            att.succeeded(parsed.usage)
             # The winner names itself: with hedging it may be the backup.
-            return Completed(parsed, target, log)
+            return Completed(parsed, target, log, att)
 
         done, _ = await self._attempt(plan, send, log)
         return done
@@ -277,6 +260,8 @@ class Router:
         t = plan.route.timeouts
         deadlines = Deadlines(t.connect_s, t.first_token_s, t.idle_s, t.total_s)
         log = AttemptLog()
+        opts = body.get("stream_options")
+        show_usage = isinstance(opts, dict) and opts.get("include_usage") is True
 
         async def send(target: Target) -> OpenStream:
             adapter = plan.adapters[target.provider]
@@ -284,19 +269,15 @@ class Router:
             att = self._begin(req, target, upstream.headers)
             try:
                 reply = await self._transport.send(upstream, deadlines)
-                att.status, att.headers = reply.status, reply.headers
+                att.replied(reply)
                 if reply.status >= 300:
                     raise adapter.parse_error(reply.status, reply.headers, await reply.read(), target)
-                try:
-                    translator = adapter.stream_translator(plan.op, target)
-                    opened = await _first_event(reply, translator, target, log, att, t.first_token_s)
-                except BaseException:
-                    reply.close()
-                    raise
+                translator = adapter.stream_translator(plan.op, target, show_usage=show_usage)
+                opened = await _first_event(reply, translator, target, log, att, t.first_token_s)
             except BaseException as exc:
-                self._failed(req, att, exc)
+                att.failed(exc)  # also drops the connection
                 raise
-            self._answered(att)
+            att.answered()
             return opened
 
         opened, _ = await self._attempt(plan, send, log)
@@ -308,7 +289,7 @@ async def _first_event(
     translator: StreamTranslator,
     target: Target,
     log: AttemptLog,
-    att: AttemptRecord,
+    att: Attempt,
     timeout_s: float,
 ) -> OpenStream:
     """Waits for the upstream's first SSE event; until then a failure may still fail over."""
@@ -368,27 +349,54 @@ async def race(
     backup: Target,
     delay: float,
     budget: RetryBudget | None,
+    discard: Callable[[R], None] | None = None,
 ) -> R:
     """Starts `primary`, adds `backup` after `delay` if still waiting (and the retry budget allows), returns
-    the first success; raises the primary's error when both fail."""
+    the first success; raises the primary's error when both fail. Every success that is not returned (both
+    answered in the same wake-up, or one finished while being cancelled) goes to `discard`, so no loser is
+    left open; a cancelled caller (client gone) cancels both."""
     first = asyncio.ensure_future(send(primary))
-    done, _ = await asyncio.wait({first}, timeout=delay)
-    if done or (budget is not None and not budget.try_spend()):
-        return await first
-    second = asyncio.ensure_future(send(backup))
-    pending = {first, second}
+    second: asyncio.Future[R] | None = None
+    winner: asyncio.Future[R] | None = None
     try:
+        early, _ = await asyncio.wait({first}, timeout=delay)
+        if early or (budget is not None and not budget.try_spend()):
+            winner = first
+            return await first
+        second = asyncio.ensure_future(send(backup))
+        pending: set[asyncio.Future[R]] = {first, second}
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task.exception() is None:
+            for task in (first, second):  # the primary wins a tie: it was ranked first
+                if task in done and _succeeded(task):
+                    winner = task
                     return task.result()
+        winner = first
         return await first  # both failed: re-raises the primary's error
     finally:
-        for task in (first, second):
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(first, second, return_exceptions=True)
+        await _settle([t for t in (first, second) if t is not None], winner, discard)
+
+
+def _succeeded(task: asyncio.Future[Any]) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is None
+
+
+async def _settle(
+    tasks: list[asyncio.Future[R]], winner: asyncio.Future[R] | None, discard: Callable[[R], None] | None
+) -> None:
+    for task in tasks:
+        if not task.done():
+            task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for task in tasks:
+        if discard is not None and task is not winner and _succeeded(task):
+            discard(task.result())
+
+
+def _close_loser(result: object) -> None:
+    """A hedge's answer nobody will use: a stream's connection is dropped and its attempt ended."""
+    if isinstance(result, Completed | OpenStream) and result.attempt is not None:
+        result.attempt.close()
 
 
 def cost_usd(target: Target, usage: Usage | None) -> float | None:

@@ -222,9 +222,10 @@ def test_a_streaming_client_finds_its_cost_in_usage_access_log_and_metrics(
     assert cost_total(gateway) - before == pytest.approx(expected)
 
 
-def test_a_stream_without_include_usage_is_not_billed(
+def test_a_stream_without_include_usage_is_billed_and_shows_no_usage(
     gateway: GatewayThread, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The gateway asks every upstream stream for usage; a client that did not ask never sees it."""
     caplog.set_level(logging.INFO, logger="routeway")
     before = cost_total(gateway)
     chunks = list(
@@ -232,6 +233,36 @@ def test_a_stream_without_include_usage_is_not_billed(
             model="chat", messages=MSG, max_tokens=3, stream=True, extra_headers={"x-request-id": "cost-none"}
         )
     )
-    assert all(c.usage is None for c in chunks)
-    assert access_line(caplog, "cost-none")["cost_usd"] is None
-    assert cost_total(gateway) == before
+    assert chunks and all(c.usage is None and c.choices for c in chunks)
+    line = access_line(caplog, "cost-none")
+    assert line["output_tokens"] == 3 and line["input_tokens"] > 0
+    expected = (line["input_tokens"] * 0.1 + 3 * 0.2) / 1e6  # the `cheap` prices
+    assert line["cost_usd"] == pytest.approx(expected)
+    assert cost_total(gateway) - before == pytest.approx(expected)
+
+
+def test_a_stream_with_include_usage_sees_exactly_one_usage_chunk(gateway: GatewayThread) -> None:
+    chunks = list(
+        gateway.client().chat.completions.create(
+            model="chat", messages=MSG, max_tokens=3, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    with_usage = [c for c in chunks if c.usage is not None]
+    assert len(with_usage) == 1 and with_usage[0] is chunks[-1] and not with_usage[0].choices
+
+
+def test_a_completions_stream_is_billed_without_a_usage_chunk(
+    gateway: GatewayThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="routeway")
+    chunks = list(
+        gateway.client().completions.create(
+            model="chat",
+            prompt="Say hello",
+            max_tokens=2,
+            stream=True,
+            extra_headers={"x-request-id": "cmpl-s"},
+        )
+    )
+    assert chunks and all(c.usage is None for c in chunks)
+    assert access_line(caplog, "cmpl-s")["cost_usd"] > 0
