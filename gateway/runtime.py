@@ -50,7 +50,8 @@ class Runtime:
         recorder = TelemetryRecorder(store)
         access_log = AccessLog() if settings.access_log else None
         observers = Observers([recorder, health, *([access_log] if access_log is not None else [])])
-        metrics = Metrics() if settings.metrics else None
+        shared = settings.metrics_dir if settings.workers > 1 else None  # one scrape sees every worker
+        metrics = Metrics(None, shared, settings.metrics_share_interval_s) if settings.metrics else None
         tracing = build_tracing(settings)  # None without an OTLP endpoint: no observer, no cost
         recent = Recent(settings.dashboard_decisions)
         for observer in (metrics, tracing, recent):
