@@ -91,6 +91,13 @@ class Settings(BaseSettings):
     ] = Field(default="parentbased_always_on", validation_alias="OTEL_TRACES_SAMPLER")
     otel_traces_sampler_arg: float | None = Field(default=None, validation_alias="OTEL_TRACES_SAMPLER_ARG")
     otel_bsp_schedule_delay_ms: int = Field(default=5_000, validation_alias="OTEL_BSP_SCHEDULE_DELAY")
+    # Spans waiting for export; past it they are dropped and counted (routeway_trace_spans_dropped_total).
+    otel_bsp_max_queue_size: int = Field(default=2048, gt=0, validation_alias="OTEL_BSP_MAX_QUEUE_SIZE")
+    otel_bsp_max_export_batch_size: int = Field(
+        default=512, gt=0, validation_alias="OTEL_BSP_MAX_EXPORT_BATCH_SIZE"
+    )
+    # The routing span's whole candidate ranking and dropped list (off: the costliest attributes).
+    trace_candidates: bool = False
     otel_sdk_disabled: bool = Field(default=False, validation_alias="OTEL_SDK_DISABLED")
 
     def client_keys(self) -> frozenset[str]:

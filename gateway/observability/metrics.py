@@ -156,6 +156,11 @@ class Metrics(Observer):
             "Cost in USD at the policy's prices, by backend and logical model.",
             ["backend", "model"],
         )
+        self.spans_dropped = _Series(
+            "routeway_trace_spans_dropped",
+            "Trace spans not exported: the export queue was full (queue_full) or the export failed.",
+            ["reason"],
+        )
         self._families: tuple[_Series | _Histogram, ...] = (
             self.requests,
             self.in_flight,
@@ -168,6 +173,7 @@ class Metrics(Observer):
             self.hedges,
             self.tokens,
             self.cost,
+            self.spans_dropped,
         )
         # Other --workers processes: this one's values reach their scrapes within share_interval_s.
         gauges = frozenset(f.name for f in self._families if f.gauge)
@@ -211,6 +217,10 @@ class Metrics(Observer):
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""
         return generate_latest(self.registry)
+
+    def span_dropped(self, reason: str, n: int) -> None:
+        """Tracing's drop hook; "export_failed" comes from the export thread, the only writer of its key."""
+        self.spans_dropped.add((reason,), float(n))
 
     def request_started(self, req: RequestRecord) -> None:
         self.in_flight.add((req.op,))

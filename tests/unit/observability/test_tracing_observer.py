@@ -83,7 +83,7 @@ def test_no_endpoint_means_no_observer() -> None:
 
 
 def test_failover_request_makes_server_routing_and_one_client_span_per_attempt() -> None:
-    tracing, memory = traced()
+    tracing, memory = traced(trace_candidates=True)
     a, b = target("a"), target("b", hardware="groq-lpu")
     req = request()
     tracing.request_started(req)
@@ -141,6 +141,25 @@ def test_failover_request_makes_server_routing_and_one_client_span_per_attempt()
     assert b_attrs["routeway.ttft_ms"] == 50.0 and b_attrs["gen_ai.usage.output_tokens"] == 4
     for span in memory.get_finished_spans():
         assert KEY not in repr(dict(span.attributes or {}))
+
+
+def test_candidate_list_only_when_asked() -> None:
+    tracing, memory = traced()
+    req = request()
+    tracing.request_started(req)
+    plan(req, target("a"), target("b"))
+    att = AttemptRecord(target("a"), 1)
+    req.attempts.append(att)
+    tracing.attempt_started(req, att, {})
+    att.outcome = "ok"
+    tracing.attempt_finished(req, att)
+    req.status = 200
+    tracing.request_finished(req)
+    tracing.shutdown()
+    (routing,) = by_name(memory.get_finished_spans())["routeway.route"]
+    attrs = dict(routing.attributes or {})
+    assert attrs["routeway.candidates.count"] == 2 and attrs["routeway.route"] == "default"
+    assert not [k for k in attrs if k.startswith(("routeway.candidates.b", "routeway.dropped"))]
 
 
 def test_incoming_traceparent_is_the_parent() -> None:
