@@ -19,6 +19,7 @@ from gateway.observability.tracing import (
     build_sampler,
     build_tracing,
     parse_pairs,
+    sampling_decision,
     scrub,
 )
 from gateway.providers.base import Target
@@ -253,3 +254,31 @@ def test_settings_read_the_standard_otel_variables(monkeypatch: pytest.MonkeyPat
     assert s.otel_exporter_otlp_endpoint == "http://jaeger:4318" and s.otel_exporter_otlp_protocol == "grpc"
     assert s.otel_service_name == "gw-a" and s.otel_traces_sampler == "parentbased_traceidratio"
     assert s.otel_traces_sampler_arg == 0.1
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "always_on",
+        "always_off",
+        "traceidratio",
+        "parentbased_always_on",
+        "parentbased_always_off",
+        "parentbased_traceidratio",
+    ],
+)
+def test_sampling_decision_is_the_sdk_samplers(name: str) -> None:
+    import random
+
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+
+    sdk, ours, rng = build_sampler(name, 0.3), sampling_decision(name, 0.3), random.Random(7)
+    for _ in range(2000):
+        trace_id = rng.getrandbits(128) or 1
+        for parent in (None, True, False):
+            ctx = None
+            if parent is not None:
+                flags = TraceFlags(TraceFlags.SAMPLED if parent else TraceFlags.DEFAULT)
+                ctx = set_span_in_context(NonRecordingSpan(SpanContext(trace_id, 5, True, flags)))
+            expected = sdk.should_sample(ctx, trace_id, "POST /v1/chat/completions").decision.is_sampled()
+            assert ours(trace_id, parent) == expected, (trace_id, parent)
