@@ -115,7 +115,7 @@ class SpanQueue:
         self._queue: deque[SpanRecord] = deque()
         self._max, self._batch, self._delay_s = max_queue, batch, delay_s
         self._on_drop = on_drop
-        self.dropped = 0
+        self._dropped = {"queue_full": 0, "export_failed": 0}  # one writer each: the loop, the thread
         self._wake = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="routeway-span-export", daemon=True)
@@ -131,8 +131,12 @@ class SpanQueue:
         if size + 1 == self._batch:  # a full batch: send now rather than at the next tick
             self._wake.set()
 
+    @property
+    def dropped(self) -> int:
+        return sum(self._dropped.values())
+
     def _drop(self, reason: str, n: int) -> None:
-        self.dropped += n
+        self._dropped[reason] += n
         if self._on_drop is not None:
             self._on_drop(reason, n)
 
