@@ -59,6 +59,7 @@ def parse_pairs(raw: str) -> dict[str, str]:
 
 
 def build_sampler(name: str, arg: float | None) -> Sampler:
+    """The SDK sampler a setting names: the reference `sampling_decision` is checked against."""
     ratio = 1.0 if arg is None else arg
     match name:
         case "always_on":
