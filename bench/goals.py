@@ -8,6 +8,7 @@ from typing import Any
 REF = "fastapi-aiohttp"
 GATEWAY = "routeway"  # one worker, access log on (production), tracing off
 TRACED = "routeway-tracing"  # the same with tracing on, exporting to a local OTLP receiver
+TRACED_10 = "routeway-tracing-10pct"  # the same, 10% of requests sampled (parentbased_traceidratio 0.1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ ORDER = (
     "routeway",
     "routeway-nolog",
     "routeway-tracing",
+    "routeway-tracing-10pct",
     "fastapi-aiohttp",
     "asgi-aiohttp",
     "fastapi-httpx",
@@ -177,6 +178,15 @@ def tracing(results: dict[str, Any]) -> list[str]:
         ratios.append(f"{_x(ours, theirs)} at c={c}")
     if ratios:
         summary.append("throughput " + ", ".join(ratios) + " of tracing off")
+    tenth = [
+        f"{_x(pair[0], pair[1])} at c={c}"
+        for c in sorted(inter.get(goals.TRACED_10, {}), key=int)
+        if (pair := goals.paired_rps(results, goals.TRACED_10, off, c)) is not None
+    ]
+    if tenth:
+        summary.append(
+            "10% sampled: throughput " + ", ".join(tenth) + " of tracing off (interleaved medians)"
+        )
     for c in sorted(measured, key=int):
         cpu_on, how_on = _cpu(results, on, c)
         cpu_off, _ = _cpu(results, off, c)

@@ -392,6 +392,18 @@ class Run:
                     ):
                         self.target(spec)
             together = [s for s in specs if s.name in INTERLEAVED]
+            if sink is not None:  # 10% sampled: interleaved only, next to tracing off and every request
+                tenth = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
+                together.insert(
+                    2,
+                    targets.routeway(
+                        procs.free_port(),
+                        policy,
+                        name=goals.TRACED_10,
+                        otlp_endpoint=endpoint,
+                        settings=tenth,
+                    ),
+                )
             if self.wanted("interleaved") and len(together) > 1:
                 title = f"interleaved wrk rounds: {', '.join(s.name for s in together)}"
                 traced = sink if any(s.name == TRACED for s in together) else None

@@ -51,10 +51,12 @@ def run_server(settings: Settings) -> None:
     setup_logging(settings.log_level)
     enforce(settings, logging.getLogger("routeway"))  # exits 2 on an open non-loopback address
     if settings.workers > 1:
-        export_for_workers(settings)
-        uvicorn.run(
-            "gateway.main:app_from_env", factory=True, workers=settings.workers, **uvicorn_options(settings)
-        )
+        from gateway.observability.shared_metrics import fresh_metrics_dir
+
+        with fresh_metrics_dir(settings.metrics_dir) as settings.metrics_dir:  # one scrape: every worker
+            export_for_workers(settings)
+            options = uvicorn_options(settings)
+            uvicorn.run("gateway.main:app_from_env", factory=True, workers=settings.workers, **options)
         return
     from gateway.main import create_app
 

@@ -62,6 +62,8 @@ def create_app(settings: Settings | None = None, loaded: LoadedPolicy | None = N
                 await rt.store.close()
             if rt.tracing is not None:
                 await asyncio.to_thread(rt.tracing.shutdown)  # flushes the last spans
+            if rt.metrics is not None:
+                rt.metrics.write_shared()  # the last values, for the workers that stay (no-op alone)
             if rt.access_log is not None:
                 rt.access_log.flush()  # hands the last batch of lines to the log thread
 

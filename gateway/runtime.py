@@ -50,8 +50,10 @@ class Runtime:
         recorder = TelemetryRecorder(store)
         access_log = AccessLog() if settings.access_log else None
         observers = Observers([recorder, health, *([access_log] if access_log is not None else [])])
-        metrics = Metrics() if settings.metrics else None
-        tracing = build_tracing(settings)  # None without an OTLP endpoint: no observer, no cost
+        shared = settings.metrics_dir if settings.workers > 1 else None  # one scrape sees every worker
+        metrics = Metrics(None, shared, settings.metrics_share_interval_s) if settings.metrics else None
+        on_drop = metrics.span_dropped if metrics is not None else None
+        tracing = build_tracing(settings, on_drop=on_drop)  # None without an OTLP endpoint: no observer
         recent = Recent(settings.dashboard_decisions)
         for observer in (metrics, tracing, recent):
             if observer is not None:

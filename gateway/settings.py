@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     )  # one upstream SSE event, or a line never ended
     # Prometheus text at GET /metrics.
     metrics: bool = True
+    # With --workers > 1: the folder where workers share their metrics (made fresh by `routeway serve`;
+    # a temporary one when unset), and how stale another worker's values may be in a scrape.
+    metrics_dir: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ROUTEWAY_METRICS_DIR", "PROMETHEUS_MULTIPROC_DIR", "metrics_dir"),
+    )
+    metrics_share_interval_s: float = Field(default=1.0, gt=0)
     # How many recent routing decisions the dashboard keeps (references to the finished request records).
     dashboard_decisions: int = Field(default=100, ge=1, le=10_000)
     # Tracing: the standard OTEL_* variables. No endpoint means no tracer at all.
@@ -84,6 +91,13 @@ class Settings(BaseSettings):
     ] = Field(default="parentbased_always_on", validation_alias="OTEL_TRACES_SAMPLER")
     otel_traces_sampler_arg: float | None = Field(default=None, validation_alias="OTEL_TRACES_SAMPLER_ARG")
     otel_bsp_schedule_delay_ms: int = Field(default=5_000, validation_alias="OTEL_BSP_SCHEDULE_DELAY")
+    # Spans waiting for export; past it they are dropped and counted (routeway_trace_spans_dropped_total).
+    otel_bsp_max_queue_size: int = Field(default=2048, gt=0, validation_alias="OTEL_BSP_MAX_QUEUE_SIZE")
+    otel_bsp_max_export_batch_size: int = Field(
+        default=512, gt=0, validation_alias="OTEL_BSP_MAX_EXPORT_BATCH_SIZE"
+    )
+    # The routing span's whole candidate ranking and dropped list (off: the costliest attributes).
+    trace_candidates: bool = False
     otel_sdk_disabled: bool = Field(default=False, validation_alias="OTEL_SDK_DISABLED")
 
     def client_keys(self) -> frozenset[str]:
@@ -98,5 +112,7 @@ def read_secret(env_name: str) -> str | None:
 
 def export_for_workers(settings: Settings) -> None:
     """Hands CLI-chosen settings to uvicorn worker processes, which rebuild Settings from the environment."""
-    for name in ("config", "host", "port", "log_level", "access_log", "reload_policies", "allow_open"):
-        os.environ[f"ROUTEWAY_{name.upper()}"] = str(getattr(settings, name))
+    names = ("config", "host", "port", "log_level", "access_log", "reload_policies", "allow_open", "workers")
+    for name in (*names, "metrics_dir"):
+        if getattr(settings, name) is not None:
+            os.environ[f"ROUTEWAY_{name.upper()}"] = str(getattr(settings, name))

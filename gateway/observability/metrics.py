@@ -6,9 +6,12 @@ through one collector. Its own Counter/Histogram cost ~15 locked increments and 
 
 from __future__ import annotations
 
+import asyncio
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import accumulate
+from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -20,6 +23,7 @@ from prometheus_client.metrics_core import (
 )
 
 from gateway.events import AttemptRecord, Observer, RequestRecord
+from gateway.observability.shared_metrics import SharedMetricsDir, Snapshot, merge
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -37,21 +41,22 @@ Key = tuple[str, ...]  # label values, in the order of the family's label names
 class _Series:
     """A counter or gauge family: one float per label set."""
 
-    __slots__ = ("name", "doc", "labels", "values", "_family")
+    __slots__ = ("name", "doc", "labels", "values", "gauge", "_family")
 
     def __init__(self, name: str, doc: str, labels: Sequence[str], gauge: bool = False) -> None:
         self.name, self.doc, self.labels = name, doc, list(labels)
         self.values: dict[Key, float] = {}
+        self.gauge = gauge
         self._family = GaugeMetricFamily if gauge else CounterMetricFamily
 
     def add(self, key: Key, amount: float = 1.0) -> None:
         values = self.values
         values[key] = values.get(key, 0.0) + amount
 
-    def collect(self) -> Metric:
+    def collect(self, values: Mapping[Key, Any] | None = None) -> Metric:
         family = self._family(self.name, self.doc, labels=self.labels)
-        for key, value in list(self.values.items()):  # a copy: a scrape may run off the loop's thread
-            family.add_metric(key, value)
+        for key, value in list((self.values if values is None else values).items()):  # a copy: a scrape
+            family.add_metric(key, value)  # may run off the loop's thread
         return family
 
 
@@ -59,6 +64,7 @@ class _Histogram:
     """A histogram family: per label set, the count of each bucket (+Inf last) and then the sum."""
 
     __slots__ = ("name", "doc", "labels", "bounds", "values", "_les")
+    gauge = False
 
     def __init__(self, name: str, doc: str, labels: Sequence[str], buckets: Sequence[float]) -> None:
         self.name, self.doc, self.labels = name, doc, list(labels)
@@ -73,9 +79,9 @@ class _Histogram:
         row[bisect_left(self.bounds, value)] += 1.0  # the first bucket whose bound is >= value
         row[-1] += value
 
-    def collect(self) -> Metric:
+    def collect(self, values: Mapping[Key, Any] | None = None) -> Metric:
         family = HistogramMetricFamily(self.name, self.doc, labels=self.labels)
-        for key, row in list(self.values.items()):
+        for key, row in list((self.values if values is None else values).items()):
             row = list(row)
             family.add_metric(key, list(zip(self._les, accumulate(row[:-1]), strict=True)), row[-1])
         return family
@@ -87,7 +93,12 @@ class Metrics(Observer):
     Labels stay bounded: operations, route and backend names come from the policy, the model label is the
     logical model only once a route resolved it ("unknown" otherwise), and no request ids are used."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        shared_dir: Path | None = None,
+        share_interval_s: float = 1.0,
+    ) -> None:
         self.requests = _Series(
             "routeway_requests",
             "Requests finished, by operation, route, logical model, serving backend and HTTP status.",
@@ -145,6 +156,11 @@ class Metrics(Observer):
             "Cost in USD at the policy's prices, by backend and logical model.",
             ["backend", "model"],
         )
+        self.spans_dropped = _Series(
+            "routeway_trace_spans_dropped",
+            "Trace spans not exported: the export queue was full (queue_full) or the export failed.",
+            ["reason"],
+        )
         self._families: tuple[_Series | _Histogram, ...] = (
             self.requests,
             self.in_flight,
@@ -157,21 +173,59 @@ class Metrics(Observer):
             self.hedges,
             self.tokens,
             self.cost,
+            self.spans_dropped,
         )
+        # Other --workers processes: this one's values reach their scrapes within share_interval_s.
+        gauges = frozenset(f.name for f in self._families if f.gauge)
+        self._share = SharedMetricsDir(shared_dir, gauges) if shared_dir is not None else None
+        self._share_interval_s = share_interval_s
+        self._write_due = False
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self.registry.register(self)
 
     def collect(self) -> Iterator[Metric]:
-        """prometheus_client's Collector protocol: every family as it is now."""
+        """prometheus_client's Collector protocol: every family as it is now (all workers when shared)."""
+        if self._share is None:
+            for family in self._families:
+                yield family.collect()
+            return
+        total: dict[str, dict[Key, float | list[float]]] = {}
+        for snap in (self.snapshot(), *self._share.others()):
+            merge(total, snap)
         for family in self._families:
-            yield family.collect()
+            yield family.collect(total.get(family.name, {}))
+
+    def snapshot(self) -> Snapshot:
+        """Every family's values, as the shared folder's files hold them."""
+        snap: Snapshot = {}
+        for family in self._families:
+            rows: list[tuple[list[str], Any]] = [(list(k), v) for k, v in list(family.values.items())]
+            snap[family.name] = rows
+        return snap
+
+    def write_shared(self) -> None:
+        """This worker's values to its file (on the timer, and once more at shutdown)."""
+        self._write_due = False
+        if self._share is not None:
+            self._share.write(self.snapshot())
+
+    def _schedule_write(self) -> None:
+        # One timer per interval with traffic, none per request; an idle worker writes nothing.
+        self._write_due = True
+        asyncio.get_running_loop().call_later(self._share_interval_s, self.write_shared)
 
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""
         return generate_latest(self.registry)
 
+    def span_dropped(self, reason: str, n: int) -> None:
+        """Tracing's drop hook; "export_failed" comes from the export thread, the only writer of its key."""
+        self.spans_dropped.add((reason,), float(n))
+
     def request_started(self, req: RequestRecord) -> None:
         self.in_flight.add((req.op,))
+        if self._share is not None and not self._write_due:
+            self._schedule_write()
 
     def attempt_started(self, req: RequestRecord, att: AttemptRecord, headers: dict[str, str]) -> None:
         if att.number > 1 and len(req.attempts) >= att.number:
@@ -195,6 +249,8 @@ class Metrics(Observer):
     def request_finished(self, req: RequestRecord) -> None:
         op = req.op
         self.in_flight.add((op,), -1.0)
+        if self._share is not None and not self._write_due:
+            self._schedule_write()
         route = req.route or NONE
         model = req.model if req.route is not None and req.model else UNKNOWN
         backend = req.backend or NONE

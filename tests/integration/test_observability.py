@@ -146,6 +146,7 @@ def gw(sims: SimThread, receiver: OtlpReceiver, tmp_path: Path) -> Iterator[Gate
         otel_exporter_otlp_endpoint=receiver.url,
         otel_service_name="routeway-test",
         otel_bsp_schedule_delay_ms=20,
+        trace_candidates=True,  # the tests below read the routing span's candidate list
     ) as gateway:
         yield gateway
 

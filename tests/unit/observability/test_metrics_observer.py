@@ -111,6 +111,7 @@ class PrometheusClientMetrics:
         self.hedges = counter("routeway_hedges")
         self.tokens = counter("routeway_tokens")
         self.cost = counter("routeway_cost_usd")
+        self.spans_dropped = counter("routeway_trace_spans_dropped")
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -19,6 +19,7 @@ from gateway.observability.tracing import (
     build_sampler,
     build_tracing,
     parse_pairs,
+    sampling_decision,
     scrub,
 )
 from gateway.providers.base import Target
@@ -83,7 +84,7 @@ def test_no_endpoint_means_no_observer() -> None:
 
 
 def test_failover_request_makes_server_routing_and_one_client_span_per_attempt() -> None:
-    tracing, memory = traced()
+    tracing, memory = traced(trace_candidates=True)
     a, b = target("a"), target("b", hardware="groq-lpu")
     req = request()
     tracing.request_started(req)
@@ -141,6 +142,25 @@ def test_failover_request_makes_server_routing_and_one_client_span_per_attempt()
     assert b_attrs["routeway.ttft_ms"] == 50.0 and b_attrs["gen_ai.usage.output_tokens"] == 4
     for span in memory.get_finished_spans():
         assert KEY not in repr(dict(span.attributes or {}))
+
+
+def test_candidate_list_only_when_asked() -> None:
+    tracing, memory = traced()
+    req = request()
+    tracing.request_started(req)
+    plan(req, target("a"), target("b"))
+    att = AttemptRecord(target("a"), 1)
+    req.attempts.append(att)
+    tracing.attempt_started(req, att, {})
+    att.outcome = "ok"
+    tracing.attempt_finished(req, att)
+    req.status = 200
+    tracing.request_finished(req)
+    tracing.shutdown()
+    (routing,) = by_name(memory.get_finished_spans())["routeway.route"]
+    attrs = dict(routing.attributes or {})
+    assert attrs["routeway.candidates.count"] == 2 and attrs["routeway.route"] == "default"
+    assert not [k for k in attrs if k.startswith(("routeway.candidates.b", "routeway.dropped"))]
 
 
 def test_incoming_traceparent_is_the_parent() -> None:
@@ -234,3 +254,31 @@ def test_settings_read_the_standard_otel_variables(monkeypatch: pytest.MonkeyPat
     assert s.otel_exporter_otlp_endpoint == "http://jaeger:4318" and s.otel_exporter_otlp_protocol == "grpc"
     assert s.otel_service_name == "gw-a" and s.otel_traces_sampler == "parentbased_traceidratio"
     assert s.otel_traces_sampler_arg == 0.1
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "always_on",
+        "always_off",
+        "traceidratio",
+        "parentbased_always_on",
+        "parentbased_always_off",
+        "parentbased_traceidratio",
+    ],
+)
+def test_sampling_decision_is_the_sdk_samplers(name: str) -> None:
+    import random
+
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+
+    sdk, ours, rng = build_sampler(name, 0.3), sampling_decision(name, 0.3), random.Random(7)
+    for _ in range(2000):
+        trace_id = rng.getrandbits(128) or 1
+        for parent in (None, True, False):
+            ctx = None
+            if parent is not None:
+                flags = TraceFlags(TraceFlags.SAMPLED if parent else TraceFlags.DEFAULT)
+                ctx = set_span_in_context(NonRecordingSpan(SpanContext(trace_id, 5, True, flags)))
+            expected = sdk.should_sample(ctx, trace_id, "POST /v1/chat/completions").decision.is_sampled()
+            assert ours(trace_id, parent) == expected, (trace_id, parent)
