@@ -125,3 +125,10 @@ def test_the_stack_refuses_to_start_until_the_env_file_has_client_keys(
     monkeypatch.setenv("ROUTEWAY_API_KEYS", "rw-k1,rw-k2")
     monkeypatch.setenv("ROUTEWAY_ADMIN_KEY", "rw-admin")
     assert verdict_for(Settings()).refusal is None
+
+
+def test_compose_samples_a_share_of_traces(compose: dict[str, Any]) -> None:
+    """Every request sampled costs ~0.8x the throughput (docs/operations.md): the stack ships a ratio."""
+    env = compose["services"]["gateway"]["environment"]
+    assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+    assert 0 < float(env["OTEL_TRACES_SAMPLER_ARG"]) <= 0.1
