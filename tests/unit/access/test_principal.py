@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.api.auth import Keys, bearer, check_admin, check_client
+from gateway.access.principal import Keys, bearer
+from gateway.access.principal import admin as check_admin
+from gateway.access.principal import client as check_client
 from gateway.errors import AuthenticationFailed, PermissionDenied
 from gateway.settings import Settings
 
