@@ -45,14 +45,16 @@ class StaticKey:
 
     def __init__(self, secret: Secret) -> None:
         self._secret = secret
-        self._header = Secret(f"Bearer {secret.reveal()}")  # built once: one dict assignment per attempt
+        # Built once, kept as a plain str in a slot (no __dict__; repr hidden below): one dict assignment
+        # per attempt, without even a method call.
+        self._header = f"Bearer {secret.reveal()}"
 
     @property
     def secret(self) -> Secret:
         return self._secret
 
     def authorize_now(self, request: UpstreamRequest) -> bool:
-        request.headers["authorization"] = self._header.reveal()
+        request.headers["authorization"] = self._header
         return True
 
     async def authorize(self, request: UpstreamRequest) -> UpstreamRequest:
