@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from gateway.errors import AuthenticationFailed, PermissionDenied
@@ -33,8 +33,8 @@ ADMIN = Principal("admin", "admin")
 class Keys:
     """The configured keys, encoded once so that a request only compares bytes, each with its principal."""
 
-    client: tuple[bytes, ...]
-    admin: bytes | None
+    client: tuple[bytes, ...] = field(repr=False)
+    admin: bytes | None = field(repr=False)
     # No key of any kind and a loopback address: the admin routes are as open as the others.
     open_admin: bool
     principals: tuple[Principal, ...] = ()  # principals[i] is client[i]'s

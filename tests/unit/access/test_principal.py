@@ -86,6 +86,7 @@ def test_a_client_key_resolves_to_its_position_never_to_the_key() -> None:
     assert check_client(keys, auth("Bearer rw-c2")) == Principal("client", "key-1")
     assert check_client(keys, auth("Bearer rw-c1")) == Principal("client", "key-2")
     assert all("rw-" not in p.label for p in keys.principals) and len(keys.principals) == 2
+    assert "rw-" not in repr(keys)
 
 
 def test_open_gateway_is_anonymous_and_the_admin_key_is_admin() -> None:
