@@ -49,6 +49,12 @@ class ContextLengthExceeded(BadRequest):
     code = "context_length_exceeded"
 
 
+class CostLimitExceeded(BadRequest):
+    """The request's predicted cost is above the gateway's per-request cap (access.guards.MaxCostGuard)."""
+
+    code = "cost_limit_exceeded"
+
+
 class AuthenticationFailed(GatewayError):
     status = 401
     type = "authentication_error"

@@ -53,6 +53,7 @@ class RequestRecord:
     backend: str | None = None
     pick: str | None = None  # best | probe | unmeasured | fallback (routing.router.Plan.pick)
     cost_usd: float | None = None
+    principal: str | None = None  # access.principal.Principal.label: who called, never their key
     input_tokens: int | None = None
     output_tokens: int | None = None
     duration_s: float | None = None

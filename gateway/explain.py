@@ -35,7 +35,7 @@ def explain_local(loaded: LoadedPolicy, body: dict[str, Any], objective: str | N
     from gateway.routing.router import Router
     from gateway.upstream import AiohttpTransport
 
-    catalog = build_catalog(loaded.policy, loaded.secrets, loaded.fingerprint)
+    catalog = build_catalog(loaded.policy, {}, loaded.fingerprint)  # ranks only: no credential needed
     if "messages" in body and _is_embedding_model(catalog.models, body["model"]):
         # An embedding model has no chat plan: explain it as the embeddings request it can serve.
         body = {"model": body["model"], "input": body["messages"][0]["content"]}

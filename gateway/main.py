@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None, loaded: LoadedPolicy | None = N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = Runtime.create(settings, loaded)
         await rt.transport.start()
+        await rt.start()
         if rt.store is not None:
             await rt.store.start()
         app.state.runtime = rt
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None, loaded: LoadedPolicy | None = N
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
+            await rt.close()
             await rt.transport.close()
             if rt.store is not None:
                 await rt.store.close()

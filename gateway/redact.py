@@ -7,6 +7,8 @@ import functools
 import re
 from urllib.parse import quote, quote_plus
 
+from gateway.secret import Secret
+
 MAX_TEXT = 512
 # Credentials as they show up in URLs, headers and error texts: query parameters, auth schemes, key shapes.
 _SECRETS = re.compile(
@@ -21,11 +23,11 @@ _B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 _SLACK = 1024
 
 
-def scrub(text: str, *secrets: str | None, limit: int = MAX_TEXT) -> str:
+def scrub(text: str, *secrets: Secret | str | None, limit: int = MAX_TEXT) -> str:
     """The text without credentials, then shortened to `limit` characters: redact first, cut after, so a
     key that straddles the cut cannot leave a prefix behind. Secrets are also caught in another letter
     case, URL-encoded and base64-encoded (alone or inside `user:key` as in Basic auth)."""
-    keys = [s for s in secrets if s]
+    keys = [s.reveal() if isinstance(s, Secret) else s for s in secrets if s]
     window = limit + _SLACK + 2 * sum(len(s) for s in keys)
     if len(text) > window:  # a long text is cut twice: never scrub megabytes on an error path
         text = text[:window]

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
 
-from gateway.api.auth import Keys
+from gateway.access.guards import Guards
+from gateway.access.principal import Keys
 from gateway.events import Observers
 from gateway.observability.logging import AccessLog
 from gateway.observability.metrics import Metrics
 from gateway.observability.recent import Recent
 from gateway.observability.tracing import Tracing, build_tracing
 from gateway.policy.loader import LoadedPolicy
+from gateway.providers.credentials import CredentialProvider, close_all, providers_for, start_all
 from gateway.resilience.health import Health
 from gateway.routing.candidates import Catalog, build_catalog
 from gateway.routing.router import Router
@@ -36,6 +39,10 @@ class Runtime:
     store: TelemetryStore | None = None  # started and closed by the app's lifespan
     access_log: AccessLog | None = None  # its last batch is flushed by the app's lifespan
     recent: Recent | None = None  # the dashboard's decisions and traffic buckets
+    # Backend name → its credential provider; started and closed by the lifespan, replaced with the policy.
+    credentials: dict[str, CredentialProvider] = field(default_factory=dict)
+    guards: Guards = field(default_factory=Guards)  # the admit/settle stage (access/guards.py)
+    _replacing: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
     def create(cls, settings: Settings, loaded: LoadedPolicy) -> Runtime:
@@ -58,13 +65,16 @@ class Runtime:
         for observer in (metrics, tracing, recent):
             if observer is not None:
                 observers.add(observer)
+        credentials = providers_for(loaded.secrets)
         return cls(
             settings=settings,
             transport=transport,
             router=Router(transport, observers, health, store),
             loaded=loaded,
-            catalog=build_catalog(loaded.policy, loaded.secrets, loaded.fingerprint),
+            catalog=build_catalog(loaded.policy, credentials, loaded.fingerprint),
             keys=Keys.from_settings(settings),
+            credentials=credentials,
+            guards=Guards.from_settings(settings),
             metrics=metrics,
             tracing=tracing,
             store=store,
@@ -73,8 +83,33 @@ class Runtime:
         )
 
     def swap(self, loaded: LoadedPolicy) -> None:
-        """Installs a new policy; requests in flight keep the catalog they started with."""
-        self.catalog = build_catalog(loaded.policy, loaded.secrets, loaded.fingerprint)
+        """Installs a new policy; requests in flight keep the catalog (and credentials) they started with."""
+        old, self.credentials = self.credentials, providers_for(loaded.secrets)
+        self.catalog = build_catalog(loaded.policy, self.credentials, loaded.fingerprint)
+        self._replace_credentials(old)
         self.loaded = loaded
         if self.router.health is not None:
             self.router.health.configure(loaded.policy.resilience)
+
+    async def start(self) -> None:
+        """Starts what the request path relies on in the background (credential refresh)."""
+        await start_all(self.credentials.values())
+
+    async def close(self) -> None:
+        await self.guards.drain()
+        await asyncio.gather(*self._replacing, return_exceptions=True)
+        await close_all(self.credentials.values())
+
+    def _replace_credentials(self, old: dict[str, CredentialProvider]) -> None:
+        """Starts the new providers and closes the old ones off the caller's path (a reload is sync)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a test swapping by hand): nothing was started either
+            return
+        task = loop.create_task(self._replace(old, self.credentials))
+        self._replacing.add(task)
+        task.add_done_callback(self._replacing.discard)
+
+    async def _replace(self, old: dict[str, CredentialProvider], new: dict[str, CredentialProvider]) -> None:
+        await start_all(new.values())
+        await close_all(old.values())

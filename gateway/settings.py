@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.secret import Secret
+
 
 class Settings(BaseSettings):
     """Everything a process needs that does not belong in a routing policy."""
@@ -26,6 +28,9 @@ class Settings(BaseSettings):
     # which is served only on a loopback address unless allow_open says otherwise (gateway/exposure.py).
     api_keys: str = ""
     admin_key: str = ""  # the only key /admin/* accept; never one of api_keys
+    # A request whose predicted cost (prompt + max output at the candidate's prices) is above this many US
+    # dollars is refused before any upstream call (access.guards.MaxCostGuard); None: no cap.
+    max_request_usd: float | None = Field(default=None, gt=0)
     allow_open: bool = False  # serve without client keys on a non-loopback address (logged as a WARNING)
     reload_policies: bool = True
     # A larger request body is refused with 413 before it is buffered (images and long prompts fit).
@@ -104,10 +109,10 @@ class Settings(BaseSettings):
         return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
 
 
-def read_secret(env_name: str) -> str | None:
-    """Return the value of the env var a policy names for a credential (never logged by callers)."""
+def read_secret(env_name: str) -> Secret | None:
+    """The value of the env var a policy names for a credential, wrapped so no log line can show it."""
     value = os.environ.get(env_name)
-    return value if value else None
+    return Secret(value) if value else None
 
 
 def export_for_workers(settings: Settings) -> None:

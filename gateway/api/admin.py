@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api.auth import check_admin
+from gateway.access import principal as access
 from gateway.api.bodies import read_json
 from gateway.api.chat import validate_chat
 from gateway.api.embeddings import validate_embeddings
@@ -82,7 +82,7 @@ async def explain(request: Request) -> Response:
 @router.post("/admin/reload")
 async def reload(request: Request) -> Response:
     rt = runtime(request)
-    check_admin(rt.keys, request.headers)
+    access.admin(rt.keys, request.headers)
     try:
         loaded = await asyncio.to_thread(load_policy, rt.settings.config)
     except PolicyError as err:

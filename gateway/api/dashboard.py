@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api.auth import check_admin
+from gateway.access import principal as access
 from gateway.api.relay import JSON, runtime
 from gateway.dashboard.state import build_state, find_decision
 from gateway.errors import NotFound
@@ -58,7 +58,7 @@ async def asset(name: str) -> Response:
 @router.get("/admin/state")
 async def state(request: Request) -> Response:
     rt = runtime(request)
-    check_admin(rt.keys, request.headers)
+    access.admin(rt.keys, request.headers)
     return Response(orjson.dumps(build_state(rt)), media_type=JSON, headers={"cache-control": "no-store"})
 
 
@@ -66,7 +66,7 @@ async def state(request: Request) -> Response:
 async def decision(request: Request, request_id: str) -> Response:
     """One recent decision with its ranked candidates and drop reasons (the dashboard's drill-down)."""
     rt = runtime(request)
-    check_admin(rt.keys, request.headers)
+    access.admin(rt.keys, request.headers)
     found = find_decision(rt.recent, request_id)
     if found is None:
         raise NotFound(f"No recent decision '{request_id[:128]}': only the last ones are kept")

@@ -1,4 +1,4 @@
-"""The shared path of every proxied call: authenticate, parse once, plan, attempt, answer, log once."""
+"""The shared path of every proxied call: principal, parse once, plan, guards, attempt, answer, log once."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from gateway.api.auth import check_client
+from gateway.access import principal as access
+from gateway.access.principal import ANONYMOUS, Principal
 from gateway.api.depth import MAX_JSON_DEPTH, too_deep
 from gateway.errors import BadRequest, GatewayError
 from gateway.events import RequestRecord
 from gateway.providers.base import Operation, ProviderError, Target, Usage
 from gateway.routing.preferences import take_preferences
-from gateway.routing.router import Completed, OpenStream, cost_usd
+from gateway.routing.router import Completed, OpenStream, Plan, cost_usd
 from gateway.runtime import Runtime
 from gateway.streaming import DONE, DONE_EVENT, encode, error_event
 
@@ -33,8 +34,9 @@ def runtime(request: Request) -> Runtime:
     return rt
 
 
-def authenticate(rt: Runtime, headers: Mapping[str, str]) -> None:
-    check_client(rt.keys, headers)
+def authenticate(rt: Runtime, headers: Mapping[str, str]) -> Principal:
+    """The caller of a /v1 route, for the raw-ASGI front and the FastAPI routes alike."""
+    return access.client(rt.keys, headers)
 
 
 def parse_body(raw: bytes | bytearray) -> dict[str, Any]:
@@ -84,20 +86,28 @@ async def relay(
     req = RequestRecord(request_id(headers), op, path, incoming_headers=headers)
     observers = rt.router.observers
     observers.request_started(req)
+    principal = ANONYMOUS
+    admitted: Plan | None = None  # set once the guards saw the plan: from then on settle is owed
     try:
-        authenticate(rt, headers)
+        principal = authenticate(rt, headers)
+        req.principal = principal.label
         body = parse_body(await read_body())
         validate(body)
         req.model = body["model"]
         plan = rt.router.plan(rt.catalog, op, body, take_preferences(body, headers), req)
         req.candidates, req.dropped, req.pick = plan.ranked, plan.dropped, plan.pick
+        if rt.guards:
+            admitted = plan
+            await rt.guards.admit(principal, plan, req)
+            req.candidates = plan.ranked  # a guard may have narrowed it
         if body.get("stream") is True and op != "embeddings":
             req.stream = True
             opened = await rt.router.open_stream(plan, body, req)
-            return RelayStream(rt, opened, req)
+            return RelayStream(rt, opened, req, principal, admitted)
         done = await rt.router.complete(plan, body, req)
     except GatewayError as err:
         req.status, req.error = err.status, err.code or err.type
+        _settle(rt, principal, admitted, req, None)
         observers.request_finished(req)
         _error_headers(err, req)
         raise
@@ -105,9 +115,10 @@ async def relay(
         # A bug, or the client going away mid-request: still one finished record (gauges, spans, log).
         gone = isinstance(exc, asyncio.CancelledError | ClientGone)
         req.status, req.error = (499, "client_disconnected") if gone else (500, "internal_error")
+        _settle(rt, principal, admitted, req, None)
         observers.request_finished(req)
         raise
-    return _respond(rt, done, req)
+    return _respond(rt, done, req, principal, admitted)
 
 
 class ClientGone(Exception):
@@ -117,8 +128,10 @@ class ClientGone(Exception):
 class RelayStream(StreamingResponse):
     """The SSE response; if the client is gone before the first write, the upstream is still closed."""
 
-    def __init__(self, rt: Runtime, opened: OpenStream, req: RequestRecord) -> None:
-        self._relay = _StreamState(rt, opened, req)
+    def __init__(
+        self, rt: Runtime, opened: OpenStream, req: RequestRecord, principal: Principal, plan: Plan | None
+    ) -> None:
+        self._relay = _StreamState(rt, opened, req, principal, plan)
         super().__init__(
             _relay_stream(self._relay),
             media_type="text/event-stream",
@@ -134,14 +147,25 @@ class RelayStream(StreamingResponse):
                 _finish_stream(self._relay, finished=False)
 
 
-def _respond(rt: Runtime, done: Completed, req: RequestRecord) -> Answer:
+def _respond(
+    rt: Runtime, done: Completed, req: RequestRecord, principal: Principal, plan: Plan | None
+) -> Answer:
     headers = _route_headers(req, done.target)
     _account(req, done.target, done.parsed.usage)
     if req.cost_usd is not None:
         headers["x-routeway-cost-usd"] = f"{req.cost_usd:.8f}"
     req.status = 200
+    _settle(rt, principal, plan, req, done.parsed.usage)
     rt.router.observers.request_finished(req)
     return Answer(done.parsed.body, headers)
+
+
+def _settle(
+    rt: Runtime, principal: Principal, plan: Plan | None, req: RequestRecord, usage: Usage | None
+) -> None:
+    """The guards' settlement with the real usage, once per request the guards admitted (or refused)."""
+    if plan is not None:
+        rt.guards.settle(principal, plan, req, usage, req.cost_usd)
 
 
 def _account(req: RequestRecord, target: Target, usage: Usage | None) -> None:
@@ -177,6 +201,8 @@ class _StreamState:
     rt: Runtime
     s: OpenStream
     req: RequestRecord
+    principal: Principal
+    plan: Plan | None  # None: no guards, nothing to settle
     started: bool = False
 
 
@@ -226,6 +252,7 @@ def _finish_stream(state: _StreamState, finished: bool) -> None:
     if not finished:
         req.error = "client_disconnected" if s.attempt.record.outcome == "cancelled" else "stream_interrupted"
     s.attempt.end_stream(finished, usage)
+    _settle(rt, state.principal, state.plan, req, usage)
     rt.router.observers.request_finished(req)
 
 

@@ -195,6 +195,8 @@ def _fields(req: RequestRecord) -> dict[str, Any]:
         "output_tokens": req.output_tokens,
         "cost_usd": _significant(req.cost_usd),
     }
+    if req.principal is not None:  # who spent it: a key's label (`key-2`), never the key
+        fields["principal"] = req.principal
     if req.error:
         fields["error"] = req.error
     trace_id = req.context.get("trace_id")  # set by the tracing observer when tracing is on

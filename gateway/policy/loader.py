@@ -16,6 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from gateway.policy.model import Backend, Policy, Resilience, Route
 from gateway.routing.hardware import JOULES_PER_TOKEN
+from gateway.secret import Secret
 from gateway.settings import read_secret
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -59,7 +60,7 @@ class LoadedPolicy:
 
     policy: Policy
     files: tuple[Path, ...]
-    secrets: Mapping[str, str | None] = field(repr=False)
+    secrets: Mapping[str, Secret | None] = field(repr=False)
     fingerprint: str
 
 

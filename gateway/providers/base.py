@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from gateway.providers.credentials import CredentialProvider
+    from gateway.secret import Secret
 
 Operation = Literal["chat", "completions", "embeddings"]
 
@@ -23,7 +27,6 @@ class Target:
     base_url: str
     model: str  # logical name the client asked for
     model_id: str  # the provider's own id
-    api_key: str | None = field(repr=False)
     headers: Mapping[str, str]
     hardware: str | None
     input_price: float
@@ -32,6 +35,13 @@ class Target:
     ttft_ms: float | None
     tokens_per_s: float | None
     joules_per_token: float | None = None
+    # The backend's provider, shared by its targets and replaced with the policy: the key is not copied here.
+    credential: CredentialProvider | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def api_key(self) -> Secret | None:
+        """The credential to scrub from texts that leave the process (an upstream's error, a span)."""
+        return self.credential.secret if self.credential is not None else None
 
 
 @dataclass(slots=True)

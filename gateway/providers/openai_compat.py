@@ -19,6 +19,7 @@ from gateway.providers.base import (
     Usage,
 )
 from gateway.redact import scrub
+from gateway.secret import Secret
 from gateway.telemetry.headroom import parse_headroom
 
 _PATHS: dict[Operation, str] = {
@@ -50,7 +51,7 @@ _CONFORM: dict[Operation, Callable[[dict[str, Any], str], bool]] = {
 
 
 class OpenAICompatAdapter:
-    """Rewrites the model id, injects the backend's key, completes spec fields on the way back."""
+    """Rewrites the model id, completes spec fields on the way back (the key is set by credentials.py)."""
 
     def build_request(self, op: Operation, body: dict[str, Any], target: Target) -> UpstreamRequest:
         out = dict(body)  # shallow copy: the caller's body is reused on a retry to another backend
@@ -58,8 +59,6 @@ class OpenAICompatAdapter:
         if op != "embeddings" and body.get("stream") is True:
             out["stream_options"] = _with_usage(body.get("stream_options"))
         headers = {"content-type": "application/json", **target.headers}
-        if target.api_key:
-            headers["authorization"] = f"Bearer {target.api_key}"
         return UpstreamRequest("POST", target.base_url + _PATHS[op], headers, orjson.dumps(out))
 
     def parse_response(self, op: Operation, body: bytes, target: Target) -> Parsed:
@@ -104,7 +103,7 @@ class ChunkTranslator:
     __slots__ = ("_conform", "_model", "_secret", "_hide_usage", "usage")
 
     def __init__(
-        self, op: Operation, model: str, secret: str | None = None, *, show_usage: bool = True
+        self, op: Operation, model: str, secret: Secret | None = None, *, show_usage: bool = True
     ) -> None:
         self._conform: Callable[[dict[str, Any], str], bool] = (
             conform.chat_chunk if op == "chat" else _text_chunk
@@ -165,7 +164,7 @@ def _usage(raw: Any) -> Usage | None:
     return Usage(inp if isinstance(inp, int) else 0, out if isinstance(out, int) else 0)
 
 
-def _scrubbed_error(doc: Any, secret: str | None) -> dict[str, Any] | None:
+def _scrubbed_error(doc: Any, secret: Secret | None) -> dict[str, Any] | None:
     """The upstream's `error.param` and `error.code` (all we pass on), without credentials."""
     err = doc.get("error") if isinstance(doc, dict) else None
     if not isinstance(err, dict):

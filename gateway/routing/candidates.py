@@ -9,6 +9,7 @@ from fnmatch import fnmatchcase
 from gateway.errors import BadRequest, ModelNotFound
 from gateway.policy.model import ModelType, Policy, Route
 from gateway.providers.base import Adapter, Operation, Target
+from gateway.providers.credentials import CredentialProvider
 from gateway.providers.registry import adapter_for
 
 
@@ -71,7 +72,9 @@ class Catalog:
         return route, targets
 
 
-def build_catalog(policy: Policy, secrets: Mapping[str, str | None], fingerprint: str = "") -> Catalog:
+def build_catalog(
+    policy: Policy, credentials: Mapping[str, CredentialProvider], fingerprint: str = ""
+) -> Catalog:
     targets: dict[str, list[Target]] = {}
     models: dict[str, LogicalModel] = {}
     for name, backend in policy.backends.items():
@@ -83,7 +86,6 @@ def build_catalog(policy: Policy, secrets: Mapping[str, str | None], fingerprint
                     base_url=backend.base_url.rstrip("/"),
                     model=logical,
                     model_id=entry.id,
-                    api_key=secrets.get(name),
                     headers=dict(backend.headers),
                     hardware=backend.hardware,
                     input_price=entry.input_price,
@@ -92,6 +94,7 @@ def build_catalog(policy: Policy, secrets: Mapping[str, str | None], fingerprint
                     ttft_ms=entry.ttft_ms,
                     tokens_per_s=entry.tokens_per_s,
                     joules_per_token=backend.joules_per_token,
+                    credential=credentials.get(name),
                 )
             )
             known = models.get(logical)

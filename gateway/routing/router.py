@@ -12,6 +12,7 @@ from gateway.errors import ContextLengthExceeded, GatewayError, RateLimited, Ser
 from gateway.events import Observers, RequestRecord
 from gateway.policy.model import Objective, Route
 from gateway.providers.base import Adapter, Operation, Parsed, ProviderError, StreamTranslator, Target, Usage
+from gateway.providers.credentials import authorize, authorize_now
 from gateway.resilience.attempt import Attempt
 from gateway.resilience.budget import RetryBudget
 from gateway.resilience.health import Health
@@ -237,6 +238,8 @@ class Router:
             upstream = adapter.build_request(plan.op, body, target)
             att = self._begin(req, target, upstream.headers)
             try:
+                if not authorize_now(upstream, target):  # signed last: observers' headers are in
+                    upstream = await authorize(upstream, target)
                 reply = await self._transport.send(upstream, deadlines)
                 att.replied(reply)
                 data = await reply.read()
@@ -268,6 +271,8 @@ class Router:
             upstream = adapter.build_request(plan.op, body, target)
             att = self._begin(req, target, upstream.headers)
             try:
+                if not authorize_now(upstream, target):  # signed last: observers' headers are in
+                    upstream = await authorize(upstream, target)
                 reply = await self._transport.send(upstream, deadlines)
                 att.replied(reply)
                 if reply.status >= 300:

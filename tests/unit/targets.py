@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.providers.base import Target
+from gateway.providers.credentials import StaticKey
+from gateway.secret import Secret
 
 DEFAULTS: dict[str, Any] = {
     "backend": "b",
@@ -12,7 +14,6 @@ DEFAULTS: dict[str, Any] = {
     "base_url": "http://x",
     "model": "m",
     "model_id": "m",
-    "api_key": None,
     "headers": {},
     "hardware": None,
     "input_price": 1.0,
@@ -24,4 +25,8 @@ DEFAULTS: dict[str, Any] = {
 
 
 def target(**overrides: Any) -> Target:
+    """`api_key="..."` gives the target a static-key credential provider, as the runtime would."""
+    key = overrides.pop("api_key", None)
+    if key is not None:
+        overrides["credential"] = StaticKey(Secret(key))
     return Target(**{**DEFAULTS, **overrides})

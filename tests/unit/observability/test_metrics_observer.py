@@ -17,7 +17,6 @@ def target(backend: str) -> Target:
         base_url=f"http://{backend}/v1",
         model="chat",
         model_id=f"{backend}-id",
-        api_key=None,
         headers={},
         hardware=None,
         input_price=1.0,

@@ -23,7 +23,9 @@ from gateway.observability.tracing import (
     scrub,
 )
 from gateway.providers.base import Target
+from gateway.providers.credentials import StaticKey
 from gateway.routing.scoring import Dropped, Scored
+from gateway.secret import Secret
 from gateway.settings import Settings
 
 KEY = "sk-unit-9d8e7f6a5b4c-secret"
@@ -36,7 +38,7 @@ def target(backend: str, **kw: Any) -> Target:
         "base_url": f"https://{backend}.example:8443/v1",
         "model": "chat",
         "model_id": f"{backend}-model",
-        "api_key": KEY,
+        "credential": StaticKey(Secret(KEY)),
         "headers": {},
         "hardware": "nvidia-h100",
         "input_price": 1.0,

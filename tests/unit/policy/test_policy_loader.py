@@ -192,7 +192,7 @@ def test_missing_env_var_is_a_problem(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_present_env_var_is_read_but_never_shown(tmp_path: Path) -> None:
     loaded = load_policy(write(tmp_path / "demo.yaml", valid()))
-    assert loaded.secrets == {"groq": SECRET, "local": None}
+    assert {k: v and v.reveal() for k, v in loaded.secrets.items()} == {"groq": SECRET, "local": None}
     assert SECRET not in repr(loaded)
     assert SECRET not in str(loaded)
 

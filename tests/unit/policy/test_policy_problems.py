@@ -74,7 +74,7 @@ def test_declared_energy_makes_any_hardware_label_fine(tmp_path: Path) -> None:
     data = changed(("backends|groq|hardware", "home-made-asic"), ("backends|groq|joules_per_token", 0.5))
     loaded = load_policy(write(tmp_path / "p.yaml", data))
     assert loaded.policy.backends["groq"].hardware == "home-made-asic"
-    assert loaded.secrets["groq"] == SECRET
+    assert loaded.secrets["groq"] is not None and loaded.secrets["groq"].reveal() == SECRET
 
 
 def test_every_known_label_and_no_label_pass(tmp_path: Path) -> None:

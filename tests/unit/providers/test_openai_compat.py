@@ -22,11 +22,12 @@ T = target(
 A = OpenAICompatAdapter()
 
 
-def test_build_request_rewrites_model_and_sets_key_without_mutating_body() -> None:
+def test_build_request_rewrites_model_without_mutating_body_and_leaves_the_key_to_credentials() -> None:
     body = {"model": "logical", "messages": [], "custom": {"x": 1}}
     req = A.build_request("chat", body, T)
     assert req.url == "http://up/v1/chat/completions"
-    assert req.headers["authorization"] == "Bearer sk-secret" and req.headers["x-extra"] == "1"
+    assert "authorization" not in req.headers and req.headers["x-extra"] == "1"
+    assert "sk-secret" not in repr(req) and b"sk-secret" not in req.body
     assert orjson.loads(req.body) == {"model": "prov-id", "messages": [], "custom": {"x": 1}}
     assert body["model"] == "logical"
     assert "sk-secret" not in repr(T)

@@ -9,6 +9,7 @@ from typing import Any
 from gateway.events import AttemptRecord, Observer, Observers, RequestRecord
 from gateway.policy.model import Policy
 from gateway.providers.base import Operation
+from gateway.providers.credentials import CredentialProvider
 from gateway.routing.candidates import Catalog, build_catalog
 from gateway.routing.router import Plan, Router
 from tests.mock_transport import Handler, MockTransport
@@ -44,6 +45,7 @@ def catalog(
     max_attempts: int = 3,
     hedge_ms: float | None = None,
     timeouts: dict[str, float] | None = None,
+    credentials: dict[str, CredentialProvider] | None = None,
 ) -> Catalog:
     """Backends ranked by price in name order (a is cheapest), one `m` model each, objective cheapest."""
     route: dict[str, Any] = {
@@ -68,7 +70,7 @@ def catalog(
             "routes": [route],
         }
     )
-    return build_catalog(policy, {})
+    return build_catalog(policy, credentials or {})
 
 
 class Kit:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.api.auth import Keys, bearer, check_admin, check_client
+from gateway.access.principal import ADMIN, ANONYMOUS, Keys, Principal, bearer
+from gateway.access.principal import admin as check_admin
+from gateway.access.principal import client as check_client
 from gateway.errors import AuthenticationFailed, PermissionDenied
 from gateway.settings import Settings
 
@@ -77,3 +79,17 @@ def test_admin_key_without_client_keys_is_still_required() -> None:
     with pytest.raises(AuthenticationFailed):
         check_admin(keys, {})
     check_admin(keys, auth("Bearer rw-admin"))
+
+
+def test_a_client_key_resolves_to_its_position_never_to_the_key() -> None:
+    keys = Keys.from_settings(Settings(api_keys=" rw-c2 , rw-c1,rw-c2", admin_key="rw-admin"))
+    assert check_client(keys, auth("Bearer rw-c2")) == Principal("client", "key-1")
+    assert check_client(keys, auth("Bearer rw-c1")) == Principal("client", "key-2")
+    assert all("rw-" not in p.label for p in keys.principals) and len(keys.principals) == 2
+    assert "rw-" not in repr(keys)
+
+
+def test_open_gateway_is_anonymous_and_the_admin_key_is_admin() -> None:
+    assert check_client(Keys.from_settings(Settings()), {}) is ANONYMOUS
+    assert check_admin(Keys.from_settings(Settings(host="127.0.0.1")), {}) is ANONYMOUS
+    assert check_admin(CLIENT, auth("Bearer rw-admin")) is ADMIN

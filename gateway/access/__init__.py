@@ -1,0 +1,1 @@
+"""Who is calling and what they may do: the principal, and the guards around every proxied request."""
