@@ -11,6 +11,7 @@ from gateway.events import Observers
 from gateway.observability.logging import AccessLog
 from gateway.observability.metrics import Metrics
 from gateway.observability.recent import Recent
+from gateway.observability.requestlog import RequestLog, request_log_from
 from gateway.observability.tracing import Tracing, build_tracing
 from gateway.policy.loader import LoadedPolicy
 from gateway.resilience.health import Health
@@ -36,6 +37,7 @@ class Runtime:
     store: TelemetryStore | None = None  # started and closed by the app's lifespan
     access_log: AccessLog | None = None  # its last batch is flushed by the app's lifespan
     recent: Recent | None = None  # the dashboard's decisions and traffic buckets
+    request_log: RequestLog | None = None  # closed (written out) by the app's lifespan
 
     @classmethod
     def create(cls, settings: Settings, loaded: LoadedPolicy) -> Runtime:
@@ -53,7 +55,8 @@ class Runtime:
         metrics = Metrics() if settings.metrics else None
         tracing = build_tracing(settings)  # None without an OTLP endpoint: no observer, no cost
         recent = Recent(settings.dashboard_decisions)
-        for observer in (metrics, tracing, recent):
+        request_log = request_log_from(settings)
+        for observer in (metrics, tracing, recent, request_log):
             if observer is not None:
                 observers.add(observer)
         return cls(
@@ -68,6 +71,7 @@ class Runtime:
             store=store,
             access_log=access_log,
             recent=recent,
+            request_log=request_log,
         )
 
     def swap(self, loaded: LoadedPolicy) -> None:

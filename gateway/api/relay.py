@@ -88,7 +88,7 @@ async def relay(
         authenticate(rt, headers)
         body = parse_body(await read_body())
         validate(body)
-        req.model = body["model"]
+        req.model, req.body = body["model"], body
         plan = rt.router.plan(rt.catalog, op, body, take_preferences(body, headers), req)
         req.candidates, req.dropped, req.pick = plan.ranked, plan.dropped, plan.pick
         if body.get("stream") is True and op != "embeddings":

@@ -126,6 +126,8 @@ async def _run_all(
 
     def progress(run: Run) -> None:
         done[run.target.backend] = len(run.samples)
+        if not err.isatty():  # a progress line is for people; a log file gets the table only
+            return
         line = "  ".join(f"{name} {n}" for name, n in done.items())
         err.write(f"\r{line}  ${cap.spent:.4f}")
         err.flush()
