@@ -43,16 +43,10 @@ class Item:
 
 
 def filler(tokens: int, salt: int = 0) -> str:
-    """Text of about `tokens` tokens by the 4-characters rule, for logged shapes whose text was not kept."""
-    words: list[str] = []
-    size = 0
-    i = salt
-    while size < tokens * CHARS_PER_TOKEN:
-        word = _WORDS[i % len(_WORDS)]
-        words.append(word)
-        size += len(word) + 1
-        i += 1
-    return " ".join(words)
+    """Exactly `tokens` x 4 characters of words, for logged shapes whose text was not kept."""
+    size = tokens * CHARS_PER_TOKEN
+    words = [_WORDS[(salt + i) % len(_WORDS)] for i in range(size // 4 + 1)]
+    return " ".join(words)[:size]
 
 
 def synthetic(spec: SyntheticSpec, count: int) -> list[Item]:
