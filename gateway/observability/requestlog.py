@@ -45,9 +45,11 @@ class RequestLog(Observer):
         self._log.propagate = False
 
     def request_finished(self, req: RequestRecord) -> None:
-        if req.op != "chat" or req.body is None or self._random() >= self._sample:
+        if req.body is None:
             return
-        self._log.info(orjson.dumps(shape(req, self._prompts)).decode())
+        if req.op == "chat" and self._random() < self._sample:
+            self._log.info(orjson.dumps(shape(req, self._prompts)).decode())
+        req.body = None  # the dashboard keeps finished records: it must not keep their bodies
 
     def close(self) -> None:
         """Writes what is queued and stops the thread."""
