@@ -23,7 +23,7 @@ from tests.integration.conftest import GatewayThread
 # Two speeds far enough apart that a goal between them has one clear answer, fast enough for a quick test.
 PROFILES = [
     Profile(name="swift", hardware="groq-lpu", models=["m-swift"], ttft_ms=30, tokens_per_s=800),
-    Profile(name="steady", hardware="aws-inferentia2", models=["m-steady"], ttft_ms=150, tokens_per_s=400),
+    Profile(name="steady", hardware="aws-inferentia2", models=["m-steady"], ttft_ms=300, tokens_per_s=400),
 ]
 PRICES = {"swift": (0.60, 0.80), "steady": (0.10, 0.20)}
 SPEC = "prompt=100-400,output=40,seed=3"
@@ -85,7 +85,7 @@ def test_figures_match_the_profiles(config: Path) -> None:
         assert r.requests == 8 and r.ok == 8 and r.errors == {}
         assert r.ttft_p50_ms is not None and r.tokens_per_s_p50 is not None
         # The simulator waits the profile's TTFT, then paces tokens: loopback adds a little, never less.
-        assert profile.ttft_ms * 0.9 <= r.ttft_p50_ms <= profile.ttft_ms + 80
+        assert profile.ttft_ms * 0.9 <= r.ttft_p50_ms <= profile.ttft_ms + 100
         assert profile.tokens_per_s * 0.7 <= r.tokens_per_s_p50 <= profile.tokens_per_s * 1.15
         assert r.output_tokens == 8 * 40
         price_in, price_out = PRICES[profile.name]
@@ -117,12 +117,12 @@ def test_dry_run_sends_nothing(config: Path, fleet: SimThread) -> None:
 def test_the_suggested_policy_meets_the_goal_and_passes_check(
     config: Path, fleet: SimThread, tmp_path: Path
 ) -> None:
-    outcome, text = run(config, goal="p95_ttft<100ms", requests=6)
+    outcome, text = run(config, goal="p95_ttft<200ms", requests=6)
     assert outcome.suggestion is not None and outcome.suggestion.chosen is not None
     assert outcome.suggestion.chosen.backend == "swift"  # steady is cheaper but misses the goal
     assert outcome.suggestion.route["backends"] == ["swift"]
-    assert outcome.suggestion.route["max_ttft_ms"] == 100
-    assert "# steady: missed p95_ttft<100" in text
+    assert outcome.suggestion.route["max_ttft_ms"] == 200
+    assert "# steady: missed p95_ttft<200" in text
     # Pasted next to the policy's backends (a folder of YAML files is merged), it passes `routeway check`.
     folder = tmp_path / "merged"
     folder.mkdir()
