@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,13 @@ def per_backend(opts: Options, items: list[Item]) -> int | None:
     return None if opts.load.duration_s is not None else len(items)
 
 
+def expected_requests(opts: Options) -> int | None:
+    """Requests a time-bounded open-loop run sends; None for a closed loop (it depends on the answers)."""
+    if opts.load.rate is None or opts.load.duration_s is None:
+        return None
+    return max(1, math.ceil(opts.load.rate * opts.load.duration_s))
+
+
 def estimate(targets: list[Target], items: list[Item], count: int) -> float:
     """Predicted $ for `count` requests of the workload on every target, at the expected sizes."""
     sized = [items[i % len(items)] for i in range(count)]
@@ -94,10 +102,11 @@ def bench(loaded: LoadedPolicy, opts: Options, out: TextIO = sys.stdout, err: Te
     bounds = parse_goal(opts.goal) if opts.goal else None
     items = workload(opts)
     count = per_backend(opts, items)
-    est = estimate(targets, items, count or len(items))
-    what = f"{count} requests" if count else f"{opts.load.duration_s:g}s"
+    planned = count or expected_requests(opts)
+    est = estimate(targets, items, planned) if planned else opts.max_usd
+    what = f"{planned} requests" if planned else f"{opts.load.duration_s:g}s (closed loop: at most the cap)"
     print(
-        f"estimate: ${est:.4f} for {what} on each of {len(targets)} backend(s); cap ${opts.max_usd:.2f}",
+        f"estimate: ${est:.4f} for {what} on each of {len(targets)} backend(s); cap ${opts.max_usd:g}",
         file=out,
     )
     if opts.dry_run:
@@ -110,7 +119,7 @@ def bench(loaded: LoadedPolicy, opts: Options, out: TextIO = sys.stdout, err: Te
     _write(opts, rows, suggestion, {"model": opts.model, "spent_usd": cap.spent, "cap_usd": cap.max_usd})
     print(report.table(rows), file=out)
     if cap.hit:
-        print(f"stopped at the spend cap: ${cap.spent:.4f} spent of ${cap.max_usd:.2f}", file=out)
+        print(f"stopped at the spend cap: ${cap.spent:.6f} spent of ${cap.max_usd:g}", file=out)
     if suggestion is not None:
         _print_suggestion(suggestion, out)
     return Outcome(rows, suggestion, est, cap.spent, cap.hit)

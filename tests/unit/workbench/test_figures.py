@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ from hypothesis import strategies as st
 
 from gateway.providers.base import Usage
 from gateway.routing.router import cost_usd
-from gateway.workbench.runner import Run, Sample, SpendCap, predicted_cost
+from gateway.workbench.command import Options, estimate, expected_requests
+from gateway.workbench.runner import Load, Run, Sample, SpendCap, predicted_cost
 from gateway.workbench.stats import figures, pareto, percentile
 from gateway.workbench.suggest import GoalError, parse_goal, suggest
 from gateway.workbench.workload import Item, WorkloadError, load_jsonl
@@ -98,3 +100,15 @@ def test_workload_lines(tmp_path: Path) -> None:
     path.write_text('{"model": "x"}\n')
     with pytest.raises(WorkloadError, match="w.jsonl:1: needs"):
         load_jsonl(path)
+
+
+def test_the_dry_run_estimate() -> None:
+    items = [Item([{"role": "user", "content": "x"}], {}, 1000, 100), Item([], {}, 2000, 300)]
+    cheap = target(backend="a", input_price=1.0, output_price=2.0)
+    dear = target(backend="b", input_price=10.0)
+    # Three requests cycle through the workload: 1000+2000+1000 input and 100+300+100 output tokens.
+    assert estimate([cheap], items, 3) == pytest.approx((4000 * 1.0 + 500 * 2.0) / 1e6)
+    assert estimate([cheap, dear], items, 3) == pytest.approx((5000 + 4000 * 10 + 500) / 1e6)
+    opts = Options("m", None, None, "prompt=1,output=1", Load(rate=2.5, duration_s=3), 1.0)
+    assert expected_requests(opts) == 8
+    assert expected_requests(replace(opts, load=Load(concurrency=2, duration_s=3))) is None
