@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, cast, get_args
 
 import orjson
 import typer
@@ -207,6 +206,7 @@ def bench_command(
     """Replay a workload against a policy's backends and report speed, cost and energy per backend."""
     from gateway.workbench.command import BenchError, Options, bench
     from gateway.workbench.runner import Load
+    from gateway.workbench.suggest import Minimise
 
     if minimise not in ("cost", "latency", "energy"):
         typer.echo("error: --minimise must be cost, latency or energy", err=True)
@@ -216,8 +216,10 @@ def bench_command(
         raise typer.Exit(2)
     names = [n.strip() for n in backends.split(",") if n.strip()] if backends else None
     load = Load(rate, concurrency, requests, duration)
-    opts = Options(model, names, workload, synthetic, load, max_usd, dry_run, json_out, csv_out, plot_out)
-    opts = dataclasses.replace(opts, html_out=html_out, goal=goal, minimise=minimise)  # type: ignore[arg-type]
+    opts = Options(
+        model, names, workload, synthetic, load, max_usd, dry_run,
+        json_out, csv_out, plot_out, html_out, goal, cast(Minimise, minimise),
+    )  # fmt: skip
     loaded = _exit_on_bad_policy(config)
     try:
         bench(loaded, opts)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 
-from gateway.workbench.report import COLUMNS, ENERGY_NOTE, _cell
+from gateway.workbench.report import COLUMNS, ENERGY_NOTE, cell
 from gateway.workbench.stats import Figures, pareto
 
 W, H, PAD = 640, 400, 60
@@ -41,7 +42,7 @@ def svg(rows: list[Figures], title: str = "p95 TTFT vs cost per request") -> str
     return _frame(title, "\n".join(parts))
 
 
-def _scale(lo: float, hi: float, out_lo: float, out_hi: float):  # type: ignore[no-untyped-def]
+def _scale(lo: float, hi: float, out_lo: float, out_hi: float) -> Callable[[float], float]:
     span = hi - lo or abs(hi) or 1.0
     lo, hi = lo - span * 0.1, hi + span * 0.1
 
@@ -103,7 +104,7 @@ def page(rows: list[Figures], title: str, suggestion: str | None) -> str:
     """One self-contained page: the table, the inline SVG plot and the suggested route."""
     head = "".join(f"<th>{html.escape(t)}</th>" for _, t in COLUMNS)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_cell(getattr(r, n)))}</td>" for n, _ in COLUMNS) + "</tr>"
+        "<tr>" + "".join(f"<td>{html.escape(cell(getattr(r, n)))}</td>" for n, _ in COLUMNS) + "</tr>"
         for r in rows
     )
     policy = f"<h2>Suggested route</h2><pre>{html.escape(suggestion)}</pre>" if suggestion else ""

@@ -30,7 +30,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 ENERGY_NOTE = "* energy: estimates from the hardware catalog (gateway/routing/hardware.py), not measured"
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, dict):
@@ -43,7 +43,7 @@ def _cell(value: Any) -> str:
 def table(rows: list[Figures]) -> str:
     """A plain-text table, one line per backend, columns aligned."""
     header = [title for _, title in COLUMNS]
-    cells = [[_cell(getattr(r, name)) for name, _ in COLUMNS] for r in rows]
+    cells = [[cell(getattr(r, name)) for name, _ in COLUMNS] for r in rows]
     widths = [max(len(c) for c in col) for col in zip(header, *cells, strict=True)]
     lines = ["  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in [header, *cells]]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -179,8 +179,11 @@ async def send_one(target: Target, adapter: Adapter, transport: Transport, item:
                     translator.translate(event)
                     if sample.ttft_s is None and _has_token(event):
                         sample.ttft_s = time.monotonic() - started
-        finally:
+        except BaseException:
             reply.close()
+            raise
+        # Read whole: the connection goes back to the pool, so the next TTFT holds no TCP/TLS handshake.
+        reply.release()
     except ProviderError as err:
         sample.error = err.kind
         return sample
