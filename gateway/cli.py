@@ -1,11 +1,11 @@
-"""The `routeway` command: serve, check, explain, sim and demo."""
+"""The `routeway` command: serve, check, explain, sim, demo and bench."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, cast, get_args
 
 import orjson
 import typer
@@ -179,6 +179,55 @@ def demo(
     except DemoError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None
+
+
+@app.command(name="bench")
+def bench_command(
+    model: Annotated[str, typer.Option(help="logical model to benchmark")],
+    config: ConfigOpt = Path("policies"),
+    backends: Annotated[str | None, typer.Option(help="only these backends: a,b")] = None,
+    workload: Annotated[Path | None, typer.Option(help="JSONL of chat requests or the request log")] = None,
+    synthetic: Annotated[str | None, typer.Option(help="e.g. prompt=200-2000,output=50-500,seed=1")] = None,
+    rate: Annotated[float | None, typer.Option(help="open loop: requests per second per backend")] = None,
+    concurrency: Annotated[int, typer.Option(help="closed loop: requests in flight per backend")] = 4,
+    requests: Annotated[int | None, typer.Option(help="requests per backend")] = None,
+    duration: Annotated[float | None, typer.Option(help="seconds per backend, instead of --requests")] = None,
+    max_usd: Annotated[float, typer.Option(help="hard spend cap for the whole run")] = 1.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the estimated cost and stop")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the figures as JSON")] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="write the figures as CSV")] = None,
+    plot_out: Annotated[
+        Path | None, typer.Option("--plot", help="latency vs cost plot (.svg, or .png)")
+    ] = None,
+    html_out: Annotated[Path | None, typer.Option("--html", help="one self-contained report page")] = None,
+    goal: Annotated[str | None, typer.Option(help="e.g. p95_ttft<800ms: print a route that meets it")] = None,
+    minimise: Annotated[
+        str, typer.Option(help="cost, latency or energy, among backends meeting --goal")
+    ] = "cost",
+) -> None:
+    """Replay a workload against a policy's backends and report speed, cost and energy per backend."""
+    from gateway.workbench.command import BenchError, Options, bench
+    from gateway.workbench.runner import Load
+    from gateway.workbench.suggest import Minimise
+
+    if minimise not in ("cost", "latency", "energy"):
+        typer.echo("error: --minimise must be cost, latency or energy", err=True)
+        raise typer.Exit(2)
+    if (rate is not None and rate <= 0) or concurrency < 1 or (requests is not None and requests < 1):
+        typer.echo("error: --rate, --concurrency and --requests must be positive", err=True)
+        raise typer.Exit(2)
+    names = [n.strip() for n in backends.split(",") if n.strip()] if backends else None
+    load = Load(rate, concurrency, requests, duration)
+    opts = Options(
+        model, names, workload, synthetic, load, max_usd, dry_run,
+        json_out, csv_out, plot_out, html_out, goal, cast(Minimise, minimise),
+    )  # fmt: skip
+    loaded = _exit_on_bad_policy(config)
+    try:
+        bench(loaded, opts)
+    except (BenchError, ValueError) as err:  # spec, goal and workload errors are ValueErrors
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _exit_on_bad_policy(config: Path) -> LoadedPolicy:

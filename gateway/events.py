@@ -58,6 +58,7 @@ class RequestRecord:
     output_tokens: int | None = None
     duration_s: float | None = None
     context: dict[str, Any] = field(default_factory=dict)
+    body: dict[str, Any] | None = None  # the parsed request, set only for the sampled request log
 
     def upstream_s(self) -> float:
         """Time spent waiting on upstreams, to tell the gateway's own overhead apart."""

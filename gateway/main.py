@@ -68,6 +68,8 @@ def create_app(settings: Settings | None = None, loaded: LoadedPolicy | None = N
                 rt.metrics.write_shared()  # the last values, for the workers that stay (no-op alone)
             if rt.access_log is not None:
                 rt.access_log.flush()  # hands the last batch of lines to the log thread
+            if rt.request_log is not None:
+                rt.request_log.close()
 
     app = FastAPI(title="Routeway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     for module in (models, health, admin, metrics, dashboard):

@@ -13,6 +13,7 @@ from gateway.events import Observers
 from gateway.observability.logging import AccessLog
 from gateway.observability.metrics import Metrics
 from gateway.observability.recent import Recent
+from gateway.observability.requestlog import RequestLog, request_log_from
 from gateway.observability.tracing import Tracing, build_tracing
 from gateway.policy.loader import LoadedPolicy
 from gateway.providers.credentials import CredentialProvider, close_all, providers_for, start_all
@@ -39,6 +40,7 @@ class Runtime:
     store: TelemetryStore | None = None  # started and closed by the app's lifespan
     access_log: AccessLog | None = None  # its last batch is flushed by the app's lifespan
     recent: Recent | None = None  # the dashboard's decisions and traffic buckets
+    request_log: RequestLog | None = None  # closed (written out) by the app's lifespan
     # Backend name → its credential provider; started and closed by the lifespan, replaced with the policy.
     credentials: dict[str, CredentialProvider] = field(default_factory=dict)
     guards: Guards = field(default_factory=Guards)  # the admit/settle stage (access/guards.py)
@@ -62,7 +64,8 @@ class Runtime:
         on_drop = metrics.span_dropped if metrics is not None else None
         tracing = build_tracing(settings, on_drop=on_drop)  # None without an OTLP endpoint: no observer
         recent = Recent(settings.dashboard_decisions)
-        for observer in (metrics, tracing, recent):
+        request_log = request_log_from(settings)
+        for observer in (metrics, tracing, recent, request_log):
             if observer is not None:
                 observers.add(observer)
         credentials = providers_for(loaded.secrets)
@@ -80,6 +83,7 @@ class Runtime:
             store=store,
             access_log=access_log,
             recent=recent,
+            request_log=request_log,
         )
 
     def swap(self, loaded: LoadedPolicy) -> None:

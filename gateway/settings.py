@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     max_sse_event_bytes: int = Field(
         default=1024 * 1024, gt=0
     )  # one upstream SSE event, or a line never ended
+    # Sampled request log (off without a path): JSONL of request shapes, replayable by `routeway bench`.
+    request_log: Path | None = None
+    request_log_sample: float = Field(default=0.01, ge=0, le=1)  # share of chat requests written
+    request_log_prompts: bool = False  # also write the messages (prompt text): opt in knowingly
+    request_log_max_bytes: int = Field(default=50 * 1024 * 1024, gt=0)  # then rotated
+    request_log_backups: int = Field(default=3, ge=0)
     # Prometheus text at GET /metrics.
     metrics: bool = True
     # With --workers > 1: the folder where workers share their metrics (made fresh by `routeway serve`;

@@ -94,6 +94,8 @@ async def relay(
         body = parse_body(await read_body())
         validate(body)
         req.model = body["model"]
+        if rt.request_log is not None:  # only then: finished records are kept (dashboard), bodies need not be
+            req.body = body
         plan = rt.router.plan(rt.catalog, op, body, take_preferences(body, headers), req)
         req.candidates, req.dropped, req.pick = plan.ranked, plan.dropped, plan.pick
         if rt.guards:
