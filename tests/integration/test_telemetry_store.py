@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from redis import Redis
 
 from gateway.telemetry import RedisStore, Sample, Snapshot
 from tests.redis_cluster import BOTH, LocalCluster, SharedRedis
@@ -242,3 +243,38 @@ def test_start_without_redis_keeps_working(cluster: bool, logs: Collect) -> None
 
     asyncio.run(scenario())
     assert len([r for r in logs.records if r.levelno >= logging.WARNING]) == 1
+
+
+def test_on_a_cluster_every_key_lands_in_one_slot_on_one_node(redis_cluster: LocalCluster) -> None:
+    """What the hash tag is for: the round trip and the scripts never cross slots (no CROSSSLOT)."""
+    prefix = f"test:slot:{uuid.uuid4().hex[:8]}"
+
+    async def scenario() -> None:
+        a, b = pair(redis_cluster.shared(), prefix=prefix)
+        await a.start()
+        await b.start()
+        try:
+            a.record(KEY, OK)
+            b.set_cooldown("groq", time.time() + 30)  # the cooldowns hash exists only with one in it
+            await within(1.0, a, lambda s: s.cooling("groq", time.time()))
+            await within(1.0, b, lambda s: KEY in s)
+            held = keys_by_node(redis_cluster, prefix)  # while both replicas are in the hash
+        finally:
+            await a.close()
+            await b.close()
+        tagged = f"{{{prefix}}}"
+        assert list(held.values()) == [[f"{tagged}:cooldowns".encode(), f"{tagged}:replicas".encode()]]
+
+    asyncio.run(scenario())
+
+
+def keys_by_node(cluster: LocalCluster, prefix: str) -> dict[int, list[bytes]]:
+    """Each master's keys under `prefix`, checking with CLUSTER KEYSLOT that a node's keys share one slot."""
+    held: dict[int, list[bytes]] = {}
+    for port in cluster.ports:
+        with Redis(port=port) as node:
+            if keys := sorted(node.scan_iter(match=f"*{prefix}*")):
+                held[port] = keys
+                slots = {node.execute_command("CLUSTER KEYSLOT", k) for k in keys}
+                assert len(slots) == 1, slots
+    return held
