@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from redis.asyncio import Redis
@@ -53,16 +52,14 @@ def connect(url: str, timeout_s: float, cluster: bool) -> Client:
     return Redis.from_url(url, retry_on_timeout=False, **options)
 
 
-async def discover(client: Client) -> None:
-    """Learn the cluster's slots unless already known; a no-op (no I/O) for one server or a known cluster."""
+async def discover(client: Client, refresh: bool) -> None:
+    """Learn a cluster's nodes and slots once; with `refresh` (after a failure) ask for the slot map again.
+
+    No I/O for one server or a cluster already known. Only the first call reads COMMAND (redis-py's table
+    for routing commands by key, ~40 ms of parsing that holds the event loop); a refresh is CLUSTER SLOTS.
+    """
     if isinstance(client, RedisCluster):
         async with asyncio.timeout(_DISCOVERY_S):
             await client.initialize()
-
-
-async def forget(client: Client, timeout_s: float) -> None:
-    """After a failure on a cluster, drop the slot map, so the next call asks the nodes again (failover)."""
-    if isinstance(client, RedisCluster):
-        with contextlib.suppress(*FAILURES):
-            async with asyncio.timeout(timeout_s):
-                await client.aclose()
+            if refresh:
+                await client.nodes_manager.initialize()

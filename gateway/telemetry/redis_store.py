@@ -96,7 +96,7 @@ class RedisStore(MemoryStore):
         self._prune_cooldowns: list[bytes] = []
         self._dirty = True
         self._last_write = self._last_read = self._last_try = -float("inf")
-        self._down = False
+        self._down = self._stale = False
         self._down_since = float("inf")
         self._redis: redis_client.Client | None = None
         self._task: asyncio.Task[None] | None = None
@@ -166,19 +166,18 @@ class RedisStore(MemoryStore):
                 try:
                     await self._tick(now)
                 except _RedisFailure as exc:
-                    await self._failed(now, exc)
+                    self._failed(now, exc)
                 except Exception as exc:  # noqa: BLE001 - the loop must outlive a bad reply
-                    await self._failed(now, exc, unexpected=True)
+                    self._failed(now, exc, unexpected=True)
                 else:
                     if self._down:
                         self._down = False
                         log.info("telemetry %s: Redis is reachable again; sharing resumed", self.replica_id)
             await asyncio.sleep(self._flush_s)
 
-    async def _failed(self, now: float, exc: BaseException, unexpected: bool = False) -> None:
+    def _failed(self, now: float, exc: BaseException, unexpected: bool = False) -> None:
         self._dirty = True  # the next successful write is the resync
-        if self._redis is not None:
-            await redis_client.forget(self._redis, self._timeout_s * 4)
+        self._stale = True  # on a cluster: a node may have failed over, ask for the slot map again
         if not self._down:
             self._down = True
             self._down_since = now
@@ -194,7 +193,8 @@ class RedisStore(MemoryStore):
 
     async def _tick(self, now: float) -> None:
         assert self._redis is not None
-        await redis_client.discover(self._redis)  # a cluster's slots, before anything is taken off the queue
+        await redis_client.discover(self._redis, self._stale)  # before anything is taken off the queue
+        self._stale = False
         write = self._dirty or now - self._last_write >= self._ttl_s / 3
         read = now - self._last_read >= self._refresh_s
         ops = list(self._ops)
