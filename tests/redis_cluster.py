@@ -74,7 +74,8 @@ class LocalCluster:
         args = ["--port", str(port), "--cluster-port", str(self._bus[port]), "--bind", "127.0.0.1"]
         args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
         args += ["--cluster-node-timeout", str(self.node_timeout_ms), "--save", "", "--appendonly", "no"]
-        args += ["--dir", str(folder)]
+        # A new replica syncs at once rather than after the default 5 s of waiting for others.
+        args += ["--repl-diskless-sync-delay", "0", "--dir", str(folder)]
         self._procs[port] = subprocess.Popen(
             ["redis-server", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -88,6 +89,32 @@ class LocalCluster:
                     pytest.fail(f"redis-server (cluster node) on port {port} did not start")
                 time.sleep(0.02)
 
+    def add_replica(self, master: int) -> int:
+        """A fourth node, a replica of the master on `master`, in sync: what a failover promotes."""
+        port = free_port()
+        self._bus[port] = free_port()
+        self.start_node(port)
+        self.ports.append(port)
+        master_id = self._cli(master, "cluster", "myid").strip()
+        add = ["add-node", f"127.0.0.1:{port}", f"127.0.0.1:{master}"]
+        subprocess.run(
+            ["redis-cli", "--cluster", *add, "--cluster-slave", "--cluster-master-id", master_id],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        deadline = time.monotonic() + 20
+        while "master_link_status:up" not in self._cli(port, "info", "replication"):
+            if time.monotonic() > deadline:
+                pytest.fail("the new replica never synced with its master")
+            time.sleep(0.05)
+        self.wait_ok()
+        return port
+
+    def _cli(self, port: int, *command: str) -> str:
+        args = ["redis-cli", "-p", str(port), *command]
+        return subprocess.run(args, capture_output=True, text=True, timeout=5).stdout
+
     def kill(self, port: int) -> None:
         proc = self._procs.pop(port)
         proc.kill()
@@ -96,15 +123,13 @@ class LocalCluster:
     def wait_ok(self, timeout_s: float = 20) -> None:
         """Until every node reports `cluster_state:ok` (a fresh or rejoined cluster takes a moment)."""
         deadline = time.monotonic() + timeout_s
-        while not all(self._info(port).get("cluster_state") == "ok" for port in self.ports):
+        while not all(self._info(port).get("cluster_state") == "ok" for port in self._procs):
             if time.monotonic() > deadline:
                 pytest.fail("the Redis Cluster never reached cluster_state:ok")
             time.sleep(0.05)
 
     def _info(self, port: int) -> dict[str, str]:
-        out = subprocess.run(
-            ["redis-cli", "-p", str(port), "cluster", "info"], capture_output=True, text=True, timeout=5
-        ).stdout
+        out = self._cli(port, "cluster", "info")
         return dict(line.strip().split(":", 1) for line in out.splitlines() if ":" in line)
 
     def client(self) -> RedisCluster:

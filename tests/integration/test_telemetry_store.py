@@ -281,3 +281,36 @@ def keys_by_node(cluster: LocalCluster, prefix: str) -> dict[int, list[bytes]]:
                 slots = {node.execute_command("CLUSTER KEYSLOT", k) for k in keys}
                 assert len(slots) == 1, slots
     return held
+
+
+def test_a_cluster_failover_is_an_outage_then_sharing_resumes_on_the_promoted_replica(
+    tmp_path: Path, logs: Collect
+) -> None:
+    """The slot's master dies and its replica takes over: the stores ask the nodes for the slot map again."""
+    cluster = LocalCluster(tmp_path)
+    try:
+        master = cluster.owner(f"{Killable.PREFIX}:replicas")
+        replica = cluster.add_replica(master)
+
+        async def scenario() -> None:
+            a, b = pair(cluster.shared(), replica_ttl_s=1.0, prefix=Killable.PREFIX)
+            await a.start()
+            await b.start()
+            try:
+                a.record(KEY, OK)
+                await within(1.0, b, lambda s: KEY in s)
+                cluster.kill(master)
+                a.set_cooldown("nim", time.time() + 60)  # queued while the slot has no master
+                took = await within(15.0, b, lambda s: s.cooling("nim", time.time()))
+                print(f"shared again {took:.2f} s after the master died")
+                assert cluster.owner(f"{Killable.PREFIX}:replicas") == replica
+                a.record(KEY, Sample("timeout"))
+                await within(1.0, b, lambda s: s[KEY].outcomes["timeout"] > 0.9)
+            finally:
+                await a.close()
+                await b.close()
+
+        asyncio.run(scenario())
+    finally:
+        cluster.stop()
+    assert any("again" in r.getMessage() for r in logs.records)  # the outage was seen and ended
