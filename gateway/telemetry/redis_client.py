@@ -15,8 +15,8 @@ from redis.exceptions import RedisClusterException, RedisError
 Client = Redis | RedisCluster
 # RedisClusterException (no reachable node, slots not covered) is not a RedisError.
 FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
-# Finding the topology is CLUSTER SLOTS plus COMMAND, whose ~100 KB reply redis-py parses (~40 ms here) to
-# route commands by key: more than one round trip's timeout, and paid only at start and after a failure.
+# Finding the topology is CLUSTER SLOTS plus, the first time, COMMAND, whose ~100 KB reply redis-py parses
+# (~40 ms here) to route commands by key: more than one round trip's timeout, and paid only at start.
 _DISCOVERY_S = 1.0
 
 
