@@ -13,12 +13,14 @@ $(BIN)/routeway: pyproject.toml
 
 install: $(BIN)/routeway
 
-# The suite starts its own redis-server and drives Debian's Chromium (the dashboard's browser tests, through
-# Playwright, never `playwright install`). Whatever is missing comes from Debian's packages, as root or
-# through sudo; otherwise say what to install rather than fail inside apt-get.
+# The suite starts its own redis-server (and a Redis Cluster, which redis-cli from redis-tools joins) and
+# drives Debian's Chromium (the dashboard's browser tests, through Playwright, never `playwright install`).
+# Whatever is missing comes from Debian's packages, as root or through sudo; otherwise say what to install
+# rather than fail inside apt-get.
 system-packages:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="redis-server"; \
+	command -v redis-cli >/dev/null 2>&1 || missing="$$missing redis-tools"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; \

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=4096, gt=0)  # open connections; beyond it a request gets 503
     max_inflight: int = Field(default=2048, gt=0)  # requests being served (streams included); then 503
     redis_url: str | None = None
+    # The URL names one node of a Redis Cluster (the client finds the others); keys then carry a hash tag.
+    redis_cluster: bool = False
     # Telemetry: how fast old measurements stop counting, and how often replicas share through Redis.
     telemetry_half_life_s: float = Field(default=30.0, gt=0)
     telemetry_flush_ms: int = Field(default=100, gt=0)

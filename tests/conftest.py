@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# The Redis Cluster fixtures (a module of their own: they import free_port from here).
+pytest_plugins = ("tests.redis_cluster",)
+
 
 def free_port() -> int:
     with socket.socket() as s:

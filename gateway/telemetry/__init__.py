@@ -37,5 +37,6 @@ def make_store(settings: Settings) -> TelemetryStore:
             timeout_s=settings.redis_timeout_ms / 1000,
             replica_ttl_s=settings.telemetry_replica_ttl_s,
             prefix=settings.telemetry_redis_prefix,
+            cluster=settings.redis_cluster,
         )
     return MemoryStore(settings.telemetry_half_life_s, max_age_s=settings.telemetry_refresh_ms / 1000)

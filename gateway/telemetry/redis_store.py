@@ -18,6 +18,11 @@ One background task does all the I/O: every `flush_s` one pipelined round trip w
 hashes in the same round trip. Every call has a socket timeout of tens of ms. While Redis is unreachable
 the store keeps serving its local telemetry (remote data is dropped once it is older than the replica TTL),
 logs one warning per outage and one info line when Redis answers again.
+
+On a Redis Cluster (`cluster=True`) both keys carry one hash tag (`{routeway:telemetry:v1}:replicas` unless
+the prefix has its own), so the round trip and each script touch one slot, on one node; any failure there
+(a node down, failing over, a slot moving) is an outage like any other, after which the client asks the
+nodes for the slot map again (redis_client.py).
 """
 
 from __future__ import annotations
@@ -32,11 +37,8 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
+from gateway.telemetry import redis_client
 from gateway.telemetry.headroom import Headroom
 from gateway.telemetry.store import Key, MemoryStore, Remote, RemoteView
 from gateway.telemetry.window import WIDTH, Sample
@@ -61,7 +63,7 @@ _KEY_TTL_MS = 3_600_000  # both hashes vanish an hour after the last replica wro
 _MAX_PENDING_OPS = 1024
 _DOWN_RETRY_S = 0.5
 READY_WITHOUT_REDIS_S = 10.0
-_RedisFailure = (RedisError, OSError, TimeoutError)
+_RedisFailure = redis_client.FAILURES
 
 
 class RedisStore(MemoryStore):
@@ -78,22 +80,25 @@ class RedisStore(MemoryStore):
         replica_ttl_s: float = 3.0,
         prefix: str = "routeway:telemetry:v1",
         replica_id: str | None = None,
+        cluster: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(half_life_s, clock=clock, max_age_s=refresh_s)
         self.replica_id = replica_id or uuid.uuid4().hex[:12]
-        self._url = url
+        self._url, self._cluster = url, cluster
         self._flush_s, self._refresh_s, self._timeout_s = flush_s, refresh_s, timeout_s
         self._ttl_s = replica_ttl_s
-        self._replicas_key, self._cooldowns_key = f"{prefix}:replicas", f"{prefix}:cooldowns"
+        self._replicas_key, self._cooldowns_key = redis_client.store_keys(
+            prefix, ("replicas", "cooldowns"), cluster
+        )
         self._ops: deque[tuple[str, float | None]] = deque(maxlen=_MAX_PENDING_OPS)  # None = clear
         self._prune_replicas: list[bytes] = []
         self._prune_cooldowns: list[bytes] = []
         self._dirty = True
         self._last_write = self._last_read = self._last_try = -float("inf")
-        self._down = False
+        self._down = self._stale = False
         self._down_since = float("inf")
-        self._redis: Redis | None = None
+        self._redis: redis_client.Client | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -133,15 +138,7 @@ class RedisStore(MemoryStore):
     async def start(self) -> None:
         if self._task is not None:
             return
-        t = self._timeout_s
-        self._redis = Redis.from_url(
-            self._url,
-            socket_timeout=t,
-            socket_connect_timeout=t,
-            retry=Retry(NoBackoff(), 0),  # the loop is the retry; the default would stall it for seconds
-            retry_on_timeout=False,
-            health_check_interval=0,
-        )
+        self._redis = redis_client.connect(self._url, self._timeout_s, self._cluster)
         self._task = asyncio.create_task(self._run(), name="telemetry-redis")
 
     async def close(self) -> None:
@@ -180,6 +177,7 @@ class RedisStore(MemoryStore):
 
     def _failed(self, now: float, exc: BaseException, unexpected: bool = False) -> None:
         self._dirty = True  # the next successful write is the resync
+        self._stale = True  # on a cluster: a node may have failed over, ask for the slot map again
         if not self._down:
             self._down = True
             self._down_since = now
@@ -195,6 +193,8 @@ class RedisStore(MemoryStore):
 
     async def _tick(self, now: float) -> None:
         assert self._redis is not None
+        await redis_client.discover(self._redis, self._stale)  # before anything is taken off the queue
+        self._stale = False
         write = self._dirty or now - self._last_write >= self._ttl_s / 3
         read = now - self._last_read >= self._refresh_s
         ops = list(self._ops)

@@ -28,6 +28,7 @@ import yaml
 from gateway.sim import SimThread
 from tests.conftest import free_port
 from tests.integration.conftest import CLIENT_KEY, default_policy
+from tests.redis_cluster import BOTH, SharedRedis
 
 REPO = Path(__file__).resolve().parents[2]
 MSG = [{"role": "user", "content": "Say hello"}]
@@ -37,12 +38,14 @@ AUTH = {"Authorization": f"Bearer {CLIENT_KEY}"}
 class Replica:
     """`routeway serve` as a subprocess on a free port."""
 
-    def __init__(self, config: Path, redis_url: str, prefix: str) -> None:
+    def __init__(self, config: Path, redis: SharedRedis | str, prefix: str, node: int = 0) -> None:
         self.port = free_port()
+        if isinstance(redis, str):
+            redis = SharedRedis((redis,), cluster=False)
         env = {
             **os.environ,
             "ROUTEWAY_API_KEYS": CLIENT_KEY,
-            "ROUTEWAY_REDIS_URL": redis_url,
+            **redis.env(node),  # on a cluster, each replica starts from its own node
             "ROUTEWAY_TELEMETRY_REDIS_PREFIX": prefix,  # apart from other tests on the session's server
             "ROUTEWAY_RELOAD_POLICIES": "false",
             "ROUTEWAY_ACCESS_LOG": "false",
@@ -94,11 +97,11 @@ def replica_policy(sims: SimThread) -> dict[str, Any]:
 
 
 @pytest.fixture
-def fleet(sims: SimThread, redis_url: str, tmp_path: Path) -> Iterator[list[Replica]]:
+def fleet(sims: SimThread, shared_redis: SharedRedis, tmp_path: Path) -> Iterator[list[Replica]]:
     config = tmp_path / "policy.yaml"
     config.write_text(yaml.safe_dump(replica_policy(sims), sort_keys=False))
     prefix = f"test:replicas:{uuid.uuid4().hex[:8]}"
-    replicas = [Replica(config, redis_url, prefix) for _ in range(3)]
+    replicas = [Replica(config, shared_redis, prefix, node=i) for i in range(3)]
     try:
         for r in replicas:
             wait_for(r.ready, 30, f"replica on port {r.port} never became ready")
@@ -168,6 +171,7 @@ def _answers(url: str) -> bool:
         return False
 
 
+@BOTH
 def test_what_one_replica_learns_the_others_route_on(sims: SimThread, fleet: list[Replica]) -> None:
     a, b, c = fleet
     fastest = {"x-routeway-objective": "fastest"}
@@ -188,6 +192,7 @@ def test_what_one_replica_learns_the_others_route_on(sims: SimThread, fleet: lis
     assert "routeway_requests_in_flight" in httpx.get(b.root + "/metrics", timeout=5).text
 
 
+@BOTH
 def test_a_breaker_opened_by_one_replica_keeps_the_others_off_that_backend(
     sims: SimThread, fleet: list[Replica]
 ) -> None:

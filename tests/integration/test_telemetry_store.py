@@ -1,4 +1,5 @@
-"""RedisStore across two replicas on a real redis-server: sharing, cooldowns, an outage and the recovery."""
+"""RedisStore across two replicas on a real redis-server and on a real Redis Cluster: sharing, cooldowns,
+an outage and the recovery, and the cluster's one hash slot."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from redis import Redis
 
 from gateway.telemetry import RedisStore, Sample, Snapshot
+from tests.redis_cluster import BOTH, LocalCluster, SharedRedis
 
 KEY = ("groq", "llama-3.3-70b-versatile")
 OK = Sample("ok", ttft_s=0.2, duration_s=1.2, output_tokens=100)
@@ -47,11 +50,16 @@ def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
             time.sleep(0.02)
 
 
-def pair(url: str, replica_ttl_s: float = 3.0) -> tuple[RedisStore, RedisStore]:
-    prefix = f"test:{uuid.uuid4().hex[:8]}"  # tests sharing the session's server stay apart
+def pair(redis: SharedRedis, replica_ttl_s: float = 3.0, prefix: str = "") -> tuple[RedisStore, RedisStore]:
+    """Two replicas; on a cluster each starts from its own node, and at least one is not the slot's owner."""
+    prefix = prefix or f"test:{uuid.uuid4().hex[:8]}"  # tests sharing the session's server stay apart
     return (
-        RedisStore(url, replica_id="a", prefix=prefix, replica_ttl_s=replica_ttl_s),
-        RedisStore(url, replica_id="b", prefix=prefix, replica_ttl_s=replica_ttl_s),
+        RedisStore(
+            redis.url(0), replica_id="a", prefix=prefix, replica_ttl_s=replica_ttl_s, cluster=redis.cluster
+        ),
+        RedisStore(
+            redis.url(1), replica_id="b", prefix=prefix, replica_ttl_s=replica_ttl_s, cluster=redis.cluster
+        ),
     )
 
 
@@ -91,9 +99,12 @@ def logs() -> Iterator[Collect]:
     logger.setLevel(level)
 
 
-def test_replicas_share_telemetry_and_cooldowns(redis_url: str) -> None:
+@BOTH
+def test_replicas_share_telemetry_and_cooldowns(shared_redis: SharedRedis) -> None:
+    """On a cluster the two replicas start from different nodes and still meet in the one slot."""
+
     async def scenario() -> None:
-        a, b = pair(redis_url)
+        a, b = pair(shared_redis)
         await a.start()
         await b.start()
         try:
@@ -128,23 +139,67 @@ def test_replicas_share_telemetry_and_cooldowns(redis_url: str) -> None:
     asyncio.run(scenario())
 
 
-def test_outage_falls_back_to_local_and_resyncs(tmp_path: Path, logs: Collect) -> None:
-    port = free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-    proc = start_redis(port, tmp_path)
+class Killable:
+    """A Redis of the test's own that it can kill and bring back: a server, or the node serving the slot."""
 
-    async def scenario() -> subprocess.Popen[bytes]:
-        nonlocal proc
-        a, b = pair(url, replica_ttl_s=1.0)
+    PREFIX = "{outage}:telemetry"  # a prefix with its own hash tag: on a cluster, kept as it is
+
+    def __init__(self, kind: str, workdir: Path) -> None:
+        self.cluster = LocalCluster(workdir) if kind == "cluster" else None
+        if self.cluster is None:
+            self.port = free_port()
+            self.proc: subprocess.Popen[bytes] | None = start_redis(self.port, workdir)
+            self.redis = SharedRedis((f"redis://127.0.0.1:{self.port}/0",), cluster=False)
+        else:
+            self.port = self.cluster.owner(f"{self.PREFIX}:replicas")
+            self.proc = None
+            self.redis = self.cluster.shared()
+        self.workdir = workdir
+
+    def kill(self) -> None:
+        if self.cluster is not None:
+            self.cluster.kill(self.port)
+        elif self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self) -> None:
+        if self.cluster is not None:
+            self.cluster.start_node(self.port)  # its nodes.conf makes it rejoin with its slots
+        else:
+            self.proc = start_redis(self.port, self.workdir)
+
+    def stop(self) -> None:
+        if self.cluster is not None:
+            self.cluster.stop()
+        elif self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(params=["single", "cluster"])
+def killable(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Killable]:
+    redis = Killable(request.param, tmp_path)
+    yield redis
+    redis.stop()
+
+
+def test_outage_falls_back_to_local_and_resyncs(killable: Killable, logs: Collect) -> None:
+    """On a cluster the outage is the slot's master dying (no replica to fail over to) and coming back."""
+
+    async def scenario() -> None:
+        a, b = pair(killable.redis, replica_ttl_s=1.0, prefix=Killable.PREFIX)
         await a.start()
         await b.start()
         try:
             a.record(KEY, OK)
             a.add_in_flight(KEY, 1)
             await within(1.0, b, lambda s: KEY in s and s[KEY].in_flight == 1)
+            # Count from here: two replicas in one event loop can time each other out at start (one
+            # parsing the cluster's COMMAND table holds the loop), which the next tick recovers from.
+            logs.records.clear()
 
-            proc.kill()
-            proc.wait()
+            killable.kill()
             end = time.monotonic() + 1.5
             while time.monotonic() < end:  # every call keeps working while Redis is gone
                 a.record(KEY, Sample("server"))
@@ -158,9 +213,12 @@ def test_outage_falls_back_to_local_and_resyncs(tmp_path: Path, logs: Collect) -
             warnings = [r for r in logs.records if r.levelno >= logging.WARNING]
             assert sorted(replica(r) for r in warnings) == ["a", "b"], warnings  # one per replica
 
-            proc = start_redis(port, tmp_path)
+            killable.restart()
             # Sharing resumes, and what A learned during the outage reaches B (the full resync).
-            await within(3.0, b, lambda s: KEY in s and s[KEY].outcomes["server"] > 5)
+            # A cluster also waits for the rejoined master to see its peers again (node timeout: 1 s).
+            resync_s = 6.0 if killable.cluster else 3.0
+            took = await within(resync_s, b, lambda s: KEY in s and s[KEY].outcomes["server"] > 5)
+            print(f"resynced {took:.2f} s after the restart")
             await within(1.0, b, lambda s: s.cooling("nim", time.time()))
             a.record(KEY, Sample("timeout"))
             await within(1.0, b, lambda s: s[KEY].outcomes["timeout"] > 0.9)
@@ -171,18 +229,14 @@ def test_outage_falls_back_to_local_and_resyncs(tmp_path: Path, logs: Collect) -
         finally:
             await a.close()
             await b.close()
-        return proc
 
-    try:
-        proc = asyncio.run(scenario())
-    finally:
-        proc.kill()
-        proc.wait()
+    asyncio.run(scenario())
 
 
-def test_start_without_redis_keeps_working(logs: Collect) -> None:
+@pytest.mark.parametrize("cluster", [False, True], ids=["single", "cluster"])
+def test_start_without_redis_keeps_working(cluster: bool, logs: Collect) -> None:
     async def scenario() -> None:
-        store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", replica_id="lonely")
+        store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", replica_id="lonely", cluster=cluster)
         await store.start()
         store.record(KEY, OK)
         await asyncio.sleep(0.3)
@@ -192,3 +246,71 @@ def test_start_without_redis_keeps_working(logs: Collect) -> None:
 
     asyncio.run(scenario())
     assert len([r for r in logs.records if r.levelno >= logging.WARNING]) == 1
+
+
+def test_on_a_cluster_every_key_lands_in_one_slot_on_one_node(redis_cluster: LocalCluster) -> None:
+    """What the hash tag is for: the round trip and the scripts never cross slots (no CROSSSLOT)."""
+    prefix = f"test:slot:{uuid.uuid4().hex[:8]}"
+
+    async def scenario() -> None:
+        a, b = pair(redis_cluster.shared(), prefix=prefix)
+        await a.start()
+        await b.start()
+        try:
+            a.record(KEY, OK)
+            b.set_cooldown("groq", time.time() + 30)  # the cooldowns hash exists only with one in it
+            await within(1.0, a, lambda s: s.cooling("groq", time.time()))
+            await within(1.0, b, lambda s: KEY in s)
+            held = keys_by_node(redis_cluster, prefix)  # while both replicas are in the hash
+        finally:
+            await a.close()
+            await b.close()
+        tagged = f"{{{prefix}}}"
+        assert list(held.values()) == [[f"{tagged}:cooldowns".encode(), f"{tagged}:replicas".encode()]]
+
+    asyncio.run(scenario())
+
+
+def keys_by_node(cluster: LocalCluster, prefix: str) -> dict[int, list[bytes]]:
+    """Each master's keys under `prefix`, checking with CLUSTER KEYSLOT that a node's keys share one slot."""
+    held: dict[int, list[bytes]] = {}
+    for port in cluster.ports:
+        with Redis(port=port) as node:
+            if keys := sorted(node.scan_iter(match=f"*{prefix}*")):
+                held[port] = keys
+                slots = {node.execute_command("CLUSTER KEYSLOT", k) for k in keys}
+                assert len(slots) == 1, slots
+    return held
+
+
+def test_a_cluster_failover_is_an_outage_then_sharing_resumes_on_the_promoted_replica(
+    tmp_path: Path, logs: Collect
+) -> None:
+    """The slot's master dies and its replica takes over: the stores ask the nodes for the slot map again."""
+    cluster = LocalCluster(tmp_path)
+    try:
+        master = cluster.owner(f"{Killable.PREFIX}:replicas")
+        replica = cluster.add_replica(master)
+
+        async def scenario() -> None:
+            a, b = pair(cluster.shared(), replica_ttl_s=1.0, prefix=Killable.PREFIX)
+            await a.start()
+            await b.start()
+            try:
+                a.record(KEY, OK)
+                await within(1.0, b, lambda s: KEY in s)
+                cluster.kill(master)
+                a.set_cooldown("nim", time.time() + 60)  # queued while the slot has no master
+                took = await within(15.0, b, lambda s: s.cooling("nim", time.time()))
+                print(f"shared again {took:.2f} s after the master died")
+                assert cluster.owner(f"{Killable.PREFIX}:replicas") == replica
+                a.record(KEY, Sample("timeout"))
+                await within(1.0, b, lambda s: s[KEY].outcomes["timeout"] > 0.9)
+            finally:
+                await a.close()
+                await b.close()
+
+        asyncio.run(scenario())
+    finally:
+        cluster.stop()
+    assert any("again" in r.getMessage() for r in logs.records)  # the outage was seen and ended
