@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 import uvicorn
@@ -187,3 +189,15 @@ def fresh_gateway(sims: SimThread, tmp_path: Path) -> Iterator[GatewayThread]:
 @pytest.fixture
 def client(gateway: GatewayThread) -> openai.OpenAI:
     return gateway.client()
+
+
+def wait_serving(proc: subprocess.Popen[Any], port: int, timeout_s: float = 20) -> None:
+    """Returns once a `routeway serve` subprocess answers GET /healthz; fails if it exits or is too slow."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5)
+            return
+        except httpx.HTTPError:
+            assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.1)

@@ -16,7 +16,7 @@ import yaml
 
 from gateway.sim import SimThread
 from tests.conftest import free_port
-from tests.integration.conftest import BACKEND_KEY, GatewayThread, default_policy
+from tests.integration.conftest import BACKEND_KEY, GatewayThread, default_policy, wait_serving
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENT_KEY = "rw-client-auth-test"
@@ -93,14 +93,7 @@ class _Serve:
         self.stderr = ""
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=0.5)
-                return
-            except httpx.HTTPError:
-                assert self.proc.poll() is None and time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.1)
+        wait_serving(self.proc, self.port)
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -15,7 +15,7 @@ import yaml
 
 from gateway.sim import SimThread
 from tests.conftest import free_port
-from tests.integration.conftest import BACKEND_KEY, GatewayThread, default_policy
+from tests.integration.conftest import BACKEND_KEY, GatewayThread, default_policy, wait_serving
 
 REPO = Path(__file__).resolve().parents[2]
 MSG = [{"role": "user", "content": "hi"}]
@@ -96,14 +96,7 @@ def test_serve_process_answers_the_sdk(sims: SimThread, tmp_path: Path) -> None:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5)
-                break
-            except httpx.HTTPError:
-                assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.1)
+        wait_serving(proc, port)
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
         resp = client.chat.completions.create(model="fast-only", messages=MSG, max_tokens=2)  # type: ignore[arg-type]
         assert resp.choices[0].message.content

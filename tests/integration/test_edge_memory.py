@@ -7,18 +7,16 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
 import yaml
 
 from gateway.sim import SimThread
 from tests.conftest import free_port
-from tests.integration.conftest import BACKEND_KEY, default_policy
+from tests.integration.conftest import BACKEND_KEY, default_policy, wait_serving
 
 REPO = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
@@ -55,14 +53,7 @@ def served(sims: SimThread, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     cmd = [sys.executable, "-m", "gateway", "serve", "--config", str(policy), "--port", str(port)]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5)
-                break
-            except httpx.HTTPError:
-                assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.1)
+        wait_serving(proc, port)
         yield Served(proc, port)
     finally:
         proc.terminate()
