@@ -152,6 +152,11 @@ def test_secret_never_prints(caplog: pytest.LogCaptureFixture) -> None:
         pickle.dumps(secret)
 
 
+def test_secrets_compare_by_value_whatever_their_characters() -> None:
+    assert Secret("clé-1") == Secret("clé-1")  # compare_digest on str would raise for non-ASCII
+    assert Secret("clé-1") != Secret("clé-2") and Secret("k") != "k"
+
+
 def test_scrub_takes_a_secret() -> None:
     assert scrub(f"upstream said: bad key {KEY}", Secret(KEY)) == f"upstream said: bad key {REDACTED}"
     assert scrub(f"bad key {KEY}", target(api_key=KEY).api_key) == f"bad key {REDACTED}"
