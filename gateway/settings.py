@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     telemetry_replica_ttl_s: float = Field(default=3.0, gt=0)  # a silent replica stops counting after this
     telemetry_redis_prefix: str = "routeway:telemetry:v1"
     redis_timeout_ms: int = Field(default=50, gt=0)
+    # Stored responses (Responses API `store`, `previous_response_id`): in Redis when redis_url is set,
+    # else in this process (then within responses_memory_max_bytes, oldest out first).
+    responses_ttl_s: float = Field(default=30 * 86400, gt=0)  # OpenAI keeps stored responses 30 days
+    responses_memory_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    responses_max_record_bytes: int = Field(default=8 * 1024 * 1024, gt=0)  # one conversation, stored
+    responses_redis_prefix: str = "routeway:responses:v1"
+    responses_store_timeout_ms: int = Field(default=1000, gt=0)  # one Redis call: a blob may be megabytes
     # Upstream connection pool, shared by every backend.
     upstream_pool_size: int = 4096  # a cap queues requests silently: keep it above the expected streams
     upstream_pool_per_host: int = 0
