@@ -89,8 +89,10 @@ def from_chat(call: MessagesCall, completion: dict[str, Any]) -> dict[str, Any]:
     choice = first_choice(completion)
     message = obj(choice.get("message"))
     content: list[dict[str, Any]] = []
-    if text_or(message.get("content")):
-        content.append({"type": "text", "text": message["content"]})
+    # Anthropic has no refusal block: a refusal is what the model said (stop_reason tells the rest).
+    text = text_or(message.get("content")) + text_or(message.get("refusal"))
+    if text:
+        content.append({"type": "text", "text": text})
     calls = message.get("tool_calls")
     for tc in calls if isinstance(calls, list) else ():
         fn = obj(obj(tc).get("function"))
@@ -187,8 +189,8 @@ class MessagesStreamEncoder:
     def _choice(self, choice: dict[str, Any], out: list[bytes]) -> None:
         delta = choice.get("delta")
         if isinstance(delta, dict):
-            text = delta.get("content")
-            if isinstance(text, str) and text:
+            text = text_or(delta.get("content")) + text_or(delta.get("refusal"))
+            if text:
                 if self._block < 0 or self._tool is not None:
                     self._open({"type": "text", "text": ""}, out)
                 self._delta({"type": "text_delta", "text": text}, out)

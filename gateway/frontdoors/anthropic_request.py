@@ -15,6 +15,7 @@ import orjson
 
 from gateway.errors import BadRequest
 from gateway.frontdoors.wire import (
+    label,
     unsupported,
     want_bool,
     want_dict,
@@ -135,18 +136,25 @@ def _assistant(blocks: list[dict[str, Any]], param: str) -> dict[str, Any]:
                     "type": "function",
                     "function": {
                         "name": want_str(block.get("name"), f"{param}.{j}.name"),
-                        "arguments": orjson.dumps(want_dict(tool_input, f"{param}.{j}.input")).decode(),
+                        "arguments": _json(want_dict(tool_input, f"{param}.{j}.input"), f"{param}.{j}.input"),
                     },
                 }
             )
-        elif kind not in _DROPPED_BLOCKS:
-            raise unsupported(f"assistant content blocks of type {str(kind)!r}", f"{param}.{j}.type")
+        elif not (isinstance(kind, str) and kind in _DROPPED_BLOCKS):
+            raise unsupported(f"assistant content blocks of type {label(kind)}", f"{param}.{j}.type")
     out: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
     if calls:
         out["tool_calls"] = calls
     elif out["content"] is None:
         out["content"] = ""
     return out
+
+
+def _json(value: dict[str, Any], param: str) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:  # integers past 64 bits, nesting past orjson's writing depth
+        raise BadRequest(f"'{param}' cannot be encoded as JSON arguments", param=param) from None
 
 
 def _user(blocks: list[dict[str, Any]], param: str) -> list[dict[str, Any]]:
@@ -170,7 +178,7 @@ def _user(blocks: list[dict[str, Any]], param: str) -> list[dict[str, Any]]:
             )
             parts.extend(images)  # chat's tool messages hold text: the images follow in the user turn
         else:
-            raise unsupported(f"user content blocks of type {str(kind)!r}", f"{param}.{j}.type")
+            raise unsupported(f"user content blocks of type {label(kind)}", f"{param}.{j}.type")
     out = list(tools)
     if parts:
         if all(p["type"] == "text" for p in parts):
@@ -190,7 +198,7 @@ def _image(block: dict[str, Any], param: str) -> dict[str, Any]:
     elif kind == "url":
         url = want_str(source.get("url"), f"{param}.source.url") or ""
     else:
-        raise unsupported(f"image sources of type {str(kind)!r}", f"{param}.source.type")
+        raise unsupported(f"image sources of type {label(kind)}", f"{param}.source.type")
     return {"type": "image_url", "image_url": {"url": url}}
 
 
@@ -209,7 +217,7 @@ def _tool_result(block: dict[str, Any], param: str) -> tuple[str, list[dict[str,
                 images.append(_image(inner, f"{param}.content.{k}"))
             else:
                 raise unsupported(
-                    f"tool_result content of type {str(inner.get('type'))!r}", f"{param}.content.{k}.type"
+                    f"tool_result content of type {label(inner.get('type'))}", f"{param}.content.{k}.type"
                 )
         text = "\n".join(texts)
     if want_bool(block.get("is_error"), f"{param}.is_error"):
@@ -224,7 +232,7 @@ def _tools(body: dict[str, Any], chat: dict[str, Any]) -> None:
         for i, tool in enumerate(want_list(tools, "tools")):
             tool = want_dict(tool, f"tools.{i}")
             if tool.get("type") not in (None, "custom"):
-                server.append(str(tool.get("type")))
+                server.append(label(tool.get("type")))
                 continue
             fn: dict[str, Any] = {
                 "name": want_str(tool.get("name"), f"tools.{i}.name"),
@@ -253,7 +261,7 @@ def _tools(body: dict[str, Any], chat: dict[str, Any]) -> None:
             "type": "function",
             "function": {"name": want_str(choice.get("name"), "tool_choice.name")},
         }
-    elif kind in _TOOL_CHOICE:
+    elif isinstance(kind, str) and kind in _TOOL_CHOICE:
         chat["tool_choice"] = _TOOL_CHOICE[kind]
     else:
         raise BadRequest("'tool_choice.type' must be auto, any, tool or none", param="tool_choice.type")

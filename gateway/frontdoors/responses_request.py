@@ -13,6 +13,7 @@ from typing import Any
 from gateway.errors import BadRequest
 from gateway.frontdoors.wire import (
     kind_of,
+    label,
     new_id,
     unsupported,
     want_bool,
@@ -104,7 +105,7 @@ def _refuse_unserved(body: dict[str, Any]) -> None:
     include = body.get("include")
     if include is not None:
         for i, name in enumerate(want_list(include, "include")):
-            if name not in _HARMLESS_INCLUDES:
+            if not isinstance(name, str) or name not in _HARMLESS_INCLUDES:
                 raise unsupported(f"include value {name!r}", f"include[{i}]")
 
 
@@ -158,7 +159,7 @@ def _tools(body: dict[str, Any], call: ResponsesCall) -> None:
         for i, tool in enumerate(want_list(tools, "tools")):
             tool = want_dict(tool, f"tools[{i}]")
             if tool.get("type") != "function":
-                builtin.append(str(tool.get("type")))
+                builtin.append(label(tool.get("type")))
                 continue
             fn, echoed = _function_tool(tool, f"tools[{i}]")
             chat_tools.append({"type": "function", "function": fn})
@@ -215,7 +216,7 @@ def _tool_choice(choice: Any) -> Any:
     choice = want_dict(choice, "tool_choice")
     if choice.get("type") == "function":
         return {"type": "function", "function": {"name": want_str(choice.get("name"), "tool_choice.name")}}
-    raise unsupported(f"tool_choice of type {str(choice.get('type'))!r}", "tool_choice")
+    raise unsupported(f"tool_choice of type {label(choice.get('type'))}", "tool_choice")
 
 
 def _text_format(body: dict[str, Any], call: ResponsesCall) -> None:
@@ -276,7 +277,7 @@ def _item(raw: Any, param: str) -> Item:
         }
     if kind == "item_reference":
         raise unsupported("'item_reference' input items (use previous_response_id)", param)
-    raise unsupported(f"input items of type {str(kind)!r}", f"{param}.type")
+    raise unsupported(f"input items of type {label(kind)}", f"{param}.type")
 
 
 def _given_id(item: dict[str, Any], kind: str) -> str:
@@ -345,7 +346,7 @@ def _part(raw: Any, param: str) -> dict[str, Any]:
         return {"type": "input_image", "image_url": url, "detail": detail}
     if kind == "input_file":
         raise unsupported("'input_file' content", f"{param}.type")
-    raise BadRequest(f"'{param}.type' {str(kind)!r} is not a known content type", param=f"{param}.type")
+    raise BadRequest(f"'{param}.type' {label(kind)} is not a known content type", param=f"{param}.type")
 
 
 def _as_output(part: dict[str, Any], param: str) -> dict[str, Any]:
@@ -366,7 +367,7 @@ def _tool_output(raw: Any, param: str) -> str:
         part = want_dict(part, f"{param}[{j}]")
         if part.get("type") != "input_text":
             raise unsupported(
-                f"function_call_output parts of type {str(part.get('type'))!r}", f"{param}[{j}]"
+                f"function_call_output parts of type {label(part.get('type'))}", f"{param}[{j}]"
             )
         texts.append(want_str(part.get("text"), f"{param}[{j}].text"))
     return "".join(t for t in texts if t is not None)

@@ -118,3 +118,10 @@ def first_choice(completion: dict[str, Any]) -> dict[str, Any]:
     """A chat completion's first choice (both doors answer one), or an empty object."""
     choices = completion.get("choices")
     return obj(choices[0]) if isinstance(choices, list) and choices else {}
+
+
+def label(value: Any) -> str:
+    """A client's type name quoted for an error message: short strings as given, anything else by kind."""
+    if isinstance(value, str) and len(value) <= 64 and value.isprintable():
+        return repr(value)
+    return kind_of(value)

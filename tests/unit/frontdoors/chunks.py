@@ -1,4 +1,4 @@
-"""Canonical chat.completion.chunk payloads for the encoders' tests, as a backend's stream would carry them."""
+"""Canonical chat.completion.chunk payloads for the encoders' tests, as a backend streams them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Test helpers for the front doors' streams: named SSE events parsed back, each checked against its schema."""
+"""Test helpers for the front doors' streams: named SSE events parsed back, checked against schemas."""
 
 from __future__ import annotations
 

@@ -162,7 +162,11 @@ def test_previous_response_alone_needs_no_input() -> None:
 @pytest.mark.parametrize(
     ("body", "param", "named"),
     [
-        ({"tools": [{"type": "web_search"}, {"type": "file_search"}]}, "tools", "file_search, web_search"),
+        (
+            {"tools": [{"type": "web_search"}, {"type": "file_search"}]},
+            "tools",
+            "'file_search', 'web_search'",
+        ),
         ({"tool_choice": {"type": "web_search_preview"}}, "tool_choice", "web_search_preview"),
         ({"background": True}, "background", "background"),
         ({"conversation": "conv_1"}, "conversation", "conversation"),
