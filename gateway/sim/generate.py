@@ -160,9 +160,14 @@ def _sample_scalar(kind: Any, salt: int) -> Any:
     return WORDS[salt % len(WORDS)] + " " + WORDS[(salt + 1) % len(WORDS)]
 
 
-def chosen_tool(tools: Any, tool_choice: Any) -> dict[str, Any] | None:
-    """The function the model "decides" to call, or None when tools are absent or switched off."""
+def chosen_tool(tools: Any, tool_choice: Any, messages: Any = None) -> dict[str, Any] | None:
+    """The function the model "decides" to call, or None when tools are absent or switched off, or when
+    the conversation ends with a tool's result and no call is forced (the model then answers in words, so
+    a client's tool loop ends as it would with a real model)."""
     if not isinstance(tools, list) or not tools or tool_choice == "none":
+        return None
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    if isinstance(last, dict) and last.get("role") == "tool" and tool_choice in (None, "auto"):
         return None
     functions: list[dict[str, Any]] = [
         t["function"] for t in tools if isinstance(t, dict) and isinstance(t.get("function"), dict)

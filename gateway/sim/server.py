@@ -229,7 +229,7 @@ def _seed(body: dict[str, Any]) -> int:
 def _chat_answer(body: dict[str, Any], index: int, cap: int | None, reply_id: str) -> gen.Answer:
     count = cap if cap is not None else gen.DEFAULT_MAX_TOKENS
     seed = _seed(body)
-    tool = gen.chosen_tool(body.get("tools"), body.get("tool_choice"))
+    tool = gen.chosen_tool(body.get("tools"), body.get("tool_choice"), body.get("messages"))
     if tool is not None:
         return gen.tool_answer(index, tool, seed, reply_id)
     response_format = body.get("response_format")

@@ -258,6 +258,20 @@ def test_tools_produce_tool_calls(sim: SimThread) -> None:
     assert plain.choices[0].finish_reason == "stop" and plain.choices[0].message.content
 
 
+def test_a_tool_result_is_answered_in_words(sim: SimThread) -> None:
+    """After the tool's result the model answers (a client's tool loop ends); a forced call still calls."""
+    client = sdk(sim.urls["fast"])
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    turns = [*HI, {"role": "assistant", "content": None, "tool_calls": [call]}]
+    turns.append({"role": "tool", "tool_call_id": "call_1", "content": "sunny"})
+    done = client.chat.completions.create(model=CHAT, messages=turns, tools=[WEATHER_TOOL])
+    assert done.choices[0].finish_reason == "stop" and done.choices[0].message.content
+    forced = client.chat.completions.create(
+        model=CHAT, messages=turns, tools=[WEATHER_TOOL], tool_choice="required"
+    )
+    assert forced.choices[0].finish_reason == "tool_calls"
+
+
 def test_streamed_tool_call_reassembles(sim: SimThread) -> None:
     stream = sdk(sim.urls["fast"]).chat.completions.create(
         model=CHAT,
