@@ -1,8 +1,8 @@
-"""The ASGI entry point: the OpenAI POST routes are served straight from ASGI, everything else by FastAPI.
+"""The ASGI entry point: the endpoints' POST routes are served straight from ASGI, the rest by FastAPI.
 
 FastAPI's routing, dependency and middleware layers cost about as much per request as all of Routeway's
-own work (docs/benchmarks.md), so the three hot routes skip them: the body is read from `receive`, the
-answer goes out in two `send` calls. Streams still use Starlette's StreamingResponse (an ASGI app)."""
+own work (docs/benchmarks.md), so the routes of gateway.endpoints skip them: the body is read from
+`receive`, the answer goes out in two `send` calls. Streams still use Starlette's StreamingResponse."""
 
 from __future__ import annotations
 
@@ -29,9 +29,12 @@ _JSON = (b"content-type", b"application/json")
 class Front:
     """Wraps the FastAPI app (which still owns the lifespan, the other routes and their errors)."""
 
-    def __init__(self, app: FastAPI, bodies: Bodies) -> None:
+    def __init__(
+        self, app: FastAPI, bodies: Bodies, endpoints: Mapping[str, EndpointSpec] = ENDPOINTS
+    ) -> None:
         self.app = app
         self.bodies = bodies
+        self.endpoints = endpoints  # the paths served here, each by its spec
         app.state.bodies = bodies  # the FastAPI routes that read a body use the same limits
 
     @property
@@ -39,7 +42,7 @@ class Front:
         return self.app.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = ENDPOINTS.get(scope["path"]) if scope["type"] == "http" else None
+        endpoint = self.endpoints.get(scope["path"]) if scope["type"] == "http" else None
         if endpoint is None:
             await self.app(scope, receive, send)
             return
