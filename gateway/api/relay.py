@@ -105,10 +105,13 @@ async def relay(
             await rt.guards.admit(principal, plan, req)
             req.candidates = plan.ranked  # a guard may have narrowed it
         if endpoint.streams(body):
+            assert endpoint.stream_encoder is not None  # streams() said so
             req.stream = True
+            encoder = endpoint.stream_encoder(client_body)  # before the upstream call: nothing to undo
             opened = await rt.router.open_stream(plan, body, req)
-            return RelayStream(rt, endpoint, client_body, opened, req, principal, admitted)
+            return RelayStream(rt, encoder, endpoint.media_type, opened, req, principal, admitted)
         done = await rt.router.complete(plan, body, req)
+        answer = endpoint.from_backend(done.parsed.body, client_body)
     except GatewayError as err:
         req.status, req.error = err.status, err.code or err.type
         _settle(rt, principal, admitted, req, None)
@@ -122,7 +125,7 @@ async def relay(
         _settle(rt, principal, admitted, req, None)
         observers.request_finished(req)
         raise
-    return _respond(rt, endpoint.from_backend(done.parsed.body, client_body), done, req, principal, admitted)
+    return _respond(rt, answer, done, req, principal, admitted)
 
 
 class ClientGone(Exception):
@@ -130,24 +133,23 @@ class ClientGone(Exception):
 
 
 class RelayStream(StreamingResponse):
-    """The SSE response; if the client is gone before the first write, the upstream is still closed."""
+    """The stream in the endpoint's format; if the client is gone before the first write, the upstream is
+    still closed."""
 
     def __init__(
         self,
         rt: Runtime,
-        endpoint: EndpointSpec,
-        client_body: dict[str, Any],
+        encoder: ClientStreamEncoder,
+        media_type: str,
         opened: OpenStream,
         req: RequestRecord,
         principal: Principal,
         plan: Plan | None,
     ) -> None:
-        assert endpoint.stream_encoder is not None  # endpoint.streams() said so
-        encoder = endpoint.stream_encoder(client_body)
         self._relay = _StreamState(rt, opened, encoder, req, principal, plan)
         super().__init__(
             _relay_stream(self._relay),
-            media_type=endpoint.media_type,
+            media_type=media_type,
             headers=_route_headers(req, opened.target),
         )
 

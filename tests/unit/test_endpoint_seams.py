@@ -5,6 +5,7 @@ through the real front, relay and router unchanged."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import orjson
@@ -16,6 +17,7 @@ from gateway.api.front import Front
 from gateway.api.relay import Answer, RelayStream, relay
 from gateway.endpoints import CHAT, ENDPOINTS
 from gateway.endpoints.spec import EndpointSpec
+from gateway.errors import AllBackendsFailed
 from gateway.providers.base import UpstreamRequest
 from gateway.runtime import Runtime
 from tests.mock_transport import CUT, MockReply, backend_of, chat_doc, chunk_doc, sse
@@ -219,3 +221,16 @@ def test_the_relay_writes_one_client_write_per_upstream_read(cut: int) -> None:
     kit, rt = kit_for(lambda req: MockReply(200, steps=steps), adapter=NamedAdapter())
     whole_kit, whole_rt = kit_for(lambda req: MockReply(200, steps=[raw]), adapter=NamedAdapter())
     assert events(stream_of(rt, CHAT, body(True))) == events(stream_of(whole_rt, CHAT, body(True)))
+
+
+def test_a_response_translation_that_refuses_is_recorded_like_any_error() -> None:
+    def untranslatable(response: bytes, request: dict[str, Any]) -> bytes:
+        raise AllBackendsFailed("the answer has no equivalent in this format")
+
+    spec = dataclasses.replace(SHOUT, from_backend=untranslatable)
+    kit, rt = kit_for(lambda req: MockReply(200, chat_doc("loud")))
+    with pytest.raises(AllBackendsFailed) as info:
+        asyncio.run(call(rt, spec, {"model": "m", "text": "hey"}))
+    assert info.value.headers["x-request-id"]
+    req = record(kit)
+    assert (req.status, req.error) == (502, "all_backends_failed") and kit.balanced()
