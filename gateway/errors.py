@@ -148,3 +148,17 @@ class HeadersTooLarge(GatewayError):
     status = 431
     type = "invalid_request_error"
     code = "request_headers_too_large"
+
+
+class StreamInterrupted(GatewayError):
+    """A stream that failed after its first byte reached the client: sent as the stream's last event."""
+
+    status = 502
+    type = "upstream_error"
+    code = "stream_interrupted"
+
+
+class StreamFailed(StreamInterrupted):
+    """A bug ended a stream after it started (the log has the exception's type)."""
+
+    type = "server_error"

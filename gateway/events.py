@@ -36,8 +36,9 @@ class AttemptRecord:
 @dataclass(slots=True)
 class RequestRecord:
     request_id: str
-    op: str
+    op: str  # the backend operation (chat, completions, embeddings) the endpoint routes as
     path: str
+    operation_name: str | None = None  # gen_ai.operation.name of the endpoint (None: the same as `op`)
     stream: bool = False
     started: float = field(default_factory=time.monotonic)
     started_wall: float = field(default_factory=time.time)

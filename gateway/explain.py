@@ -28,7 +28,7 @@ def request_body(model: str, prompt: str, max_tokens: int | None, input_text: st
 
 def explain_local(loaded: LoadedPolicy, body: dict[str, Any], objective: str | None) -> dict[str, Any]:
     """The plan from the policy alone: declared speeds and prices, no telemetry, nothing called."""
-    from gateway.api.admin import explain_operation, explain_plan
+    from gateway.api.admin import explain_endpoint, explain_plan
     from gateway.errors import GatewayError
     from gateway.routing.candidates import build_catalog
     from gateway.routing.preferences import take_preferences
@@ -40,9 +40,9 @@ def explain_local(loaded: LoadedPolicy, body: dict[str, Any], objective: str | N
         # An embedding model has no chat plan: explain it as the embeddings request it can serve.
         body = {"model": body["model"], "input": body["messages"][0]["content"]}
     try:
-        op = explain_operation(body)
+        endpoint = explain_endpoint(body)
         prefs = take_preferences(body, {"x-routeway-objective": objective} if objective else {})
-        plan = Router(AiohttpTransport()).plan(catalog, op, body, prefs, probe=False)
+        plan = Router(AiohttpTransport()).plan(catalog, endpoint, body, prefs, probe=False)
     except GatewayError as err:
         raise ExplainError(err.message) from None
     return explain_plan(plan)

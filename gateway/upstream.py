@@ -11,7 +11,7 @@ import aiohttp
 
 from gateway.bounded import ACCEPT_ENCODING, Inflater, inflater_for
 from gateway.providers.base import ProviderError, UpstreamRequest
-from gateway.streaming import MAX_EVENT_BYTES
+from gateway.providers.sse import MAX_EVENT_BYTES
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from gateway.providers.base import ProviderError, UpstreamRequest
-from gateway.streaming import MAX_EVENT_BYTES
+from gateway.providers.sse import MAX_EVENT_BYTES
 from gateway.upstream import Deadlines
 
 

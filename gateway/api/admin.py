@@ -12,11 +12,9 @@ from starlette.responses import Response
 
 from gateway.access import principal as access
 from gateway.api.bodies import read_json
-from gateway.api.chat import validate_chat
-from gateway.api.embeddings import validate_embeddings
 from gateway.api.relay import JSON, authenticate, runtime
+from gateway.endpoints import CHAT, EMBEDDINGS, EndpointSpec
 from gateway.policy.loader import PolicyError, load_policy
-from gateway.providers.base import Operation
 from gateway.routing.preferences import take_preferences
 from gateway.routing.router import Plan
 from gateway.routing.scoring import Dropped, Scored
@@ -60,13 +58,11 @@ def explain_plan(plan: Plan) -> dict[str, Any]:
     }
 
 
-def explain_operation(body: dict[str, Any]) -> Operation:
+def explain_endpoint(body: dict[str, Any]) -> EndpointSpec:
     """`{"model", "input"}` (no `messages`) plans as an embeddings request; anything else as a chat."""
-    if "input" in body and "messages" not in body:
-        validate_embeddings(body)
-        return "embeddings"
-    validate_chat(body)
-    return "chat"
+    spec = EMBEDDINGS if "input" in body and "messages" not in body else CHAT
+    spec.validate(body)
+    return spec
 
 
 @router.post("/v1/route/explain")
@@ -74,8 +70,8 @@ async def explain(request: Request) -> Response:
     rt = runtime(request)
     authenticate(rt, request.headers)
     body = await read_json(request)
-    op = explain_operation(body)
-    plan = rt.router.plan(rt.catalog, op, body, take_preferences(body, request.headers), probe=False)
+    endpoint = explain_endpoint(body)
+    plan = rt.router.plan(rt.catalog, endpoint, body, take_preferences(body, request.headers), probe=False)
     return Response(orjson.dumps(explain_plan(plan)), media_type=JSON)
 
 

@@ -1,8 +1,8 @@
-"""The ASGI entry point: the OpenAI POST routes are served straight from ASGI, everything else by FastAPI.
+"""The ASGI entry point: the endpoints' POST routes are served straight from ASGI, the rest by FastAPI.
 
 FastAPI's routing, dependency and middleware layers cost about as much per request as all of Routeway's
-own work (docs/benchmarks.md), so the three hot routes skip them: the body is read from `receive`, the
-answer goes out in two `send` calls. Streams still use Starlette's StreamingResponse (an ASGI app)."""
+own work (docs/benchmarks.md), so the routes of gateway.endpoints skip them: the body is read from
+`receive`, the answer goes out in two `send` calls. Streams still use Starlette's StreamingResponse."""
 
 from __future__ import annotations
 
@@ -15,32 +15,26 @@ from starlette.datastructures import State
 from starlette.types import Receive, Scope, Send
 
 from gateway.api.bodies import Bodies, BodyReader
-from gateway.api.chat import validate_chat
-from gateway.api.completions import validate_completion
 from gateway.api.disconnect import DisconnectWatch
-from gateway.api.embeddings import validate_embeddings
-from gateway.api.relay import Answer, ClientGone, Validator, relay
+from gateway.api.relay import Answer, ClientGone, relay
+from gateway.endpoints import ENDPOINTS, EndpointSpec
 from gateway.errors import GatewayError, InternalError, MethodNotAllowed
-from gateway.providers.base import Operation
 from gateway.runtime import Runtime
 
 log = logging.getLogger("routeway")
 
-_Route = tuple[Operation, Validator]
-ROUTES: dict[str, _Route] = {
-    "/v1/chat/completions": ("chat", validate_chat),
-    "/v1/completions": ("completions", validate_completion),
-    "/v1/embeddings": ("embeddings", validate_embeddings),
-}
 _JSON = (b"content-type", b"application/json")
 
 
 class Front:
     """Wraps the FastAPI app (which still owns the lifespan, the other routes and their errors)."""
 
-    def __init__(self, app: FastAPI, bodies: Bodies) -> None:
+    def __init__(
+        self, app: FastAPI, bodies: Bodies, endpoints: Mapping[str, EndpointSpec] = ENDPOINTS
+    ) -> None:
         self.app = app
         self.bodies = bodies
+        self.endpoints = endpoints  # the paths served here, each by its spec
         app.state.bodies = bodies  # the FastAPI routes that read a body use the same limits
 
     @property
@@ -48,18 +42,18 @@ class Front:
         return self.app.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = ROUTES.get(scope["path"]) if scope["type"] == "http" else None
-        if route is None:
+        endpoint = self.endpoints.get(scope["path"]) if scope["type"] == "http" else None
+        if endpoint is None:
             await self.app(scope, receive, send)
             return
         reader = self.bodies.reader(receive, _headers(scope))
         try:
-            await self._serve(scope, receive, send, route, reader)
+            await self._serve(scope, receive, send, endpoint, reader)
         finally:
             reader.release()  # the parsed body lived until the answer was sent
 
     async def _serve(
-        self, scope: Scope, receive: Receive, send: Send, route: _Route, reader: BodyReader
+        self, scope: Scope, receive: Receive, send: Send, endpoint: EndpointSpec, reader: BodyReader
     ) -> None:
         headers = reader.headers
         gone = DisconnectWatch(scope, receive)
@@ -70,7 +64,7 @@ class Front:
                 )
             rt: Runtime = self.app.state.runtime
             try:
-                answer = await relay(rt, route[0], scope["path"], headers, gone.after(reader.read), route[1])
+                answer = await relay(rt, endpoint, headers, gone.after(reader.read))
             finally:
                 gone.stop()
         except asyncio.CancelledError:
@@ -78,13 +72,13 @@ class Front:
                 return  # the client left: relay recorded a 499 and the upstream call was cancelled
             raise
         except GatewayError as err:
-            await _send(send, err.status, err.body(), err.headers)
+            await _send(send, err.status, endpoint.error_body(err), err.headers)
             return
         except ClientGone:
             return
         except Exception as exc:  # noqa: BLE001 - a bug still gets an OpenAI-shaped 500
             log.error("unhandled error", extra={"path": scope["path"], "exc_type": type(exc).__name__})
-            await _send(send, 500, InternalError().body(), {})
+            await _send(send, 500, endpoint.error_body(InternalError()), {})
             return
         if isinstance(answer, Answer):
             await _send(send, answer.status, answer.body, answer.headers)

@@ -17,15 +17,14 @@ from starlette.types import Receive, Scope, Send
 from gateway.access import principal as access
 from gateway.access.principal import ANONYMOUS, Principal
 from gateway.api.depth import MAX_JSON_DEPTH, too_deep
-from gateway.errors import BadRequest, GatewayError
+from gateway.endpoints.spec import ClientStreamEncoder, EndpointSpec
+from gateway.errors import BadRequest, GatewayError, StreamFailed, StreamInterrupted
 from gateway.events import RequestRecord
-from gateway.providers.base import Operation, ProviderError, Target, Usage
+from gateway.providers.base import ProviderError, Target, Usage
 from gateway.routing.preferences import take_preferences
 from gateway.routing.router import Completed, OpenStream, Plan, cost_usd
 from gateway.runtime import Runtime
-from gateway.streaming import DONE, DONE_EVENT, encode, error_event
 
-Validator = Callable[[dict[str, Any]], None]
 JSON = "application/json"
 
 
@@ -76,14 +75,15 @@ class Answer:
 
 async def relay(
     rt: Runtime,
-    op: Operation,
-    path: str,
+    endpoint: EndpointSpec,
     headers: Mapping[str, str],
     read_body: Callable[[], Awaitable[bytes | bytearray]],
-    validate: Validator,
 ) -> Answer | RelayStream:
-    """Serves one call; a GatewayError leaves with `x-request-id` set, after the request was recorded."""
-    req = RequestRecord(request_id(headers), op, path, incoming_headers=headers)
+    """Serves one call of `endpoint`: the client's body is validated and translated to the canonical one,
+    which is planned, guarded and sent; the answer is translated back. A GatewayError leaves with
+    `x-request-id` set, after the request was recorded."""
+    req = RequestRecord(request_id(headers), endpoint.operation, endpoint.path, incoming_headers=headers)
+    req.operation_name = endpoint.genai_operation
     observers = rt.router.observers
     observers.request_started(req)
     principal = ANONYMOUS
@@ -91,22 +91,27 @@ async def relay(
     try:
         principal = authenticate(rt, headers)
         req.principal = principal.label
-        body = parse_body(await read_body())
-        validate(body)
+        client_body = parse_body(await read_body())
+        endpoint.validate(client_body)
+        prefs = take_preferences(client_body, headers)
+        body = endpoint.to_backend(client_body)
         req.model = body["model"]
         if rt.request_log is not None:  # only then: finished records are kept (dashboard), bodies need not be
             req.body = body
-        plan = rt.router.plan(rt.catalog, op, body, take_preferences(body, headers), req)
+        plan = rt.router.plan(rt.catalog, endpoint, body, prefs, req)
         req.candidates, req.dropped, req.pick = plan.ranked, plan.dropped, plan.pick
         if rt.guards:
             admitted = plan
             await rt.guards.admit(principal, plan, req)
             req.candidates = plan.ranked  # a guard may have narrowed it
-        if body.get("stream") is True and op != "embeddings":
+        if endpoint.streams(body):
+            assert endpoint.stream_encoder is not None  # streams() said so
             req.stream = True
+            encoder = endpoint.stream_encoder(client_body)  # before the upstream call: nothing to undo
             opened = await rt.router.open_stream(plan, body, req)
-            return RelayStream(rt, opened, req, principal, admitted)
+            return RelayStream(rt, encoder, endpoint.media_type, opened, req, principal, admitted)
         done = await rt.router.complete(plan, body, req)
+        answer = endpoint.from_backend(done.parsed.body, client_body)
     except GatewayError as err:
         req.status, req.error = err.status, err.code or err.type
         _settle(rt, principal, admitted, req, None)
@@ -120,7 +125,7 @@ async def relay(
         _settle(rt, principal, admitted, req, None)
         observers.request_finished(req)
         raise
-    return _respond(rt, done, req, principal, admitted)
+    return _respond(rt, answer, done, req, principal, admitted)
 
 
 class ClientGone(Exception):
@@ -128,15 +133,23 @@ class ClientGone(Exception):
 
 
 class RelayStream(StreamingResponse):
-    """The SSE response; if the client is gone before the first write, the upstream is still closed."""
+    """The stream in the endpoint's format; if the client is gone before the first write, the upstream is
+    still closed."""
 
     def __init__(
-        self, rt: Runtime, opened: OpenStream, req: RequestRecord, principal: Principal, plan: Plan | None
+        self,
+        rt: Runtime,
+        encoder: ClientStreamEncoder,
+        media_type: str,
+        opened: OpenStream,
+        req: RequestRecord,
+        principal: Principal,
+        plan: Plan | None,
     ) -> None:
-        self._relay = _StreamState(rt, opened, req, principal, plan)
+        self._relay = _StreamState(rt, opened, encoder, req, principal, plan)
         super().__init__(
             _relay_stream(self._relay),
-            media_type="text/event-stream",
+            media_type=media_type,
             headers=_route_headers(req, opened.target),
         )
 
@@ -150,7 +163,7 @@ class RelayStream(StreamingResponse):
 
 
 def _respond(
-    rt: Runtime, done: Completed, req: RequestRecord, principal: Principal, plan: Plan | None
+    rt: Runtime, body: bytes, done: Completed, req: RequestRecord, principal: Principal, plan: Plan | None
 ) -> Answer:
     headers = _route_headers(req, done.target)
     _account(req, done.target, done.parsed.usage)
@@ -159,7 +172,7 @@ def _respond(
     req.status = 200
     _settle(rt, principal, plan, req, done.parsed.usage)
     rt.router.observers.request_finished(req)
-    return Answer(done.parsed.body, headers)
+    return Answer(body, headers)
 
 
 def _settle(
@@ -202,6 +215,7 @@ def _error_headers(err: GatewayError, req: RequestRecord) -> None:
 class _StreamState:
     rt: Runtime
     s: OpenStream
+    encoder: ClientStreamEncoder
     req: RequestRecord
     principal: Principal
     plan: Plan | None  # None: no guards, nothing to settle
@@ -209,46 +223,54 @@ class _StreamState:
 
 
 async def _relay_stream(state: _StreamState) -> AsyncIterator[bytes]:
-    """After the first byte there is no failover: a cut, stall or bad chunk ends the stream with an error
-    event and never with [DONE]. Closing the upstream in `finally` also covers a client that went away."""
+    """Writes what each upstream read made, in the client's format, as one write. After the first byte there
+    is no failover: a cut, stall, bad event or an upstream that stops before its clean end ends the stream
+    with the client's error event, never its clean end. Closing the upstream in `finally` also covers a
+    client that went away."""
     if state.started:
         return
     state.started = True
-    s = state.s
+    s, enc = state.s, state.encoder
+    upstream = s.upstream
     finished = False
     att = s.attempt.record
     att.outcome = "cancelled"  # until the stream ends one way or the other
     try:
-        data, finished = _encode_events(s, s.first, translate=False)
-        yield data
-        while not finished:
-            try:
-                chunk = await anext(s.chunks)
-            except StopAsyncIteration:
-                raise ProviderError("protocol", "upstream closed the stream before it finished") from None
-            data, finished = _encode_events(s, s.decoder.feed(chunk))
+        chunks = s.first
+        while True:
+            data = _encode(enc, chunks)
+            if upstream.done:
+                finished = True
+                yield data + enc.finish()
+                break
             if data:
                 yield data
+            chunks = await upstream.read()
         att.outcome = "ok"
     except ProviderError as err:
         att.outcome, att.error = err.kind, err.message
-        yield error_event(
-            f"The upstream stream from '{s.target.backend}' failed after it started: {err.message}"
-        )
+        msg = f"The upstream stream from '{s.target.backend}' failed after it started: {err.message}"
+        yield enc.error(StreamInterrupted(msg))
     except Exception as exc:  # noqa: BLE001 - a bug still ends the stream with an error event, not a cut
         att.outcome, att.error = "error", type(exc).__name__
         state.rt.log.error(
             "stream failed after it started",
             extra={"request_id": state.req.request_id, "exc_type": type(exc).__name__},
         )
-        yield error_event("The stream failed after it started (internal error)", type_="server_error")
+        yield enc.error(StreamFailed("The stream failed after it started (internal error)"))
     finally:
         _finish_stream(state, finished)
 
 
+def _encode(enc: ClientStreamEncoder, chunks: list[bytes]) -> bytes:
+    if len(chunks) == 1:
+        return enc.encode(chunks[0])
+    return b"".join([enc.encode(c) for c in chunks])
+
+
 def _finish_stream(state: _StreamState, finished: bool) -> None:
     rt, s, req = state.rt, state.s, state.req
-    usage = s.translator.usage
+    usage = s.upstream.usage
     _account(req, s.target, usage)
     req.status = 200
     if not finished:
@@ -256,61 +278,3 @@ def _finish_stream(state: _StreamState, finished: bool) -> None:
     s.attempt.end_stream(finished, usage)
     _settle(rt, state.principal, state.plan, req, usage)
     rt.router.observers.request_finished(req)
-
-
-def _encode_events(s: OpenStream, events: list[bytes], translate: bool = True) -> tuple[bytes, bool]:
-    """Encodes what arrived in one upstream read as one write; True once [DONE] was seen."""
-    parts: list[bytes] = []
-    for data in events:
-        if data == DONE:
-            parts.append(DONE_EVENT)
-            return b"".join(parts), True
-        if translate:
-            translated = s.translator.translate(data)
-            if translated is None:
-                continue
-            data = translated
-        parts.append(encode(data))
-    return b"".join(parts), False
-
-
-# Light validation of the fields we use; everything else passes through untouched.
-
-
-def require_model(body: dict[str, Any]) -> None:
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise BadRequest("'model' is required and must be a non-empty string", param="model")
-
-
-def optional_int(body: dict[str, Any], key: str, minimum: int = 1) -> None:
-    value = body.get(key)
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):
-        raise BadRequest(f"'{key}' must be an integer >= {minimum}", param=key)
-
-
-def optional_bool(body: dict[str, Any], key: str) -> None:
-    value = body.get(key)
-    if value is not None and not isinstance(value, bool):
-        raise BadRequest(f"'{key}' must be a boolean", param=key)
-
-
-def optional_number(body: dict[str, Any], key: str, low: float, high: float) -> None:
-    value = body.get(key)
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise BadRequest(f"'{key}' must be a number between {low:g} and {high:g}", param=key)
-
-
-def common_sampling(body: dict[str, Any]) -> None:
-    require_model(body)
-    optional_bool(body, "stream")
-    optional_int(body, "max_tokens")
-    optional_int(body, "max_completion_tokens")
-    optional_int(body, "n")
-    optional_number(body, "temperature", 0, 2)
-    optional_number(body, "top_p", 0, 1)
-    opts = body.get("stream_options")
-    if opts is not None and not isinstance(opts, dict):
-        raise BadRequest("'stream_options' must be an object", param="stream_options")

@@ -34,13 +34,6 @@ from gateway.redact import scrub
 from gateway.routing.scoring import Dropped, Scored
 from gateway.settings import Settings
 
-# gen_ai.operation.name for each of our operations.
-OPERATION_NAMES: dict[str, str] = {
-    "chat": "chat",
-    "completions": "text_completion",
-    "embeddings": "embeddings",
-}
-
 TRACE_ID_KEY = "trace_id"  # req.context key the access log reads
 _TRACE = "otel.trace"
 _SPAN = "otel.span"
@@ -237,7 +230,7 @@ class Tracing:
             headers["tracestate"] = tr.state
         if tr.sampled:
             t = att.target
-            op = OPERATION_NAMES.get(req.op, req.op)
+            op = req.operation_name or req.op
             attrs = {
                 "gen_ai.operation.name": op,
                 "gen_ai.request.model": t.model_id,
@@ -389,7 +382,7 @@ def _request_attributes(req: RequestRecord) -> dict[str, Any]:
         "http.request.method": "POST",
         "http.route": req.path,
         "url.path": req.path,
-        "gen_ai.operation.name": OPERATION_NAMES.get(req.op, req.op),
+        "gen_ai.operation.name": req.operation_name or req.op,
         "routeway.request_id": req.request_id,
         "routeway.stream": req.stream,
         "routeway.attempts": len(req.attempts),

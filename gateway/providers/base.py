@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from gateway.providers.credentials import CredentialProvider
@@ -92,12 +92,36 @@ class ProviderError(Exception):
         return f"{self.backend}: {self.kind}{status}: {self.message}"
 
 
+class StreamEvent(NamedTuple):
+    """One upstream stream event, as the adapter's decoder framed it (a tuple: cheap to make per event)."""
+
+    data: bytes  # SSE: the data lines joined with newlines | AWS event-stream: the frame's payload
+    name: str | None = None  # SSE: the `event:` field | event-stream: `:event-type` (or `:exception-type`)
+
+
+class StreamDecoder(Protocol):
+    """Upstream bytes -> events, fed chunks cut anywhere; bounded (a ProviderError "protocol" on an event
+    above the limit or on bad framing, never an unbounded buffer)."""
+
+    def feed(self, chunk: bytes) -> list[StreamEvent]: ...
+
+
 class StreamTranslator(Protocol):
-    """Per-stream state: turns each upstream SSE `data:` payload into the bytes to send (None drops it)."""
+    """Per-stream state: upstream events -> canonical chunks (the OpenAI `chat.completion.chunk` JSON for
+    "chat", `text_completion` for "completions"; bytes, unframed). `ended` turns True on the upstream's clean
+    end ([DONE], message_stop, ...): a stream whose bytes stop before that is a failed stream."""
 
     usage: Usage | None
+    ended: bool
 
-    def translate(self, data: bytes) -> bytes | None: ...
+    def translate(self, event: StreamEvent) -> list[bytes]:
+        """Zero, one or several canonical chunks for one event; a ProviderError for a bad or error event."""
+        ...
+
+    def flush(self) -> list[bytes]:
+        """Called once, at the clean end or when the upstream's bytes end: what is still held back (it may
+        also set `ended`, for a provider whose stream ends by closing)."""
+        ...
 
 
 class Adapter(Protocol):
@@ -110,6 +134,10 @@ class Adapter(Protocol):
     def parse_error(
         self, status: int, headers: Mapping[str, str], body: bytes, target: Target
     ) -> ProviderError: ...
+
+    def stream_decoder(self, op: Operation, target: Target, *, max_event_bytes: int) -> StreamDecoder:
+        """The framing of this provider's streams (SSE with event names, AWS event-stream, ...)."""
+        ...
 
     def stream_translator(
         self, op: Operation, target: Target, *, show_usage: bool = True

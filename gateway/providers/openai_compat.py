@@ -14,10 +14,12 @@ from gateway.providers.base import (
     Operation,
     Parsed,
     ProviderError,
+    StreamEvent,
     Target,
     UpstreamRequest,
     Usage,
 )
+from gateway.providers.sse import SSEDecoder
 from gateway.redact import scrub
 from gateway.secret import Secret
 from gateway.telemetry.headroom import parse_headroom
@@ -90,17 +92,24 @@ class OpenAICompatAdapter:
             body=_scrubbed_error(doc, target.api_key),
         )
 
+    def stream_decoder(self, op: Operation, target: Target, *, max_event_bytes: int) -> SSEDecoder:
+        return SSEDecoder(max_event_bytes)
+
     def stream_translator(self, op: Operation, target: Target, *, show_usage: bool = True) -> ChunkTranslator:
         return ChunkTranslator(op, target.model_id, target.api_key, show_usage=show_usage)
 
 
+DONE = b"[DONE]"
+
+
 class ChunkTranslator:
-    """Per-stream state: completes each chunk to the spec, picks up usage, passes untouched chunks as is.
+    """Per-stream state: completes each chunk to the spec, picks up usage, passes untouched chunks as is;
+    the stream has ended cleanly once `data: [DONE]` arrived.
 
     With `show_usage=False` (the client did not ask for usage; the gateway did, to bill the stream) the
     usage-only final chunk is dropped and a `usage` key on other chunks removed."""
 
-    __slots__ = ("_conform", "_model", "_secret", "_hide_usage", "usage")
+    __slots__ = ("_conform", "_model", "_secret", "_hide_usage", "usage", "ended")
 
     def __init__(
         self, op: Operation, model: str, secret: Secret | None = None, *, show_usage: bool = True
@@ -112,16 +121,21 @@ class ChunkTranslator:
         self._secret = secret
         self._hide_usage = not show_usage
         self.usage: Usage | None = None
+        self.ended = False
 
-    def translate(self, data: bytes) -> bytes | None:
+    def translate(self, event: StreamEvent) -> list[bytes]:
+        data = event.data
+        if data == DONE:
+            self.ended = True
+            return []
         try:
             doc = orjson.loads(data)
         except orjson.JSONDecodeError:
             raise ProviderError("protocol", "malformed stream chunk") from None
         if not isinstance(doc, dict):
             raise ProviderError("protocol", "stream chunk is not a JSON object")
-        if "error" in doc:
-            err = doc["error"]
+        if "error" in doc or event.name == "error":
+            err = doc.get("error", doc)
             msg = err.get("message") if isinstance(err, dict) else err
             if not isinstance(msg, str):  # never repr() an arbitrary (deeply nested) upstream value
                 msg = "error"
@@ -132,10 +146,13 @@ class ChunkTranslator:
         changed = self._conform(doc, self._model)
         if self._hide_usage and "usage" in doc:
             if usage is not None and not doc.get("choices"):
-                return None  # the usage-only chunk the client did not ask for
+                return []  # the usage-only chunk the client did not ask for
             del doc["usage"]
             changed = True
-        return _dumps(doc) if changed else data
+        return [_dumps(doc) if changed else data]
+
+    def flush(self) -> list[bytes]:
+        return []  # nothing is held back: each chunk stands alone
 
 
 def _with_usage(opts: Any) -> dict[str, Any]:

@@ -6,9 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
+from gateway.endpoints import EndpointSpec, paths_serving
 from gateway.errors import BadRequest, ModelNotFound
 from gateway.policy.model import ModelType, Policy, Route
-from gateway.providers.base import Adapter, Operation, Target
+from gateway.providers.base import Adapter, Target
 from gateway.providers.credentials import CredentialProvider
 from gateway.providers.registry import adapter_for
 
@@ -45,10 +46,10 @@ class Catalog:
             self._route_cache[model] = route
         return route
 
-    def resolve(self, model: str, op: Operation | None = None) -> tuple[Route, list[Target]]:
+    def resolve(self, model: str, endpoint: EndpointSpec | None = None) -> tuple[Route, list[Target]]:
         """The route for `model` and its targets in policy order; 404 when nothing serves it, 400 when its
-        declared `type` is an embedding model asked for a completion or the other way round (an untyped
-        model serves any endpoint: the upstream decides)."""
+        declared `type` is not the one `endpoint` serves (an embedding model asked for a completion or the
+        other way round; an untyped model serves any endpoint: the upstream decides)."""
         targets = self.targets.get(model)
         route = self.route_for(model) if targets else None
         if not targets or route is None:
@@ -56,8 +57,8 @@ class Catalog:
                 f"The model '{model[:200]}' does not exist or is not served here", param="model"
             )
         kind = self._types.get(model)
-        if op is not None and kind is not None and (kind == "embedding") != (op == "embeddings"):
-            use = "/v1/embeddings" if kind == "embedding" else "/v1/chat/completions or /v1/completions"
+        if endpoint is not None and kind is not None and kind != endpoint.model_type:
+            use = " or ".join(paths_serving(kind))
             raise BadRequest(
                 f"'{model[:200]}' is {'an embedding' if kind == 'embedding' else 'a chat'} model: use {use}",
                 param="model",

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.errors import ContextLengthExceeded, GatewayError, RateLimited, ServiceUnavailable
 from gateway.events import Observers, RequestRecord
 from gateway.policy.model import Objective, Route
-from gateway.providers.base import Adapter, Operation, Parsed, ProviderError, StreamTranslator, Target, Usage
+from gateway.providers.base import Adapter, Operation, Parsed, ProviderError, Target, Usage
 from gateway.providers.credentials import authorize, authorize_now
+from gateway.providers.stream import UpstreamStream
 from gateway.resilience.attempt import Attempt
 from gateway.resilience.budget import RetryBudget
 from gateway.resilience.health import Health
@@ -21,9 +22,11 @@ from gateway.routing.candidates import Catalog
 from gateway.routing.preferences import Preferences, constraints_for
 from gateway.routing.probes import Watch
 from gateway.routing.scoring import Dropped, Estimate, Scored, rank
-from gateway.streaming import DONE, SSEDecoder
 from gateway.telemetry import TelemetryStore
 from gateway.upstream import Deadlines, Reply, Transport
+
+if TYPE_CHECKING:
+    from gateway.endpoints.spec import EndpointSpec
 
 R = TypeVar("R")
 
@@ -40,6 +43,7 @@ class Plan:
     # Why ranked[0] leads: "best" (ranked on measured or declared speed), "probe" (promoted to renew its
     # numbers) or "unmeasured" (neither telemetry nor a declared speed: tried once on an optimistic guess).
     pick: str = "best"
+    endpoint: EndpointSpec | None = None  # the client-facing operation planned for
 
 
 @dataclass(slots=True)
@@ -58,46 +62,8 @@ class OpenStream:
     log: AttemptLog
     attempt: Attempt  # still open: the API layer ends it with end_stream (or close)
     reply: Reply
-    chunks: AsyncIterator[bytes]
-    decoder: SSEDecoder
-    translator: StreamTranslator
-    first: list[bytes]
-
-
-def estimate(op: Operation, body: dict[str, Any], route: Route) -> Estimate:
-    """Token counts from characters (~4 per token): cheap, and close enough to rank and to guard windows."""
-    if op == "chat":
-        chars = sum(_chars(m.get("content")) + 16 for m in body.get("messages", ()) if isinstance(m, dict))
-    elif op == "completions":
-        chars = _chars(body.get("prompt"))
-    else:
-        chars = _chars(body.get("input"))
-    out = body.get("max_completion_tokens") or body.get("max_tokens")
-    n = body.get("n")
-    n = n if isinstance(n, int) else 1
-    if op == "embeddings":
-        out = 0
-    elif not isinstance(out, int):
-        out = route.expected_output_tokens
-    return Estimate(max(1, chars // 4), out * max(1, n))
-
-
-def _chars(value: Any) -> int:
-    """Characters of a string, of content parts' texts or of a list of prompts; one level, no recursion
-    (arbitrary client JSON must not reach the recursion limit)."""
-    if isinstance(value, str):
-        return len(value)
-    if not isinstance(value, list):
-        return 0
-    total = 0
-    for item in value:
-        if isinstance(item, dict):
-            item = item.get("text")
-        if isinstance(item, str):
-            total += len(item)
-        elif isinstance(item, list):  # a batch of prompts given as lists of strings
-            total += sum(len(v) for v in item if isinstance(v, str))
-    return total
+    upstream: UpstreamStream  # read on by the relay
+    first: list[bytes]  # the canonical chunks read so far (at least one, unless the stream already ended)
 
 
 class Router:
@@ -117,20 +83,22 @@ class Router:
     def plan(
         self,
         catalog: Catalog,
-        op: Operation,
+        endpoint: EndpointSpec,
         body: dict[str, Any],
         prefs: Preferences | None = None,
         req: RequestRecord | None = None,
         *,
         probe: bool = True,
     ) -> Plan:
-        """The route and its candidates, best first. `probe=False` (explain) changes no state."""
-        route, targets = catalog.resolve(body["model"], op)
+        """The route and its candidates for the canonical `body`, best first. `probe=False` (explain) changes
+        no state."""
+        op = endpoint.operation
+        route, targets = catalog.resolve(body["model"], endpoint)
         prefs = prefs or Preferences()
         chosen: Objective = prefs.objective or route.objective  # type: ignore[assignment]
         if req is not None:  # known before ranking, so even a fail-fast 429/503 is labelled by route
             req.route, req.objective = route.name, chosen
-        est = estimate(op, body, route)
+        est = endpoint.estimate(body, route)
         snap = self.store.snapshot() if self.store is not None else None
         ranked, dropped = rank(
             targets,
@@ -154,9 +122,9 @@ class Router:
         elif probe:
             probed = self._probe(ranked, dropped, route.probe_interval_s)
             if probed is not ranked:
-                return Plan(op, route, chosen, est, probed, dropped, catalog.adapters, "probe")
+                return Plan(op, route, chosen, est, probed, dropped, catalog.adapters, "probe", endpoint)
         pick = "unmeasured" if ranked[0].ttft_ms is None else "best"
-        return Plan(op, route, chosen, est, ranked, dropped, catalog.adapters, pick)
+        return Plan(op, route, chosen, est, ranked, dropped, catalog.adapters, pick, endpoint)
 
     def _probe(self, ranked: list[Scored], dropped: list[Dropped], interval_s: float) -> list[Scored]:
         """One request per interval to a backend not tried lately (one dropped for its measured speed
@@ -277,8 +245,12 @@ class Router:
                 att.replied(reply)
                 if reply.status >= 300:
                     raise adapter.parse_error(reply.status, reply.headers, await reply.read(), target)
-                translator = adapter.stream_translator(plan.op, target, show_usage=show_usage)
-                opened = await _first_event(reply, translator, target, log, att, t.first_token_s)
+                stream = UpstreamStream(
+                    reply.chunks(),
+                    adapter.stream_decoder(plan.op, target, max_event_bytes=reply.max_event_bytes),
+                    adapter.stream_translator(plan.op, target, show_usage=show_usage),
+                )
+                opened = await _first_chunks(reply, stream, target, log, att, t.first_token_s)
             except BaseException as exc:
                 att.failed(exc)  # also drops the connection
                 raise
@@ -289,32 +261,19 @@ class Router:
         return opened
 
 
-async def _first_event(
-    reply: Reply,
-    translator: StreamTranslator,
-    target: Target,
-    log: AttemptLog,
-    att: Attempt,
-    timeout_s: float,
+async def _first_chunks(
+    reply: Reply, stream: UpstreamStream, target: Target, log: AttemptLog, att: Attempt, timeout_s: float
 ) -> OpenStream:
-    """Waits for the upstream's first SSE event; until then a failure may still fail over."""
-    decoder = SSEDecoder(reply.max_event_bytes)
-    chunks = reply.chunks()
+    """Reads until the upstream's first canonical chunk (or its clean end); until then a failure (a cut, a
+    malformed or error event, a stream that ends unfinished) may still fail over."""
     try:
         async with asyncio.timeout(timeout_s):
-            while True:
-                try:
-                    chunk = await anext(chunks)
-                except StopAsyncIteration:
-                    raise ProviderError("protocol", "stream ended before its first event") from None
-                events = decoder.feed(chunk)
-                if events:
-                    break
+            first = await stream.read()
+            while not first and not stream.done:
+                first = await stream.read()
     except TimeoutError:
         raise ProviderError("timeout", f"no first token within {timeout_s:g}s") from None
-    # Translate now so a malformed first chunk also fails over.
-    first = [e if e == DONE else (translator.translate(e) or b"") for e in events]
-    return OpenStream(target, log, att, reply, chunks, decoder, translator, [e for e in first if e])
+    return OpenStream(target, log, att, reply, stream, first)
 
 
 def _nothing_eligible(est: Estimate, dropped: list[Dropped]) -> GatewayError:

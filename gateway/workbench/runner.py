@@ -12,8 +12,8 @@ import orjson
 
 from gateway.providers.base import Adapter, ProviderError, Target, Usage
 from gateway.providers.credentials import authorize, authorize_now
+from gateway.providers.stream import UpstreamStream
 from gateway.routing.router import cost_usd
-from gateway.streaming import DONE, SSEDecoder
 from gateway.telemetry.headroom import Headroom, parse_headroom
 from gateway.upstream import Deadlines, Transport
 from gateway.workbench.workload import Item
@@ -172,16 +172,16 @@ async def send_one(target: Target, adapter: Adapter, transport: Transport, item:
         sample.headroom = parse_headroom(reply.headers)
         if reply.status >= 300:
             raise adapter.parse_error(reply.status, reply.headers, await reply.read(), target)
-        translator = adapter.stream_translator("chat", target, show_usage=True)
-        decoder = SSEDecoder(reply.max_event_bytes)
+        stream = UpstreamStream(
+            reply.chunks(),
+            adapter.stream_decoder("chat", target, max_event_bytes=reply.max_event_bytes),
+            adapter.stream_translator("chat", target, show_usage=True),
+        )
         try:
-            async for chunk in reply.chunks():
-                for event in decoder.feed(chunk):
-                    if event == DONE:
-                        continue
-                    translator.translate(event)
-                    if sample.ttft_s is None and _has_token(event):
-                        sample.ttft_s = time.monotonic() - started
+            while not stream.done:
+                chunks = await stream.read()
+                if sample.ttft_s is None and any(_has_token(c) for c in chunks):
+                    sample.ttft_s = time.monotonic() - started
         except BaseException:
             reply.close()
             raise
@@ -191,7 +191,7 @@ async def send_one(target: Target, adapter: Adapter, transport: Transport, item:
         sample.error = err.kind
         return sample
     sample.e2e_s = time.monotonic() - started
-    usage = translator.usage
+    usage = stream.usage
     if usage is None:
         sample.error = "no_usage"  # cannot be priced: counted as an error rather than as free
         return sample
@@ -200,10 +200,10 @@ async def send_one(target: Target, adapter: Adapter, transport: Transport, item:
     return sample
 
 
-def _has_token(event: bytes) -> bool:
+def _has_token(chunk: bytes) -> bool:
     """Whether a chunk carries generated text (the role-only first chunk of some servers does not)."""
     try:
-        doc: Any = orjson.loads(event)
+        doc: Any = orjson.loads(chunk)
         choices = doc.get("choices") or ()
         return any((c.get("delta") or {}).get("content") for c in choices)
     except (orjson.JSONDecodeError, AttributeError, TypeError):

@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 
 from gateway.observability.logging import JsonFormatter
+from gateway.providers.base import StreamEvent
 from gateway.providers.openai_compat import ChunkTranslator
 from tests.integration.conftest import GatewayThread
 from tests.integration.test_observability import OtlpReceiver
@@ -346,10 +347,10 @@ def test_a_bug_mid_stream_still_ends_with_an_error_event(
     caplog.set_level(logging.ERROR, logger="routeway")
     real = ChunkTranslator.translate
 
-    def second_call_fails(self: ChunkTranslator, data: bytes) -> bytes | None:
-        if b'"second"' in data:
+    def second_call_fails(self: ChunkTranslator, ev: StreamEvent) -> list[bytes]:
+        if b'"second"' in ev.data:
             raise RuntimeError("a bug " + KEY)  # its text must not reach the client or the log
-        return real(self, data)
+        return real(self, ev)
 
     monkeypatch.setattr(ChunkTranslator, "translate", second_call_fails)
     hostile.behave(sse(event(CHUNK), event({**CHUNK, "id": "second"}), b"data: [DONE]\n\n"))

@@ -14,20 +14,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.api.chat import validate_chat
-from gateway.api.completions import validate_completion
 from gateway.api.depth import too_deep
-from gateway.api.embeddings import validate_embeddings
 from gateway.api.relay import parse_body
 from gateway.bounded import Inflater, inflater_for
+from gateway.endpoints import CHAT, COMPLETIONS, EMBEDDINGS
 from gateway.errors import GatewayError
 from gateway.policy.model import Route
 from gateway.providers import conform
-from gateway.providers.base import ProviderError
+from gateway.providers.base import ProviderError, StreamEvent
 from gateway.providers.openai_compat import ChunkTranslator, OpenAICompatAdapter
+from gateway.providers.sse import SSEDecoder
 from gateway.redact import scrub
-from gateway.routing.router import estimate
-from gateway.streaming import SSEDecoder
 from tests.unit.targets import target
 
 ROUTE = Route(name="r")
@@ -82,18 +79,14 @@ objects = st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=6), shaped | 
 @given(objects)
 def test_parse_and_validate_raise_only_bad_request(doc: dict[str, Any]) -> None:
     raw = orjson.dumps(doc)
-    for validate, op in (
-        (validate_chat, "chat"),
-        (validate_completion, "completions"),
-        (validate_embeddings, "embeddings"),
-    ):
+    for spec in (CHAT, COMPLETIONS, EMBEDDINGS):
         try:
             body = parse_body(raw)
-            validate(body)
+            spec.validate(body)
         except GatewayError as err:
             assert 400 <= err.status < 500
             continue
-        est = estimate(op, body, ROUTE)  # type: ignore[arg-type]
+        est = spec.estimate(spec.to_backend(body), ROUTE)
         assert est.input_tokens >= 1
 
 
@@ -154,11 +147,11 @@ def test_conformers_are_total(doc: dict[str, Any], op: str) -> None:
 def test_stream_translator_is_total(data: bytes, op: str) -> None:
     translator = ChunkTranslator(op, "m", "secret-key-123456")  # type: ignore[arg-type]
     try:
-        out = translator.translate(data)
+        out = translator.translate(StreamEvent(data))
     except ProviderError as err:
         assert "secret-key-123456" not in err.message
         return
-    assert out is not None and isinstance(orjson.loads(out), dict)
+    assert len(out) == 1 and isinstance(orjson.loads(out[0]), dict)
 
 
 def test_conform_rejects_non_object_choices_and_delta() -> None:
@@ -183,14 +176,14 @@ events = st.lists(st.binary(max_size=40).filter(lambda b: b"\n" not in b and b"\
 @given(events, st.lists(st.integers(0, 400), max_size=8), st.sampled_from([b"\n\n", b"\r\n\r\n"]))
 def test_sse_decoder_is_independent_of_chunking(payloads: list[bytes], cuts: list[int], sep: bytes) -> None:
     stream = b"".join(b"data: " + p + sep for p in payloads)
-    whole = SSEDecoder().feed(stream)
+    whole = [e.data for e in SSEDecoder().feed(stream)]
     decoder = SSEDecoder()
     got: list[bytes] = []
     last = 0
     for cut in sorted(c % (len(stream) + 1) for c in cuts):
-        got += decoder.feed(stream[last:cut])
+        got += [e.data for e in decoder.feed(stream[last:cut])]
         last = cut
-    got += decoder.feed(stream[last:])
+    got += [e.data for e in decoder.feed(stream[last:])]
     assert got == whole == [p.lstrip(b" ") for p in payloads]
 
 

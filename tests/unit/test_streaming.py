@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.streaming import SSEDecoder, encode, error_event
+from gateway.endpoints.openai import encode, error_event
+from gateway.providers.sse import SSEDecoder
 
 STREAM = (
     b'data: {"a":1}\n\n: keep-alive comment\n\ndata: {"b":2}\r\n\r\n'
@@ -18,7 +19,7 @@ def test_any_chunking_gives_the_same_events(size: int) -> None:
     dec = SSEDecoder()
     events: list[bytes] = []
     for i in range(0, len(STREAM), size):
-        events += dec.feed(STREAM[i : i + size])
+        events += [e.data for e in dec.feed(STREAM[i : i + size])]
     assert events == EXPECTED
     assert dec.pending == b""
 
@@ -27,11 +28,11 @@ def test_incomplete_event_waits() -> None:
     dec = SSEDecoder()
     assert dec.feed(b'data: {"a"') == []
     assert dec.feed(b":1}\n") == []
-    assert dec.feed(b"\n") == [b'{"a":1}']
+    assert [e.data for e in dec.feed(b"\n")] == [b'{"a":1}']
 
 
 def test_data_without_space() -> None:
-    assert SSEDecoder().feed(b"data:x\n\n") == [b"x"]
+    assert [e.data for e in SSEDecoder().feed(b"data:x\n\n")] == [b"x"]
 
 
 def test_encode_and_error_event() -> None:

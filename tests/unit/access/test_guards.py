@@ -13,8 +13,8 @@ from starlette.requests import ClientDisconnect
 
 from gateway.access.guards import Guard, Guards, MaxCostGuard
 from gateway.access.principal import Keys, Principal
-from gateway.api.chat import validate_chat
 from gateway.api.relay import Answer, RelayStream, relay
+from gateway.endpoints import CHAT
 from gateway.errors import CostLimitExceeded, GatewayError, PermissionDenied
 from gateway.events import Observer, RequestRecord
 from gateway.providers.base import Usage
@@ -94,7 +94,7 @@ async def call(rt: Runtime, doc: dict[str, Any]) -> Answer | RelayStream:
         return raw
 
     headers = {"authorization": f"Bearer {CLIENT}"}
-    return await relay(rt, "chat", "/v1/chat/completions", headers, read, validate_chat)
+    return await relay(rt, CHAT, headers, read)
 
 
 def record(kit: Kit) -> RequestRecord:

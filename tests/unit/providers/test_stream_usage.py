@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.providers.base import Operation
+from gateway.providers.base import Operation, StreamEvent
 from gateway.providers.openai_compat import ChunkTranslator, OpenAICompatAdapter
 from tests.mock_transport import chunk_doc
 from tests.unit.targets import target
@@ -46,8 +46,9 @@ def test_a_whole_answer_or_embeddings_are_sent_as_they_came() -> None:
 
 def translate(doc: dict[str, Any], show_usage: bool) -> tuple[dict[str, Any] | None, ChunkTranslator]:
     tr = ChunkTranslator("chat", "m", show_usage=show_usage)
-    out = tr.translate(orjson.dumps(doc))
-    return (orjson.loads(out) if out is not None else None), tr
+    out = tr.translate(StreamEvent(orjson.dumps(doc)))
+    assert len(out) <= 1
+    return (orjson.loads(out[0]) if out else None), tr
 
 
 def test_the_usage_only_chunk_is_read_but_not_relayed() -> None:
@@ -68,4 +69,4 @@ def test_usage_on_a_content_chunk_is_removed_and_the_content_kept() -> None:
 
 def test_a_chunk_without_usage_passes_untouched() -> None:
     raw = orjson.dumps(chunk_doc("hi"))
-    assert ChunkTranslator("chat", "m", show_usage=False).translate(raw) == raw
+    assert ChunkTranslator("chat", "m", show_usage=False).translate(StreamEvent(raw)) == [raw]

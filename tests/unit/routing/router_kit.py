@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from gateway.endpoints import ENDPOINTS
 from gateway.events import AttemptRecord, Observer, Observers, RequestRecord
 from gateway.policy.model import Policy
 from gateway.providers.base import Operation
@@ -82,7 +83,8 @@ class Kit:
         self.req = RequestRecord("r1", "chat", "/v1/chat/completions")
 
     def plan(self, body: dict[str, Any], op: Operation = "chat") -> Plan:
-        return self.router.plan(self.catalog, op, body, req=self.req)
+        endpoint = next(spec for spec in ENDPOINTS.values() if spec.operation == op)
+        return self.router.plan(self.catalog, endpoint, body, req=self.req)
 
     def tried(self) -> list[str]:
         return [a.target.backend for a in self.req.attempts]

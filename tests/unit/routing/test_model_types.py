@@ -6,11 +6,13 @@ from typing import Any
 
 import pytest
 
+from gateway.endpoints import ENDPOINTS
 from gateway.errors import BadRequest
 from gateway.policy.model import ModelEntry, Policy
 from gateway.routing.candidates import build_catalog
 
 OPS = ("chat", "completions", "embeddings")
+SPEC = {spec.operation: spec for spec in ENDPOINTS.values()}
 
 
 def _policy(*backends: dict[str, dict[str, Any]]) -> Policy:
@@ -35,7 +37,7 @@ def test_type_is_optional_and_absent_by_default() -> None:
 def test_an_untyped_model_resolves_for_every_operation() -> None:
     catalog = build_catalog(_policy({"m": {"id": "up-m"}}), {})
     for op in OPS:
-        route, targets = catalog.resolve("m", op)  # type: ignore[arg-type]
+        route, targets = catalog.resolve("m", SPEC[op])
         assert [t.model_id for t in targets] == ["up-m"]
     assert [m.type for m in catalog.models] == [None]
 
@@ -48,10 +50,10 @@ def test_a_declared_type_refuses_the_other_endpoints(kind: str, refused: tuple[s
     for op in OPS:
         if op in refused:
             with pytest.raises(BadRequest) as info:
-                catalog.resolve("m", op)  # type: ignore[arg-type]
+                catalog.resolve("m", SPEC[op])
             assert info.value.param == "model"
         else:
-            catalog.resolve("m", op)  # type: ignore[arg-type]
+            catalog.resolve("m", SPEC[op])
 
 
 @pytest.mark.parametrize("typed_first", [True, False])
@@ -61,5 +63,5 @@ def test_one_backend_declaring_the_type_restricts_the_logical_model(typed_first:
     catalog = build_catalog(_policy(*backends), {})
     assert [m.type for m in catalog.models] == ["embedding"]
     with pytest.raises(BadRequest, match="embedding model"):
-        catalog.resolve("m", "chat")
-    assert len(catalog.resolve("m", "embeddings")[1]) == 2
+        catalog.resolve("m", SPEC["chat"])
+    assert len(catalog.resolve("m", SPEC["embeddings"])[1]) == 2
