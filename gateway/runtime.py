@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from gateway.access.guards import Guards
 from gateway.access.principal import Keys
 from gateway.events import Observers
+from gateway.frontdoors import conversations as stored
+from gateway.frontdoors.conversations import Conversations
 from gateway.observability.logging import AccessLog
 from gateway.observability.metrics import Metrics
 from gateway.observability.recent import Recent
@@ -44,6 +46,8 @@ class Runtime:
     # Backend name → its credential provider; started and closed by the lifespan, replaced with the policy.
     credentials: dict[str, CredentialProvider] = field(default_factory=dict)
     guards: Guards = field(default_factory=Guards)  # the admit/settle stage (access/guards.py)
+    # Stored responses (the Responses API's `store`); Redis when the process has a Redis URL.
+    conversations: Conversations = field(default_factory=stored.in_memory)
     _replacing: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
@@ -78,6 +82,7 @@ class Runtime:
             keys=Keys.from_settings(settings),
             credentials=credentials,
             guards=Guards.from_settings(settings),
+            conversations=stored.from_settings(settings),
             metrics=metrics,
             tracing=tracing,
             store=store,
@@ -103,6 +108,7 @@ class Runtime:
         await self.guards.drain()
         await asyncio.gather(*self._replacing, return_exceptions=True)
         await close_all(self.credentials.values())
+        await self.conversations.store.close()
 
     def _replace_credentials(self, old: dict[str, CredentialProvider]) -> None:
         """Starts the new providers and closes the old ones off the caller's path (a reload is sync)."""

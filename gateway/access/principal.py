@@ -58,6 +58,14 @@ def bearer(headers: Mapping[str, str]) -> bytes | None:
     return token.encode("ascii")
 
 
+def x_api_key(headers: Mapping[str, str]) -> bytes | None:
+    """The key of an `x-api-key` header (Anthropic's SDKs send the key there), under the same rules."""
+    token = headers.get("x-api-key", "").strip()
+    if not token or not token.isascii() or not token.isprintable():
+        return None
+    return token.encode("ascii")
+
+
 def _match(token: bytes, keys: tuple[bytes, ...]) -> int:
     """The index of the key that matches, or -1; every key is compared, so which one matched is not timed."""
     found = -1
@@ -71,10 +79,10 @@ def client(keys: Keys, headers: Mapping[str, str]) -> Principal:
     """The caller of a /v1 route: the client key's principal, or anonymous when the gateway runs open."""
     if not keys.client:
         return ANONYMOUS
-    token = bearer(headers)
+    token = bearer(headers) or x_api_key(headers)
     found = _match(token, keys.client) if token is not None else -1
     if found < 0:
-        raise AuthenticationFailed("Missing or invalid API key in the Authorization header")
+        raise AuthenticationFailed("Missing or invalid API key in the Authorization (or x-api-key) header")
     return keys.principals[found]
 
 

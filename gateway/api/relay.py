@@ -94,6 +94,8 @@ async def relay(
         client_body = parse_body(await read_body())
         endpoint.validate(client_body)
         prefs = take_preferences(client_body, headers)
+        if endpoint.begin is not None:  # this call's spec, bound to the state it read (stored responses)
+            endpoint = await endpoint.begin(rt, principal, client_body)
         body = endpoint.to_backend(client_body)
         req.model = body["model"]
         if rt.request_log is not None:  # only then: finished records are kept (dashboard), bodies need not be
@@ -109,9 +111,12 @@ async def relay(
             req.stream = True
             encoder = endpoint.stream_encoder(client_body)  # before the upstream call: nothing to undo
             opened = await rt.router.open_stream(plan, body, req)
-            return RelayStream(rt, encoder, endpoint.media_type, opened, req, principal, admitted)
+            media = endpoint.media_type
+            return RelayStream(rt, encoder, media, opened, req, principal, admitted, endpoint.commit)
         done = await rt.router.complete(plan, body, req)
         answer = endpoint.from_backend(done.parsed.body, client_body)
+        if endpoint.commit is not None:
+            await endpoint.commit()
     except GatewayError as err:
         req.status, req.error = err.status, err.code or err.type
         _settle(rt, principal, admitted, req, None)
@@ -145,8 +150,9 @@ class RelayStream(StreamingResponse):
         req: RequestRecord,
         principal: Principal,
         plan: Plan | None,
+        commit: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        self._relay = _StreamState(rt, opened, encoder, req, principal, plan)
+        self._relay = _StreamState(rt, opened, encoder, req, principal, plan, commit)
         super().__init__(
             _relay_stream(self._relay),
             media_type=media_type,
@@ -219,6 +225,7 @@ class _StreamState:
     req: RequestRecord
     principal: Principal
     plan: Plan | None  # None: no guards, nothing to settle
+    commit: Callable[[], Awaitable[None]] | None = None  # the endpoint's, awaited before the clean end
     started: bool = False
 
 
@@ -241,7 +248,10 @@ async def _relay_stream(state: _StreamState) -> AsyncIterator[bytes]:
             data = _encode(enc, chunks)
             if upstream.done:
                 finished = True
-                yield data + enc.finish()
+                data += enc.finish()
+                if state.commit is not None:
+                    await state.commit()
+                yield data
                 break
             if data:
                 yield data

@@ -7,14 +7,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from gateway.endpoints.anthropic import MESSAGES
 from gateway.endpoints.openai import CHAT, COMPLETIONS, EMBEDDINGS
+from gateway.endpoints.responses import RESPONSES
 from gateway.endpoints.spec import ClientStreamEncoder, EndpointSpec
 from gateway.policy.model import ModelType
 
-__all__ = ["CHAT", "COMPLETIONS", "EMBEDDINGS", "ENDPOINTS", "ClientStreamEncoder", "EndpointSpec"]
+__all__ = [
+    "CHAT",
+    "COMPLETIONS",
+    "EMBEDDINGS",
+    "ENDPOINTS",
+    "MESSAGES",
+    "RESPONSES",
+    "ClientStreamEncoder",
+    "EndpointSpec",
+]
 
 ENDPOINTS: Mapping[str, EndpointSpec] = MappingProxyType(
-    {spec.path: spec for spec in (CHAT, COMPLETIONS, EMBEDDINGS)}
+    {spec.path: spec for spec in (CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, MESSAGES)}
 )
 
 

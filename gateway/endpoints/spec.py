@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.errors import GatewayError
 from gateway.policy.model import ModelType, Route
 from gateway.providers.base import Operation
 from gateway.routing.scoring import Estimate
+
+if TYPE_CHECKING:
+    from gateway.access.principal import Principal
+    from gateway.runtime import Runtime
 
 Body = dict[str, Any]
 Validator = Callable[[Body], None]
@@ -63,6 +67,12 @@ class EndpointSpec:
     stream_encoder: Callable[[Body], ClientStreamEncoder] | None = None
     error_body: Callable[[GatewayError], bytes] = openai_error  # the client's error JSON
     media_type: str = "text/event-stream"  # of its streams
+    # Endpoints that keep state across calls (the Responses API's stored conversations): after validation,
+    # `begin` reads what the call needs and returns this call's spec, its translations bound to that state.
+    begin: Callable[[Runtime, Principal, Body], Awaitable[EndpointSpec]] | None = None
+    # Awaited once the answer is whole, before its last bytes go out (a stream: before its clean end), so
+    # the client's next call finds what it stored. Must not raise: the answer is already paid for.
+    commit: Callable[[], Awaitable[None]] | None = None
 
     def streams(self, canonical: Body) -> bool:
         """Whether this call is answered as a stream (the canonical body asks, and the endpoint can)."""

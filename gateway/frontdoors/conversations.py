@@ -228,6 +228,13 @@ def _check_id(rid: str) -> None:
         raise NotFound("No response found with that id", param="response_id")
 
 
+def in_memory() -> Conversations:
+    """The embedded store with the default TTL and budgets (what a Runtime built by hand gets)."""
+    defaults = Settings.model_construct()
+    store = MemoryResponses(defaults.responses_ttl_s, defaults.responses_memory_max_bytes)
+    return Conversations(store, defaults.responses_max_record_bytes)
+
+
 def from_settings(settings: Settings) -> Conversations:
     """Redis when the process has a Redis URL (replicas share conversations), else the embedded store."""
     store: ResponseStore

@@ -11,7 +11,7 @@ from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import ErrorResponse, Message, RawMessageStreamEvent
 from pydantic import TypeAdapter
 
-from gateway.api.chat import validate_chat
+from gateway.endpoints.openai import validate_chat
 from gateway.errors import (
     AllBackendsFailed,
     AuthenticationFailed,

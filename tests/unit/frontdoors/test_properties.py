@@ -18,7 +18,7 @@ from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from gateway.api.chat import validate_chat
+from gateway.endpoints.openai import validate_chat
 from gateway.errors import BadRequest, ServiceUnavailable
 from gateway.frontdoors import anthropic_request, responses_request
 from gateway.frontdoors.anthropic_output import MessagesStreamEncoder

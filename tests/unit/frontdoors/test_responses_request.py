@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway.api.chat import validate_chat
+from gateway.endpoints.openai import validate_chat
 from gateway.errors import BadRequest
 from gateway.frontdoors.responses_request import chat_body, read_request
 from tests.spec import SpecValidator, spec_validator
