@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from gateway.api.disconnect import DISCONNECT_HOOK
+from gateway.endpoints import ENDPOINTS
 from gateway.errors import BadRequest, GatewayError, HeadersTooLarge, Overloaded
 from gateway.settings import Settings
 
@@ -162,14 +163,16 @@ class EdgeProtocol(HttpToolsProtocol):
 
 
 _OVERLOADED = Overloaded("The gateway is serving as many requests as it allows; retry shortly")
-_OVERLOADED_HEADERS = [
-    (b"content-type", b"application/json"),
-    (b"content-length", str(len(_OVERLOADED.body())).encode()),
-    (b"retry-after", _OVERLOADED.headers["retry-after"].encode()),
-    (b"connection", b"close"),
-]
 
 
 async def _overloaded(scope: Scope, receive: Receive, send: Send) -> None:
-    await send({"type": "http.response.start", "status": 503, "headers": _OVERLOADED_HEADERS})
-    await send({"type": "http.response.body", "body": _OVERLOADED.body()})
+    endpoint = ENDPOINTS.get(scope.get("path", ""))  # in the client's shape (Anthropic's overloaded_error)
+    body = endpoint.error_body(_OVERLOADED) if endpoint is not None else _OVERLOADED.body()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", _OVERLOADED.headers["retry-after"].encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -215,6 +215,10 @@ def test_beyond_the_in_flight_cap_a_request_gets_a_json_503_with_retry_after(sta
         assert refused.status_code == 503
         assert refused.headers["retry-after"] == "1"
         assert_openai_error(refused.content, "overloaded")
+        # In the client's own shape: Anthropic's SDKs (and Claude Code) back off on an overloaded_error.
+        anthropic = httpx.post(edge.base_url + "/messages", json={}, timeout=5)
+        assert anthropic.status_code == 503 and anthropic.headers["retry-after"] == "1"
+        assert anthropic.json()["type"] == "error" and anthropic.json()["error"]["type"] == "overloaded_error"
         assert httpx.get(edge.root + "/healthz", timeout=5).status_code == 200  # liveness still answers
     finally:
         for sock in held:

@@ -93,3 +93,14 @@ def test_open_gateway_is_anonymous_and_the_admin_key_is_admin() -> None:
     assert check_client(Keys.from_settings(Settings()), {}) is ANONYMOUS
     assert check_admin(Keys.from_settings(Settings(host="127.0.0.1")), {}) is ANONYMOUS
     assert check_admin(CLIENT, auth("Bearer rw-admin")) is ADMIN
+
+
+def test_a_client_key_may_come_in_x_api_key() -> None:
+    """Anthropic's SDKs send the key as `x-api-key`; Authorization wins when both are present."""
+    keys = Keys.from_settings(Settings(api_keys="one,two"))
+    assert check_client(keys, {"x-api-key": "two"}).label == "key-2"
+    assert check_client(keys, {"authorization": "Bearer one", "x-api-key": "two"}).label == "key-1"
+    with pytest.raises(AuthenticationFailed):
+        check_client(keys, {"x-api-key": "three"})
+    with pytest.raises(AuthenticationFailed):  # the admin key only ever in Authorization
+        check_admin(Keys.from_settings(Settings(api_keys="one", admin_key="adm")), {"x-api-key": "adm"})
