@@ -28,6 +28,12 @@ EXPECTED_OPERATIONS = [
     ("post", "/v1/chat/completions"),
     ("post", "/v1/completions"),
     ("post", "/v1/embeddings"),
+    ("post", "/v1/responses"),
+    ("get", "/v1/responses/{response_id}"),
+    ("delete", "/v1/responses/{response_id}"),
+    ("get", "/v1/responses/{response_id}/input_items"),
+    ("post", "/v1/messages"),
+    ("post", "/v1/messages/count_tokens"),
     ("get", "/v1/models"),
     ("get", "/v1/models/{model}"),
     ("get", "/healthz"),
@@ -38,7 +44,7 @@ EXPECTED_OPERATIONS = [
     ("get", "/admin/decisions/{id}"),
     ("get", "/dashboard"),
 ]
-COMPLETION_PATHS = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
+COMPLETION_PATHS = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
 ROUTE_HEADERS = [
     "x-routeway-backend",
     "x-routeway-model",
@@ -93,7 +99,7 @@ def test_completion_endpoints_document_headers_and_errors(doc: dict[str, Any], p
 
 
 def test_streaming_endpoints_offer_sse(doc: dict[str, Any]) -> None:
-    for path in ("/v1/chat/completions", "/v1/completions"):
+    for path in ("/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages"):
         assert "text/event-stream" in doc["paths"][path]["post"]["responses"]["200"]["content"]
 
 
