@@ -40,9 +40,9 @@ def explain_local(loaded: LoadedPolicy, body: dict[str, Any], objective: str | N
         # An embedding model has no chat plan: explain it as the embeddings request it can serve.
         body = {"model": body["model"], "input": body["messages"][0]["content"]}
     try:
-        endpoint = explain_endpoint(body)
         prefs = take_preferences(body, {"x-routeway-objective": objective} if objective else {})
-        plan = Router(AiohttpTransport()).plan(catalog, endpoint, body, prefs, probe=False)
+        endpoint, canonical = explain_endpoint(body)
+        plan = Router(AiohttpTransport()).plan(catalog, endpoint, canonical, prefs, probe=False)
     except GatewayError as err:
         raise ExplainError(err.message) from None
     return explain_plan(plan)

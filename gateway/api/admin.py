@@ -13,7 +13,8 @@ from starlette.responses import Response
 from gateway.access import principal as access
 from gateway.api.bodies import read_json
 from gateway.api.relay import JSON, authenticate, runtime
-from gateway.endpoints import CHAT, EMBEDDINGS, EndpointSpec
+from gateway.endpoints import CHAT, EMBEDDINGS, ENDPOINTS, EndpointSpec
+from gateway.errors import BadRequest
 from gateway.policy.loader import PolicyError, load_policy
 from gateway.routing.preferences import take_preferences
 from gateway.routing.router import Plan
@@ -58,11 +59,19 @@ def explain_plan(plan: Plan) -> dict[str, Any]:
     }
 
 
-def explain_endpoint(body: dict[str, Any]) -> EndpointSpec:
-    """`{"model", "input"}` (no `messages`) plans as an embeddings request; anything else as a chat."""
-    spec = EMBEDDINGS if "input" in body and "messages" not in body else CHAT
+def explain_endpoint(body: dict[str, Any]) -> tuple[EndpointSpec, dict[str, Any]]:
+    """The spec and canonical body to plan: `endpoint` names the API the body is in (`/v1/responses`,
+    `/v1/messages`...); without it `{"model", "input"}` plans as embeddings, anything else as a chat."""
+    path = body.pop("endpoint", None)
+    if path is None:
+        spec = EMBEDDINGS if "input" in body and "messages" not in body else CHAT
+    else:
+        found = ENDPOINTS.get(path) if isinstance(path, str) else None
+        if found is None:
+            raise BadRequest(f"'endpoint' must be one of {', '.join(ENDPOINTS)}", param="endpoint")
+        spec = found
     spec.validate(body)
-    return spec
+    return spec, spec.to_backend(body)
 
 
 @router.post("/v1/route/explain")
@@ -70,8 +79,9 @@ async def explain(request: Request) -> Response:
     rt = runtime(request)
     authenticate(rt, request.headers)
     body = await read_json(request)
-    endpoint = explain_endpoint(body)
-    plan = rt.router.plan(rt.catalog, endpoint, body, take_preferences(body, request.headers), probe=False)
+    prefs = take_preferences(body, request.headers)
+    endpoint, canonical = explain_endpoint(body)
+    plan = rt.router.plan(rt.catalog, endpoint, canonical, prefs, probe=False)
     return Response(orjson.dumps(explain_plan(plan)), media_type=JSON)
 
 

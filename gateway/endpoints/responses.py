@@ -33,8 +33,18 @@ def _validate(body: Body) -> None:
     read_request(body)
 
 
-def _unbound(*_: Any) -> Any:
-    raise AssertionError("the Responses endpoint translates only through the spec `begin` returns")
+# Without `begin` (explaining a route): the call alone, no stored conversation, nothing stored.
+def _to_backend(body: Body) -> Body:
+    return chat_body(read_request(body), [])
+
+
+def _from_backend(body: bytes, request: Body) -> bytes:
+    answer = from_chat(read_request(request), new_id("resp"), int(time.time()), orjson.loads(body))
+    return orjson.dumps(answer)
+
+
+def _encoder(request: Body) -> ResponsesStreamEncoder:
+    return ResponsesStreamEncoder(read_request(request))
 
 
 @dataclass(slots=True)
@@ -98,8 +108,8 @@ RESPONSES = EndpointSpec(
     model_type="chat",
     validate=_validate,
     estimate=estimate_chat,
-    to_backend=_unbound,
-    from_backend=_unbound,
-    stream_encoder=_unbound,
+    to_backend=_to_backend,
+    from_backend=_from_backend,
+    stream_encoder=_encoder,
     begin=_begin,
 )

@@ -216,6 +216,26 @@ def test_span_tree_with_genai_attributes_and_candidates(
     assert att["gen_ai.usage.output_tokens"] == 4
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/responses", {"model": "chat", "input": "hi", "max_output_tokens": 4}),
+        ("/v1/messages", {"model": "chat", "max_tokens": 4, "messages": MSG}),
+    ],
+)
+def test_responses_and_messages_are_traced_as_chat(
+    gw: GatewayThread, receiver: OtlpReceiver, path: str, body: dict[str, Any]
+) -> None:
+    rid = f"trace-door-{path.rsplit('/', 1)[1]}"
+    assert post(gw, path, body, **{"x-request-id": rid}).status_code == 200
+    server = receiver.wait_server_span(rid)
+    attrs = attributes(server.attributes)
+    assert server.name == f"POST {path}" and attrs["gen_ai.operation.name"] == "chat"
+    assert attrs["gen_ai.request.model"] == "chat" and attrs["gen_ai.usage.output_tokens"] == 4
+    routing, tries = children(receiver, server)
+    assert len(routing) == 1 and [t.name for t in tries] == ["chat up-cheap"]
+
+
 def test_dropped_candidate_listed_with_reason(gw: GatewayThread, receiver: OtlpReceiver) -> None:
     long = [{"role": "user", "content": "word " * 4000}]  # ~5000 tokens: over cheap's 4096 window
     r = post(

@@ -222,3 +222,35 @@ def test_metered_as_chat_requests(gw: GatewayThread, client: openai.OpenAI) -> N
 def test_unknown_previous_response_is_a_404(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
         client.responses.create(model="chat", input="x", previous_response_id="resp_nope")
+
+
+@pytest.mark.parametrize(
+    ("body", "chars"),
+    [
+        ({"endpoint": "/v1/responses", "model": "chat", "input": "x" * 400, "max_output_tokens": 50}, 400),
+        (
+            {
+                "endpoint": "/v1/messages",
+                "model": "chat",
+                "max_tokens": 50,
+                "messages": [{"role": "user", "content": "x" * 400}],
+            },
+            400,
+        ),
+    ],
+)
+def test_explained_like_chat(gw: GatewayThread, body: dict[str, Any], chars: int) -> None:
+    """`endpoint` names the API the body is in; the plan is the one the call would get (as chat)."""
+    got = httpx.post(
+        gw.base_url + "/route/explain", json=body, headers={"authorization": f"Bearer {CLIENT_KEY}"}
+    )
+    assert got.status_code == 200, got.text
+    plan = got.json()
+    assert [c["backend"] for c in plan["candidates"]] == ["cheap", "fast"]
+    assert plan["estimate"]["output_tokens"] == 50 and plan["estimate"]["input_tokens"] >= chars // 4
+    bad = httpx.post(
+        gw.base_url + "/route/explain",
+        json={**body, "endpoint": "/v1/nope"},
+        headers={"authorization": f"Bearer {CLIENT_KEY}"},
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "endpoint"

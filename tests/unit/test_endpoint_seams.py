@@ -81,7 +81,8 @@ def stream_of(rt: Runtime, spec: EndpointSpec, doc: dict[str, Any]) -> bytes:
 
 
 def test_every_openai_route_is_in_the_table_once() -> None:
-    assert sorted(ENDPOINTS) == ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
+    openai_routes = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
+    assert sorted(ENDPOINTS) == sorted([*openai_routes, "/v1/responses", "/v1/messages"])
     assert {s.operation for s in ENDPOINTS.values()} == {"chat", "completions", "embeddings"}
     assert ENDPOINTS["/v1/embeddings"].stream_encoder is None  # never streams, whatever the body says
 
@@ -234,3 +235,64 @@ def test_a_response_translation_that_refuses_is_recorded_like_any_error() -> Non
     assert info.value.headers["x-request-id"]
     req = record(kit)
     assert (req.status, req.error) == (502, "all_backends_failed") and kit.balanced()
+
+
+# --- endpoints that keep state: begin binds the call, commit runs before the last bytes -----------------
+
+
+class Ledger:
+    """A stateful test-only spec: `begin` reads the principal and the body, `commit` notes what was sent."""
+
+    def __init__(self) -> None:
+        self.began: list[str] = []
+        self.committed: list[tuple[str, bool]] = []
+
+    async def begin(self, rt: Runtime, principal: Any, doc: dict[str, Any]) -> EndpointSpec:
+        self.began.append(principal.label)
+        encoder = SHOUT.stream_encoder(doc) if SHOUT.stream_encoder is not None else None
+        seen: dict[str, Any] = {}
+
+        def from_backend(response: bytes, request: dict[str, Any]) -> bytes:
+            seen["body"] = SHOUT.from_backend(response, request)
+            return bytes(seen["body"])
+
+        async def commit() -> None:
+            await asyncio.sleep(0)  # really awaited
+            streamed = encoder is not None and getattr(encoder, "pieces", 0) > 0
+            self.committed.append((doc["text"], streamed or "body" in seen))
+
+        return dataclasses.replace(
+            SHOUT, begin=None, from_backend=from_backend, stream_encoder=lambda _: encoder, commit=commit
+        )
+
+
+def test_a_stateful_endpoint_commits_before_its_answer_and_before_a_streams_clean_end() -> None:
+    ledger = Ledger()
+    spec = dataclasses.replace(SHOUT, begin=ledger.begin)
+    steps = sse(chunk_doc("hi"), chunk_doc(None, usage=(3, 2)))
+    kit, rt = kit_for(
+        lambda req: (
+            MockReply(200, steps=steps) if b'"stream":true' in req.body else MockReply(200, chat_doc("yo"))
+        )
+    )
+    answer = asyncio.run(call(rt, spec, {"model": "m", "text": "plain"}))
+    assert isinstance(answer, Answer) and ledger.committed == [("plain", True)]
+
+    async def stream_until_last_write() -> list[tuple[str, bool]]:
+        response = await call(rt, spec, {"model": "m", "text": "streamed", "stream": True})
+        assert isinstance(response, RelayStream)
+        async for write in response.body_iterator:
+            if events(write)[-1][0] == "done":  # the clean end in hand: the commit already ran
+                return list(ledger.committed)
+        raise AssertionError("no clean end")
+
+    assert asyncio.run(stream_until_last_write()) == [("plain", True), ("streamed", True)]
+    assert ledger.began == ["key-2", "key-2"]  # the caller's principal
+
+
+def test_a_stream_that_fails_commits_nothing() -> None:
+    ledger = Ledger()
+    spec = dataclasses.replace(SHOUT, begin=ledger.begin)
+    kit, rt = kit_for(lambda req: MockReply(200, steps=[*sse(chunk_doc("hi"), done=False), CUT]))
+    data = stream_of(rt, spec, {"model": "m", "text": "cut", "stream": True})
+    assert events(data)[-1][0] == "failure" and ledger.committed == []
