@@ -243,7 +243,7 @@ async def _relay_stream(state: _StreamState) -> AsyncIterator[bytes]:
     att = s.attempt.record
     att.outcome = "cancelled"  # until the stream ends one way or the other
     try:
-        chunks = s.first
+        chunks, raw = s.first, upstream.chunks
         while True:
             data = _encode(enc, chunks)
             if upstream.done:
@@ -255,7 +255,12 @@ async def _relay_stream(state: _StreamState) -> AsyncIterator[bytes]:
                 break
             if data:
                 yield data
-            chunks = await upstream.read()
+            try:
+                chunk = await anext(raw)
+            except StopAsyncIteration:
+                chunks = upstream.end()
+            else:
+                chunks = upstream.feed(chunk)
         att.outcome = "ok"
     except ProviderError as err:
         att.outcome, att.error = err.kind, err.message

@@ -12,10 +12,10 @@ class UpstreamStream:
     translator saw the clean end, or the bytes ran out, the translator is flushed once; bytes that run out
     before a clean end are a ProviderError("protocol"). Nothing is read after the clean end."""
 
-    __slots__ = ("_chunks", "decoder", "translator", "done")
+    __slots__ = ("chunks", "decoder", "translator", "done")
 
     def __init__(self, chunks: AsyncIterator[bytes], decoder: StreamDecoder, translator: StreamTranslator):
-        self._chunks = chunks
+        self.chunks = chunks
         self.decoder = decoder
         self.translator = translator
         self.done = False  # ended cleanly and flushed: nothing more to read
@@ -26,12 +26,13 @@ class UpstreamStream:
 
     async def read(self) -> list[bytes]:
         try:
-            chunk = await anext(self._chunks)
+            chunk = await anext(self.chunks)
         except StopAsyncIteration:
-            out = self._flush()
-            if not self.done:
-                raise ProviderError("protocol", "upstream closed the stream before it finished") from None
-            return out
+            return self.end()
+        return self.feed(chunk)
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The chunks one upstream read made (the relay calls this itself: one coroutine less per read)."""
         events = self.decoder.feed(chunk)
         translator = self.translator
         if len(events) == 1:  # the usual read: one event, its chunks as the translator made them
@@ -44,6 +45,13 @@ class UpstreamStream:
                     break
         if translator.ended:
             return out + self._flush()
+        return out
+
+    def end(self) -> list[bytes]:
+        """The upstream's bytes ended: what the flush gives, or ProviderError("protocol") if unfinished."""
+        out = self._flush()
+        if not self.done:
+            raise ProviderError("protocol", "upstream closed the stream before it finished")
         return out
 
     def _flush(self) -> list[bytes]:
