@@ -20,7 +20,7 @@ from gateway.errors import GatewayError
 from gateway.frontdoors.conversations import Conversations, StoredResponse
 from gateway.frontdoors.responses_output import ResponsesStreamEncoder, from_chat
 from gateway.frontdoors.responses_request import Item, ResponsesCall, chat_body, read_request
-from gateway.frontdoors.wire import new_id
+from gateway.frontdoors.wire import secret_id
 
 if TYPE_CHECKING:
     from gateway.access.principal import Principal
@@ -39,7 +39,7 @@ def _to_backend(body: Body) -> Body:
 
 
 def _from_backend(body: bytes, request: Body) -> bytes:
-    answer = from_chat(read_request(request), new_id("resp"), int(time.time()), orjson.loads(body))
+    answer = from_chat(read_request(request), secret_id("resp"), int(time.time()), orjson.loads(body))
     return orjson.dumps(answer)
 
 
@@ -55,7 +55,7 @@ class _Call:
     history: list[Item]
     owner: str
     conversations: Conversations
-    rid: str = field(default_factory=lambda: new_id("resp"))
+    rid: str = field(default_factory=lambda: secret_id("resp"))
     created_at: int = field(default_factory=lambda: int(time.time()))
     response: dict[str, Any] | None = None
     encoder: ResponsesStreamEncoder | None = None

@@ -15,7 +15,7 @@ import orjson
 
 from gateway.errors import GatewayError, RateLimited
 from gateway.frontdoors.responses_request import Item, ResponsesCall
-from gateway.frontdoors.wire import chat_usage, first_choice, named_event, new_id, obj, text_or
+from gateway.frontdoors.wire import chat_usage, first_choice, named_event, new_id, obj, secret_id, text_or
 from gateway.providers.base import ProviderError
 
 # Chat finish reasons that leave a response incomplete, and the reason it then gives.
@@ -152,7 +152,7 @@ class ResponsesStreamEncoder:
 
     def __init__(self, call: ResponsesCall, rid: str | None = None, created_at: int | None = None) -> None:
         self.call = call
-        self.rid = rid or new_id("resp")
+        self.rid = rid or secret_id("resp")
         self.created_at = int(time.time()) if created_at is None else created_at
         self.model = call.model
         self.response: dict[str, Any] | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 from typing import Any
@@ -16,8 +17,18 @@ _COUNTER = itertools.count(1)
 
 
 def new_id(kind: str) -> str:
-    """`resp_…`, `msg_…`, `fc_…`, `call_…`: the shape OpenAI's and Anthropic's ids have."""
+    """`msg_…`, `fc_…`, `call_…`: the shape OpenAI's and Anthropic's ids have."""
     return f"{kind}_{_PREFIX}{next(_COUNTER):012x}"
+
+
+_SECRET = os.urandom(32)
+
+
+def secret_id(kind: str) -> str:
+    """An id nobody can guess from others (a keyed hash of the counter): stored responses' ids, which a
+    gateway running without client keys protects by nothing else."""
+    digest = hashlib.blake2b(next(_COUNTER).to_bytes(8, "big"), key=_SECRET, digest_size=16).hexdigest()
+    return f"{kind}_{_PREFIX}{digest}"
 
 
 def named_event(name: str, doc: dict[str, Any]) -> bytes:

@@ -11,6 +11,7 @@ from gateway.errors import BadRequest, NotFound
 from gateway.frontdoors.conversations import Conversations, MemoryResponses, StoredResponse
 from gateway.frontdoors.responses_output import from_chat
 from gateway.frontdoors.responses_request import read_request
+from gateway.frontdoors.wire import new_id, secret_id
 from tests.spec import SpecValidator, spec_validator
 
 
@@ -115,3 +116,12 @@ def test_damaged_blobs_and_odd_ids_are_simply_not_found() -> None:
 @pytest.fixture(scope="module")
 def spec() -> SpecValidator:
     return spec_validator()
+
+
+def test_response_ids_cannot_be_guessed_from_one_another() -> None:
+    """Message ids count up; a stored response's id is a keyed hash (no key, no neighbour)."""
+    a, b = secret_id("resp"), secret_id("resp")
+    assert a.startswith("resp_") and len(a) == len(b) and a != b
+    assert a[:-32] == b[:-32] and sum(x != y for x, y in zip(a[-32:], b[-32:], strict=True)) > 8
+    m1, m2 = new_id("msg"), new_id("msg")
+    assert int(m2[-12:], 16) > int(m1[-12:], 16)
