@@ -55,7 +55,8 @@ def test_a_chat_model_refuses_embeddings(gw: GatewayThread, sims: SimThread) -> 
         client.embeddings.create(model="only-chat", input="hello")
     assert info.value.status_code == 400
     assert info.value.body == {
-        "message": "'only-chat' is a chat model: use /v1/chat/completions or /v1/completions",
+        "message": "'only-chat' is a chat model: use /v1/chat/completions or /v1/completions or "
+        "/v1/responses or /v1/messages",
         "type": "invalid_request_error",
         "param": "model",
         "code": None,
