@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from gateway.access.guards import Guards
 from gateway.access.principal import Keys
-from gateway.events import Observers
+from gateway.events import Observers, RequestIds
 from gateway.observability.logging import AccessLog
 from gateway.observability.metrics import Metrics
 from gateway.observability.recent import Recent
@@ -44,6 +44,7 @@ class Runtime:
     # Backend name → its credential provider; started and closed by the lifespan, replaced with the policy.
     credentials: dict[str, CredentialProvider] = field(default_factory=dict)
     guards: Guards = field(default_factory=Guards)  # the admit/settle stage (access/guards.py)
+    request_ids: RequestIds = field(default_factory=RequestIds)  # this runtime's own prefix and counter
     _replacing: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod

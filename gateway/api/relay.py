@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -53,18 +51,6 @@ def parse_body(raw: bytes | bytearray) -> dict[str, Any]:
     return body
 
 
-# Request ids: a random per-process prefix and a counter (unique across replicas, no syscall per request).
-_ID_PREFIX = os.urandom(6).hex()
-_ID_COUNTER = itertools.count(1)
-
-
-def request_id(headers: Mapping[str, str]) -> str:
-    rid = headers.get("x-request-id", "")
-    if rid and rid.isascii() and rid.isprintable():
-        return rid[:128]
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
-
-
 @dataclass(slots=True)
 class Answer:
     """A whole (non-streaming) JSON response."""
@@ -83,7 +69,7 @@ async def relay(
     validate: Validator,
 ) -> Answer | RelayStream:
     """Serves one call; a GatewayError leaves with `x-request-id` set, after the request was recorded."""
-    req = RequestRecord(request_id(headers), op, path, incoming_headers=headers)
+    req = RequestRecord(rt.request_ids.take(headers), op, path, incoming_headers=headers)
     observers = rt.router.observers
     observers.request_started(req)
     principal = ANONYMOUS

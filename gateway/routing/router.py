@@ -18,7 +18,7 @@ from gateway.resilience.budget import RetryBudget
 from gateway.resilience.health import Health
 from gateway.resilience.retry import AttemptLog, RetryPolicy, attempt
 from gateway.routing.candidates import Catalog
-from gateway.routing.preferences import Preferences, constraints_for
+from gateway.routing.preferences import Preferences
 from gateway.routing.probes import Watch
 from gateway.routing.scoring import Dropped, Estimate, Scored, rank
 from gateway.streaming import DONE, SSEDecoder
@@ -137,7 +137,7 @@ class Router:
             chosen,
             est,
             telemetry=snap,
-            constraints=constraints_for(route, prefs),
+            constraints=catalog.constraints(route, prefs),
             weights=route.weights,
             now=time.time(),
             waiting_ms=self.watch.waiting_ms(),
