@@ -148,6 +148,8 @@ class Router:
         if not ranked:
             raise _nothing_eligible(est, dropped)
         if self.health is not None:
+            if probe:  # a transition, kept out of the queries below (explain changes nothing)
+                self.health.sync()
             ranked = self._healthy(ranked, dropped)
         if prefs.order or not prefs.allow_fallbacks:
             ranked = _apply_order(ranked, prefs)
