@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 if TYPE_CHECKING:
     from gateway.providers.credentials import CredentialProvider
     from gateway.secret import Secret
+    from gateway.telemetry.headroom import Headroom
 
 Operation = Literal["chat", "completions", "embeddings"]
 
@@ -110,6 +111,11 @@ class Adapter(Protocol):
     def parse_error(
         self, status: int, headers: Mapping[str, str], body: bytes, target: Target
     ) -> ProviderError: ...
+
+    def headroom(self, headers: Mapping[str, str] | None) -> Headroom | None:
+        """What the provider's response headers say about its rate limits (and Retry-After), None if nothing:
+        each provider names these headers its own way."""
+        ...
 
     def stream_translator(
         self, op: Operation, target: Target, *, show_usage: bool = True

@@ -20,7 +20,7 @@ from gateway.providers.base import (
 )
 from gateway.redact import scrub
 from gateway.secret import Secret
-from gateway.telemetry.headroom import parse_headroom
+from gateway.telemetry.headroom import Headroom, parse_headroom
 
 _PATHS: dict[Operation, str] = {
     "chat": "/chat/completions",
@@ -89,6 +89,11 @@ class OpenAICompatAdapter:
             retry_after=retry_after(headers),
             body=_scrubbed_error(doc, target.api_key),
         )
+
+    def headroom(self, headers: Mapping[str, str] | None) -> Headroom | None:
+        """`x-ratelimit-*` (OpenAI, Groq, most compatible servers), `anthropic-ratelimit-*` (Anthropic's
+        OpenAI-compatible endpoint), `retry-after-ms` / `retry-after`."""
+        return parse_headroom(headers)
 
     def stream_translator(self, op: Operation, target: Target, *, show_usage: bool = True) -> ChunkTranslator:
         return ChunkTranslator(op, target.model_id, target.api_key, show_usage=show_usage)
