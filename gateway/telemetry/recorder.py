@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from gateway.events import AttemptRecord, Observer, RequestRecord
+from gateway.resilience.cooldown import wait_s
 from gateway.telemetry.headroom import Headroom
 from gateway.telemetry.store import Key, TelemetryStore
 from gateway.telemetry.window import Sample
@@ -43,6 +44,11 @@ class TelemetryRecorder(Observer):
         headroom = self._adapter_for(att.target.provider).headroom(att.headers) if att.headers else None
         if att.retry_after is not None and (headroom is None or headroom.retry_after_s is None):
             headroom = replace(headroom or Headroom(), retry_after_s=att.retry_after)
+        if headroom is not None and headroom.retry_after_s is not None:
+            # What the upstream asked, bounded by the one rule Health's cooldowns also follow.
+            wait = wait_s(headroom.retry_after_s)
+            if wait != headroom.retry_after_s:
+                headroom = replace(headroom, retry_after_s=wait)
         sample = Sample(
             outcome=att.outcome,
             # A buffered body's first byte is its last: only a stream's first event is a time to first token.
