@@ -107,7 +107,7 @@ def test_peek_does_not_move_an_open_breaker_to_half_open() -> None:
     assert b.peek("k")[0] == "half_open"
     assert b._items["k"].state == "open"  # the query only reports it
     assert b.states() == {"k": "half_open"} and b._items["k"].state == "open"
-    assert b.admit("k") and b._items["k"].state == "half_open"  # admit is the transition
+    assert b.admit("k") and b.advance("k") == "half_open"  # admit is the transition
 
 
 def test_the_retry_loop_reads_and_writes_the_same_cooldowns_as_health() -> None:
@@ -132,3 +132,22 @@ def test_the_retry_loop_reads_and_writes_the_same_cooldowns_as_health() -> None:
 
     result, _ = asyncio.run(attempt([A, B], ok, RetryPolicy(), AttemptLog(), gate=h))
     assert result == "b" and calls == ["b"]  # the cooling backend is not even tried
+
+
+def test_explain_plans_without_adopting_shared_openings_a_request_adopts_them() -> None:
+    from gateway.routing.router import Router
+    from tests.mock_transport import MockTransport
+    from tests.unit.routing.router_kit import body, catalog
+
+    cat = catalog("ab")
+    cheap = cat.targets["m"][0]
+    store = MemoryStore()
+    store.set_cooldown(SHARED_PREFIX + health_key(cheap), time.time() + 30)
+    h, _ = health(store)
+    router = Router(MockTransport(lambda r: None), health=h, store=store)  # type: ignore[arg-type, arg-type, return-value]
+    plan = router.plan(cat, "chat", body(), probe=False)
+    assert [s.target.backend for s in plan.ranked] == ["b"]
+    assert any(d.backend == "a" and "circuit open" in d.reason for d in plan.dropped)
+    assert h.breakers.peek(health_key(cheap))[0] == "closed"  # explain changed nothing
+    router.plan(cat, "chat", body())
+    assert h.breakers.peek(health_key(cheap))[0] == "open"
