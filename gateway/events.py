@@ -6,13 +6,32 @@ the event loop inside the request, so each hook must be cheap and must never rai
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.providers.base import Target
+
+
+class RequestIds:
+    """Request ids for one runtime: a random prefix and a counter (unique across replicas and runtimes, no
+    syscall per request); a client's printable `x-request-id` (at most 128 characters) is kept instead."""
+
+    __slots__ = ("_prefix", "_counter")
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(6).hex()
+        self._counter = itertools.count(1)
+
+    def take(self, headers: Mapping[str, str]) -> str:
+        rid = headers.get("x-request-id", "")
+        if rid and rid.isascii() and rid.isprintable():
+            return rid[:128]
+        return f"{self._prefix}{next(self._counter):012x}"
 
 
 @dataclass(slots=True)

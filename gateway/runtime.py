@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from gateway.access.guards import Guards
 from gateway.access.principal import Keys
-from gateway.events import Observers
+from gateway.events import Observers, RequestIds
 from gateway.frontdoors import conversations as stored
 from gateway.frontdoors.conversations import Conversations
 from gateway.observability.logging import AccessLog
@@ -48,6 +48,7 @@ class Runtime:
     guards: Guards = field(default_factory=Guards)  # the admit/settle stage (access/guards.py)
     # Stored responses (the Responses API's `store`); Redis when the process has a Redis URL.
     conversations: Conversations = field(default_factory=stored.in_memory)
+    request_ids: RequestIds = field(default_factory=RequestIds)  # this runtime's own prefix and counter
     _replacing: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod

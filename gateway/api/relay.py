@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -52,18 +50,6 @@ def parse_body(raw: bytes | bytearray) -> dict[str, Any]:
     return body
 
 
-# Request ids: a random per-process prefix and a counter (unique across replicas, no syscall per request).
-_ID_PREFIX = os.urandom(6).hex()
-_ID_COUNTER = itertools.count(1)
-
-
-def request_id(headers: Mapping[str, str]) -> str:
-    rid = headers.get("x-request-id", "")
-    if rid and rid.isascii() and rid.isprintable():
-        return rid[:128]
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
-
-
 @dataclass(slots=True)
 class Answer:
     """A whole (non-streaming) JSON response."""
@@ -82,7 +68,9 @@ async def relay(
     """Serves one call of `endpoint`: the client's body is validated and translated to the canonical one,
     which is planned, guarded and sent; the answer is translated back. A GatewayError leaves with
     `x-request-id` set, after the request was recorded."""
-    req = RequestRecord(request_id(headers), endpoint.operation, endpoint.path, incoming_headers=headers)
+    req = RequestRecord(
+        rt.request_ids.take(headers), endpoint.operation, endpoint.path, incoming_headers=headers
+    )
     req.operation_name = endpoint.genai_operation
     observers = rt.router.observers
     observers.request_started(req)

@@ -194,6 +194,7 @@ class Tracing:
         self._queue = queue
         self._candidates = candidates
         self._propagator = TraceContextTextMapPropagator()
+        self._addresses: dict[str, dict[str, Any]] = {}  # by base URL: the policy's few, parsed once
 
     @property
     def dropped(self) -> int:
@@ -236,7 +237,7 @@ class Tracing:
                 "gen_ai.request.model": t.model_id,
                 "routeway.attempt": att.number,
                 "routeway.stream": req.stream,
-                **_target_attributes(t),
+                **_target_attributes(t, self._addresses),
             }
             att.context[_SPAN] = (span_id, now, f"{op} {t.model_id}", attrs)
 
@@ -326,31 +327,28 @@ class Tracing:
         self._queue.add(record)
 
 
-def _target_attributes(t: Target) -> dict[str, Any]:
+def _target_attributes(t: Target, addresses: dict[str, dict[str, Any]]) -> dict[str, Any]:
     attrs: dict[str, Any] = {
         "gen_ai.provider.name": semconv_provider_name(t.provider),
         "routeway.backend": t.backend,
         "routeway.model": t.model,
-        **_server_address(t.base_url),
+        **_server_address(t.base_url, addresses),
     }
     if t.hardware:
         attrs["routeway.hardware"] = t.hardware
     return attrs
 
 
-_addresses: dict[str, dict[str, Any]] = {}  # by base URL: the policy's few, parsed once
-
-
-def _server_address(base_url: str) -> dict[str, Any]:
-    found = _addresses.get(base_url)
+def _server_address(base_url: str, addresses: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    found = addresses.get(base_url)
     if found is None:
         url = urlsplit(base_url)  # only host and port: a URL's path or query may carry a key
         found = {"server.address": url.hostname} if url.hostname else {}
         if url.port:
             found["server.port"] = url.port
-        if len(_addresses) >= 1024:  # policy reloads with ever new URLs: stay bounded
-            _addresses.clear()
-        _addresses[base_url] = found
+        if len(addresses) >= 1024:  # policy reloads with ever new URLs: stay bounded
+            addresses.clear()
+        addresses[base_url] = found
     return found
 
 

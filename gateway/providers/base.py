@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 if TYPE_CHECKING:
     from gateway.providers.credentials import CredentialProvider
     from gateway.secret import Secret
+    from gateway.telemetry.headroom import Headroom
 
 Operation = Literal["chat", "completions", "embeddings"]
 
@@ -137,6 +138,11 @@ class Adapter(Protocol):
 
     def stream_decoder(self, op: Operation, target: Target, *, max_event_bytes: int) -> StreamDecoder:
         """The framing of this provider's streams (SSE with event names, AWS event-stream, ...)."""
+        ...
+
+    def headroom(self, headers: Mapping[str, str] | None) -> Headroom | None:
+        """What the provider's response headers say about its rate limits (and Retry-After), None if nothing:
+        each provider names these headers its own way."""
         ...
 
     def stream_translator(

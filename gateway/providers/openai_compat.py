@@ -22,7 +22,7 @@ from gateway.providers.base import (
 from gateway.providers.sse import SSEDecoder
 from gateway.redact import scrub
 from gateway.secret import Secret
-from gateway.telemetry.headroom import parse_headroom
+from gateway.telemetry.headroom import Headroom, parse_headroom
 
 _PATHS: dict[Operation, str] = {
     "chat": "/chat/completions",
@@ -94,6 +94,11 @@ class OpenAICompatAdapter:
 
     def stream_decoder(self, op: Operation, target: Target, *, max_event_bytes: int) -> SSEDecoder:
         return SSEDecoder(max_event_bytes)
+
+    def headroom(self, headers: Mapping[str, str] | None) -> Headroom | None:
+        """`x-ratelimit-*` (OpenAI, Groq, most compatible servers), `anthropic-ratelimit-*` (Anthropic's
+        OpenAI-compatible endpoint), `retry-after-ms` / `retry-after`."""
+        return parse_headroom(headers)
 
     def stream_translator(self, op: Operation, target: Target, *, show_usage: bool = True) -> ChunkTranslator:
         return ChunkTranslator(op, target.model_id, target.api_key, show_usage=show_usage)

@@ -55,7 +55,8 @@ class _Breaker:
 
 
 class Breakers:
-    """Local breaker state for every key; `peek` never changes state, `admit` takes a half-open trial slot."""
+    """Local breaker state for every key. Queries (`peek`, `weight`, `states`) never change it; `admit` and
+    the outcomes (`success`, `failure`, `release`, `force_open`) are the transitions."""
 
     def __init__(self, config: BreakerConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
@@ -69,21 +70,34 @@ class Breakers:
         return b
 
     def _advance(self, b: _Breaker, now: float) -> None:
+        """open → half-open once the cooldown is over: only transitions (admit, outcomes) call it."""
         if b.state == "open" and now >= b.open_until:
             b.state, b.trials_in_flight = "half_open", 0
 
+    def advance(self, key: str) -> State:
+        """The explicit open → half-open step for `key` (when its cooldown is over); returns the state."""
+        b = self._items.get(key)
+        if b is None:
+            return "closed"
+        self._advance(b, self._clock())
+        return b.state
+
     def peek(self, key: str) -> tuple[State, float]:
-        """The state and, when open, the seconds until trials start."""
+        """The state and, when open, the seconds until trials start; a query: it changes nothing (an open
+        breaker whose cooldown is over reads as half-open until `admit` makes it so)."""
         b = self._items.get(key)
         if b is None:
             return "closed", 0.0
         now = self._clock()
-        self._advance(b, now)
-        if b.state == "half_open" and b.trials_in_flight >= self.config.half_open_trials:
+        state, trials = b.state, b.trials_in_flight
+        if state == "open" and now >= b.open_until:
+            state, trials = "half_open", 0
+        if state == "half_open" and trials >= self.config.half_open_trials:
             return "open", 0.0  # a trial is already under way
-        return b.state, max(0.0, b.open_until - now) if b.state == "open" else 0.0
+        return state, max(0.0, b.open_until - now) if state == "open" else 0.0
 
     def admit(self, key: str) -> bool:
+        """At send time: the step that moves an open breaker past its cooldown and takes a trial slot."""
         b = self._items.get(key)
         if b is None:
             return True

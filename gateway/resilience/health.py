@@ -1,4 +1,4 @@
-"""Backend health for routing: circuit breakers, retry-after cooldowns and the retry budget."""
+"""Backend health for routing: circuit breakers, Retry-After cooldowns and the retry budget."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from gateway.policy.model import Resilience
 from gateway.providers.base import Target
 from gateway.resilience.breaker import Breakers
 from gateway.resilience.budget import RetryBudget
+from gateway.resilience.cooldown import Cooldowns, health_key
 from gateway.telemetry import TelemetryStore
 
 # Attempt outcomes that say the backend is unwell; the client's own errors and cancellations say nothing.
@@ -20,12 +21,13 @@ T = TypeVar("T")
 SHARED_PREFIX = "breaker:"  # cooldown names in the shared store
 
 
-def health_key(target: Target) -> str:
-    return f"{target.backend}/{target.model_id}"
-
-
 class Health(Observer):
-    """An Observer of attempts, and the router's view of which backends may take traffic right now."""
+    """An Observer of attempts, and the router's view of which backends may take traffic right now.
+
+    `blocked` is a query (the plan, the retry loop and hedging ask it; it changes nothing); `sync` (adopt
+    other replicas' breaker openings), `admit` (take a half-open trial) and the observer hooks are the
+    transitions.
+    `cooldowns` is the one record of Retry-After: the retry loop reads the same one."""
 
     def __init__(
         self,
@@ -40,12 +42,11 @@ class Health(Observer):
             config.retry_budget.ratio, config.retry_budget.min_retries, config.retry_budget.window_s, clock
         )
         self.config = config
-        self._cooldowns: dict[
-            str, float
-        ] = {}  # key → monotonic time before which the backend asked us to wait
+        self.cooldowns = Cooldowns(clock)
         self.on_open: Callable[[str, float], None] | None = (
             None  # shares a breaker opening with other replicas
         )
+        self._synced: object = None  # the store snapshot `sync` last adopted
 
     def configure(self, config: Resilience) -> None:
         """A policy reload changes thresholds, never the state learned so far."""
@@ -54,35 +55,41 @@ class Health(Observer):
         self.budget.ratio = config.retry_budget.ratio
         self.budget.min_retries = config.retry_budget.min_retries
 
-    def cool_down(self, key: str, until: float) -> None:
-        if self._cooldowns.get(key, 0.0) < until:
-            self._cooldowns[key] = until
-
     def blocked(self, target: Target) -> tuple[str, float, bool] | None:
-        """(reason, seconds to wait, is_rate_limit) when the target must not be tried now."""
+        """(reason, seconds to wait, is_rate_limit) when the target must not be tried now. Changes nothing."""
         key = health_key(target)
-        now = self._clock()
-        until = self._cooldowns.get(key)
-        if until is not None:
-            if until > now:
-                return f"rate-limited: retry after {until - now:.2f}s", until - now, True
-            del self._cooldowns[key]
-        if self._store is not None:
-            shared = self._store.snapshot().cooldown_until(SHARED_PREFIX + key)
-            wall = time.time()
-            if shared is not None and shared > wall:
-                self.breakers.force_open(key, shared - wall)  # opened by another replica
+        wait = self.cooldowns.remaining(key)
+        if wait > 0:
+            return f"rate-limited: retry after {wait:.2f}s", wait, True
         state, wait = self.breakers.peek(key)
         if state == "open":
             what = "circuit open" if wait > 0 else "circuit half-open, trial in flight"
             return f"{what}: trials in {wait:.2f}s", max(wait, 0.1), False
+        if self._store is not None:
+            shared = self._store.snapshot().cooldown_until(SHARED_PREFIX + key)
+            left = shared - time.time() if shared is not None else 0.0
+            if left > 0:  # opened by another replica; `sync` makes it this replica's too
+                return f"circuit open: trials in {left:.2f}s (opened by another replica)", left, False
         return None
+
+    def sync(self) -> None:
+        """Adopts breaker openings other replicas shared through the store, so this replica's breaker also
+        comes back through a half-open trial. A transition: the router calls it once per plan."""
+        if self._store is None:
+            return
+        snap = self._store.snapshot()
+        if snap is self._synced:
+            return
+        self._synced = snap
+        wall = time.time()
+        for name, until in snap.cooldowns.items():
+            if name.startswith(SHARED_PREFIX) and until > wall:
+                self.breakers.force_open(name[len(SHARED_PREFIX) :], until - wall)
 
     def admit(self, target: Target) -> bool:
         """At send time: takes a half-open trial slot, refuses a backend that went bad meanwhile."""
         key = health_key(target)
-        until = self._cooldowns.get(key)
-        if until is not None and until > self._clock():
+        if self.cooldowns.remaining(key) > 0:
             return False
         return self.breakers.admit(key)
 
@@ -104,7 +111,7 @@ class Health(Observer):
         key = health_key(att.target)
         kind = att.outcome
         if kind == "ok":
-            was = self.breakers.peek(key)[0]
+            was = self.breakers.advance(key)  # a success after the cooldown closes the breaker
             self.breakers.success(key)
             if was != "closed" and self._store is not None:
                 self._store.clear_cooldown(SHARED_PREFIX + key)
@@ -115,7 +122,7 @@ class Health(Observer):
             self.breakers.force_open(key, self.config.breaker.auth_cooldown_s)
             self._share(key, self.config.breaker.auth_cooldown_s)
         elif kind == "rate_limited":
-            self.cool_down(key, self._clock() + (att.retry_after if att.retry_after is not None else 1.0))
+            self.cooldowns.note(key, att.retry_after)
             self.breakers.release(key)
         else:
             self.breakers.release(key)
@@ -124,3 +131,6 @@ class Health(Observer):
         """Tells the other replicas (through the store) that this breaker opened, and for how long."""
         if self._store is not None:
             self._store.set_cooldown(SHARED_PREFIX + key, time.time() + seconds)
+
+
+__all__ = ["BREAKER_FAILURES", "SHARED_PREFIX", "Health", "health_key"]

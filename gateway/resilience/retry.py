@@ -28,6 +28,7 @@ from gateway.errors import (
 )
 from gateway.providers.base import FailureKind, ProviderError, Target
 from gateway.resilience.budget import RetryBudget
+from gateway.resilience.cooldown import Cooldowns, health_key, wait_s
 
 R = TypeVar("R")
 
@@ -57,6 +58,8 @@ class AttemptLog:
 class Gate(Protocol):
     """Backend health as the attempt loop sees it (implemented by resilience.health.Health)."""
 
+    cooldowns: Cooldowns  # the one record of Retry-After: the loop reads and writes the gate's
+
     def blocked(self, target: Target) -> tuple[str, float, bool] | None: ...
 
     def admit(self, target: Target) -> bool: ...
@@ -69,24 +72,26 @@ class _Picker:
     def __init__(self, candidates: Sequence[Target], gate: Gate | None = None) -> None:
         self.candidates = list(candidates)
         self.gate = gate
+        # Retry-After lives in one place: the gate's cooldowns (shared with the plan), else this request's.
+        self.cooldowns = gate.cooldowns if gate is not None else Cooldowns()
         self.tried: list[Target] = []
-        self.not_before: dict[str, float] = {}
         self.min_window = 0  # after a context-length error, only larger windows are eligible
         self.excluded: set[str] = set()
 
-    def eligible(self, now: float) -> list[Target]:
+    def eligible(self) -> list[Target]:
+        cooling = self.cooldowns if len(self.cooldowns) else None
         return [
             t
             for t in self.candidates
             if t.backend not in self.excluded
-            and self.not_before.get(t.backend, 0.0) <= now
+            and (cooling is None or cooling.remaining(health_key(t)) <= 0.0)
             and (t.context_window or 1 << 62) > self.min_window
             # The plan checked health just before the first pick; later picks look again.
             and (self.gate is None or not self.tried or self.gate.blocked(t) is None)
         ]
 
     def next(self) -> Target | None:
-        pool = self.eligible(time.monotonic())
+        pool = self.eligible()
         if not pool:
             return None
         untried = [t for t in pool if t not in self.tried]
@@ -99,7 +104,8 @@ class _Picker:
     def note_failure(self, target: Target, err: ProviderError) -> None:
         self.tried.append(target)
         if err.kind == "rate_limited":
-            self.not_before[target.backend] = time.monotonic() + (err.retry_after or 1.0)
+            # Health (an observer) noted it already when there is a gate; noting again only keeps the later.
+            self.cooldowns.note(health_key(target), err.retry_after)
         elif err.kind == "auth":
             self.excluded.add(target.backend)  # a bad key does not get better on a retry
         elif err.kind == "context_length":
@@ -245,9 +251,8 @@ def final_error(
             param="messages",
         )
     if all(e.kind == "rate_limited" for e in errors):
-        now = time.monotonic()
-        waits = [t - now for t in (picker.not_before.values() if picker else [])]
-        retry_after = max(min(waits), 0.0) if waits else (last.retry_after or 1.0)
+        waits = [picker.cooldowns.remaining(health_key(t)) for t in picker.tried] if picker else []
+        retry_after = min(waits) if waits else wait_s(last.retry_after)
         return RateLimited(
             f"Every backend is rate-limited; retry after {retry_after:.1f}s. " + _summary(errors),
             retry_after=retry_after,

@@ -12,6 +12,8 @@ from gateway.policy.model import ModelType, Policy, Route
 from gateway.providers.base import Adapter, Target
 from gateway.providers.credentials import CredentialProvider
 from gateway.providers.registry import adapter_for
+from gateway.routing.preferences import Preferences, constraints_for, route_constraints
+from gateway.routing.scoring import Constraints
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +34,17 @@ class Catalog:
     fingerprint: str = ""
     _route_cache: dict[str, Route | None] = field(default_factory=dict)
     _types: dict[str, ModelType] = field(default_factory=dict)
+    # By id(route): the catalog holds its routes, so an id cannot be reused while this entry exists.
+    _constraints: dict[int, tuple[Route, Constraints]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._types = {m.name: m.type for m in self.models if m.type is not None}
+        self._constraints = {id(r): (r, route_constraints(r)) for r in self.routes}
+
+    def constraints(self, route: Route, prefs: Preferences) -> Constraints:
+        """A route's hard constraints tightened by the request's preferences (built once per route)."""
+        mine = self._constraints.get(id(route))
+        return constraints_for(route, prefs, mine[1] if mine is not None and mine[0] is route else None)
 
     def route_for(self, model: str) -> Route | None:
         try:

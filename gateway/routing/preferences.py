@@ -89,23 +89,23 @@ def _max_price(value: Any) -> tuple[float | None, float | None]:
 
 
 _NO_PREFERENCES = Preferences()
-_route_constraints: dict[int, tuple[Route, Constraints]] = {}  # by id(route): routes live as long as a policy
 
 
-def constraints_for(route: Route, prefs: Preferences) -> Constraints:
-    """The route's hard constraints tightened by the request's preferences (cached when there are none)."""
+def route_constraints(route: Route) -> Constraints:
+    """The route's own hard constraints; the catalog builds them once per route (it owns their lifetime)."""
+    return _build(route, _NO_PREFERENCES)
+
+
+def constraints_for(route: Route, prefs: Preferences, base: Constraints | None = None) -> Constraints:
+    """The route's hard constraints tightened by the request's preferences; `base` (the route's own, built
+    once by its catalog) is returned as is when the request has none."""
     if (
         prefs.only is None
         and not prefs.ignore
         and prefs.max_input_price is None
         and prefs.max_output_price is None
     ):
-        cached = _route_constraints.get(id(route))
-        if cached is None or cached[0] is not route:
-            if len(_route_constraints) > 1024:  # reloads leave old routes behind
-                _route_constraints.clear()
-            cached = _route_constraints[id(route)] = (route, _build(route, _NO_PREFERENCES))
-        return cached[1]
+        return base if base is not None else _build(route, _NO_PREFERENCES)
     return _build(route, prefs)
 
 

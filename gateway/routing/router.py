@@ -19,7 +19,7 @@ from gateway.resilience.budget import RetryBudget
 from gateway.resilience.health import Health
 from gateway.resilience.retry import AttemptLog, RetryPolicy, attempt
 from gateway.routing.candidates import Catalog
-from gateway.routing.preferences import Preferences, constraints_for
+from gateway.routing.preferences import Preferences
 from gateway.routing.probes import Watch
 from gateway.routing.scoring import Dropped, Estimate, Scored, rank
 from gateway.telemetry import TelemetryStore
@@ -105,7 +105,7 @@ class Router:
             chosen,
             est,
             telemetry=snap,
-            constraints=constraints_for(route, prefs),
+            constraints=catalog.constraints(route, prefs),
             weights=route.weights,
             now=time.time(),
             waiting_ms=self.watch.waiting_ms(),
@@ -116,6 +116,8 @@ class Router:
         if not ranked:
             raise _nothing_eligible(est, dropped)
         if self.health is not None:
+            if probe:  # a transition, kept out of the queries below (explain changes nothing)
+                self.health.sync()
             ranked = self._healthy(ranked, dropped)
         if prefs.order or not prefs.allow_fallbacks:
             ranked = _apply_order(ranked, prefs)

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from gateway.events import AttemptRecord, Observer, RequestRecord
-from gateway.telemetry.headroom import Headroom, parse_headroom
+from gateway.resilience.cooldown import wait_s
+from gateway.telemetry.headroom import Headroom
 from gateway.telemetry.store import Key, TelemetryStore
 from gateway.telemetry.window import Sample
 
@@ -23,11 +24,15 @@ class TelemetryRecorder(Observer):
 
     Request events are left to Observer's no-ops, which `Observers` never calls."""
 
-    __slots__ = ("_clock", "_store")
+    __slots__ = ("_adapter_for", "_clock", "_store")
 
     def __init__(self, store: TelemetryStore, clock: Callable[[], float] = time.time) -> None:
+        # Imported here: the registry's adapters import telemetry (their header parser).
+        from gateway.providers.registry import adapter_for
+
         self._store = store
         self._clock = clock
+        self._adapter_for = adapter_for
 
     def attempt_started(self, req: RequestRecord, att: AttemptRecord, headers: dict[str, str]) -> None:
         self._store.add_in_flight(key_of(att), 1)
@@ -35,9 +40,15 @@ class TelemetryRecorder(Observer):
 
     def attempt_finished(self, req: RequestRecord, att: AttemptRecord) -> None:
         key = key_of(att)
-        headroom = parse_headroom(att.headers, self._clock)
+        # The adapter knows its provider's rate-limit headers (x-ratelimit-*, Bedrock's, Anthropic's...).
+        headroom = self._adapter_for(att.target.provider).headroom(att.headers) if att.headers else None
         if att.retry_after is not None and (headroom is None or headroom.retry_after_s is None):
             headroom = replace(headroom or Headroom(), retry_after_s=att.retry_after)
+        if headroom is not None and headroom.retry_after_s is not None:
+            # What the upstream asked, bounded by the one rule Health's cooldowns also follow.
+            wait = wait_s(headroom.retry_after_s)
+            if wait != headroom.retry_after_s:
+                headroom = replace(headroom, retry_after_s=wait)
         sample = Sample(
             outcome=att.outcome,
             # A buffered body's first byte is its last: only a stream's first event is a time to first token.

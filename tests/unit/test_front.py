@@ -9,8 +9,9 @@ import pytest
 
 from gateway.api.bodies import BodyBudget, BodyReader
 from gateway.api.front import _headers
-from gateway.api.relay import ClientGone, request_id
+from gateway.api.relay import ClientGone
 from gateway.errors import PayloadTooLarge
+from gateway.events import RequestIds
 
 Message = dict[str, object]
 
@@ -69,6 +70,7 @@ def test_headers_decoded_and_the_first_of_repeated_names_wins() -> None:
 
 
 def test_request_id_from_the_client_when_printable_else_generated_and_unique() -> None:
+    request_id = RequestIds().take  # the runtime's source (was a module-level counter in api/relay.py)
     assert request_id({"x-request-id": "abc-1"}) == "abc-1"
     assert request_id({"x-request-id": "x" * 500}) == "x" * 128
     made = {request_id({"x-request-id": "bad\nid"}) for _ in range(1000)} | {

@@ -1,0 +1,153 @@
+"""Health: queries change nothing, transitions are explicit, and Retry-After lives in one record."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from dataclasses import replace
+
+import pytest
+
+from gateway.errors import RateLimited
+from gateway.events import AttemptRecord, RequestRecord
+from gateway.policy.model import BreakerConfig, Resilience
+from gateway.providers.base import ProviderError, Target
+from gateway.resilience.breaker import Breakers
+from gateway.resilience.cooldown import DEFAULT_WAIT_S, MAX_WAIT_S, Cooldowns, health_key, wait_s
+from gateway.resilience.health import SHARED_PREFIX, Health
+from gateway.resilience.retry import AttemptLog, RetryPolicy, attempt
+from gateway.telemetry import MemoryStore
+from tests.unit.targets import target
+
+A = target(backend="a")
+B = replace(A, backend="b")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def health(store: MemoryStore | None = None, **breaker: float) -> tuple[Health, Clock]:
+    clock = Clock()
+    config = Resilience(breaker=BreakerConfig(**breaker))  # type: ignore[arg-type]
+    return Health(config, clock, store), clock
+
+
+def finished(h: Health, t: Target, outcome: str, retry_after: float | None = None) -> None:
+    h.attempt_finished(
+        RequestRecord("r", "chat", "/x"), AttemptRecord(t, 1, outcome=outcome, retry_after=retry_after)
+    )
+
+
+def state(h: Health) -> object:
+    return copy.deepcopy((h.cooldowns._until, h.breakers._items))
+
+
+@pytest.mark.parametrize(
+    ("said", "waits"), [(None, DEFAULT_WAIT_S), (0.0, DEFAULT_WAIT_S), (float("nan"), DEFAULT_WAIT_S),
+                        (2.5, 2.5), (1e9, MAX_WAIT_S)]
+)  # fmt: skip
+def test_one_rule_for_how_long_a_backend_waits(said: float | None, waits: float) -> None:
+    assert wait_s(said) == waits
+
+
+def test_cooldowns_only_extend_and_are_not_changed_by_reading() -> None:
+    clock = Clock()
+    c = Cooldowns(clock)
+    assert c.note("k", 5.0) == 5.0
+    assert c.note("k", 1.0) == 5.0  # a shorter wait never shortens a longer one
+    clock.t += 6
+    assert c.remaining("k") == 0.0 and len(c) == 1  # expired, and reading did not remove it
+
+
+def test_a_rate_limited_attempt_blocks_its_backend_for_what_it_said() -> None:
+    h, clock = health()
+    finished(h, A, "rate_limited", 3.0)
+    blocked = h.blocked(A)
+    assert blocked is not None and blocked[1] == 3.0 and blocked[2] is True
+    assert h.blocked(B) is None and not h.admit(A)
+    clock.t += 3
+    assert h.blocked(A) is None and h.admit(A)
+
+
+def test_blocked_is_a_query_even_after_a_cooldown_expired() -> None:
+    """Regression: `blocked` deleted the expired cooldown it looked at."""
+    h, clock = health()
+    finished(h, A, "rate_limited", 1.0)
+    clock.t += 2
+    before = state(h)
+    assert h.blocked(A) is None
+    assert state(h) == before
+
+
+def test_blocked_does_not_open_a_breaker_another_replica_shared() -> None:
+    """Regression: `blocked` force-opened the local breaker when it saw another replica's opening, so a
+    read (explain, a hedge's look at its backup) changed breaker state. `sync` is now that step."""
+    store = MemoryStore()
+    store.set_cooldown(SHARED_PREFIX + health_key(A), time.time() + 30)
+    h, _ = health(store)
+    before = state(h)
+    blocked = h.blocked(A)
+    assert blocked is not None and "circuit open" in blocked[0] and blocked[2] is False
+    assert state(h) == before
+    h.sync()
+    assert h.breakers.peek(health_key(A))[0] == "open"  # adopted: it comes back through a trial
+
+
+def test_peek_does_not_move_an_open_breaker_to_half_open() -> None:
+    clock = Clock()
+    b = Breakers(BreakerConfig(consecutive_failures=1, cooldown_s=5), clock)
+    b.failure("k")
+    clock.t += 5
+    assert b.peek("k")[0] == "half_open"
+    assert b._items["k"].state == "open"  # the query only reports it
+    assert b.states() == {"k": "half_open"} and b._items["k"].state == "open"
+    assert b.admit("k") and b.advance("k") == "half_open"  # admit is the transition
+
+
+def test_the_retry_loop_reads_and_writes_the_same_cooldowns_as_health() -> None:
+    """One record: a 429 in one request is what the next request's loop (and plan) skip, and the wait the
+    client is told comes from it."""
+    h, _ = health()
+
+    async def send(t: Target) -> str:
+        raise ProviderError("rate_limited", "slow down", status=429, retry_after=4.0)
+
+    with pytest.raises(RateLimited) as info:
+        asyncio.run(attempt([A], send, RetryPolicy(max_attempts=3), AttemptLog(), gate=h))
+    assert info.value.retry_after == pytest.approx(4.0)
+    assert h.cooldowns.remaining(health_key(A)) == pytest.approx(4.0)
+    assert h.blocked(A) is not None
+
+    calls: list[str] = []
+
+    async def ok(t: Target) -> str:
+        calls.append(t.backend)
+        return t.backend
+
+    result, _ = asyncio.run(attempt([A, B], ok, RetryPolicy(), AttemptLog(), gate=h))
+    assert result == "b" and calls == ["b"]  # the cooling backend is not even tried
+
+
+def test_explain_plans_without_adopting_shared_openings_a_request_adopts_them() -> None:
+    from gateway.routing.router import Router
+    from tests.mock_transport import MockTransport
+    from tests.unit.routing.router_kit import body, catalog
+
+    cat = catalog("ab")
+    cheap = cat.targets["m"][0]
+    store = MemoryStore()
+    store.set_cooldown(SHARED_PREFIX + health_key(cheap), time.time() + 30)
+    h, _ = health(store)
+    router = Router(MockTransport(lambda r: None), health=h, store=store)  # type: ignore[arg-type, arg-type, return-value]
+    plan = router.plan(cat, "chat", body(), probe=False)
+    assert [s.target.backend for s in plan.ranked] == ["b"]
+    assert any(d.backend == "a" and "circuit open" in d.reason for d in plan.dropped)
+    assert h.breakers.peek(health_key(cheap))[0] == "closed"  # explain changed nothing
+    router.plan(cat, "chat", body())
+    assert h.breakers.peek(health_key(cheap))[0] == "open"
