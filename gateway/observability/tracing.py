@@ -174,14 +174,12 @@ class _Trace:
     __slots__ = ("trace_id", "hex", "span_id", "parent_id", "remote", "sampled", "state", "routed_ns")
 
     def __init__(self, trace_id: int, hex_id: str, parent_id: int, sampled: bool, state: str) -> None:
-        self.trace_id, self.hex, self.parent_id, self.sampled, self.state = (
-            trace_id,
-            hex_id,
-            parent_id,
-            sampled,
-            state,
-        )
-        self.span_id = _new_id(64) if sampled else 0
+        self.trace_id = trace_id
+        self.hex = hex_id  # the access log's trace_id and the upstream traceparent's
+        self.parent_id = parent_id
+        self.sampled = sampled
+        self.state = state
+        self.span_id = _new_id(64) if sampled else 0  # the SERVER span's: only a sampled request has spans
         self.remote = parent_id != 0
         self.routed_ns = 0
 
