@@ -26,6 +26,7 @@ class SpanRecord(NamedTuple):
     status_code: int  # OTLP StatusCode: 0 unset, 2 error
     status_message: str
     trace_state: str
+    shared: tuple[Fixed, ...] = ()  # attribute groups many spans share, written before `attributes`
 
 
 _pack_d = struct.Struct("<d").pack
@@ -33,6 +34,7 @@ _pack_q = struct.Struct("<Q").pack
 _pack_i = struct.Struct("<I").pack
 _keys: dict[str, bytes] = {}  # KeyValue.key fields by key; the keys are a small fixed set
 _cached: dict[tuple[int, str, Any], bytes] = {}
+_heads: dict[tuple[int, str, int, int], bytes] = {}  # (tag, key, AnyValue kind, value length): head
 _CACHE_MAX = 4096
 _UNCACHED = frozenset({"routeway.request_id", "gen_ai.request.model"})  # unique, or client-chosen
 
@@ -71,60 +73,126 @@ def _any(value: Any) -> bytes:
     return _field(0x0A, str(value).encode())
 
 
-def _key_value(key: str, value: Any) -> bytes:
+def _keys_field(key: str) -> bytes:
     head = _keys.get(key)
     if head is None:
         head = _keys[key] = _field(0x0A, key.encode())
-    return head + _field(0x12, _any(value))
+    return head
 
 
-def _attribute(tag: int, key: str, value: Any) -> bytes:
-    # Most of our string values come from the policy (backend, model, route, hardware, outcome): the
-    # whole encoded field is kept for them; request ids are not, and the cache is bounded.
-    kind = type(value)
-    if kind is str or kind is bool:
-        cache_key = (tag, key, value)
-        hit = _cached.get(cache_key)
-        if hit is not None:
-            return hit
-        out = _field(tag, _key_value(key, value))
-        if key not in _UNCACHED:
-            if len(_cached) >= _CACHE_MAX:
-                _cached.clear()
-            _cached[cache_key] = out
-        return out
-    return _field(tag, _key_value(key, value))
+def _key_value(key: str, value: Any) -> bytes:
+    return _keys_field(key) + _field(0x12, _any(value))
 
 
 def attributes(attrs: Mapping[str, Any], tag: int) -> bytes:
-    """Repeated KeyValue fields under `tag` (Span.attributes 0x4A, Resource.attributes 0x0A)."""
-    return b"".join([_attribute(tag, k, v) for k, v in attrs.items()])
+    """Repeated KeyValue fields under `tag` (Span.attributes 0x4A, Resource.attributes 0x0A).
+
+    Most of our string values come from the policy (backend, model, route, hardware, outcome): the whole
+    encoded field is kept for them (not for request ids or client-chosen text; the cache is bounded).
+    For numbers and other strings, everything before the value's own bytes depends only on the key and
+    the value's encoded length: that head is kept, so such a value costs a lookup and a concatenation.
+    One loop, no call per attribute: this runs ~20 times a sampled request."""
+    out = []
+    for key, value in attrs.items():
+        kind = type(value)
+        if kind is str or kind is bool:
+            hit = _cached.get((tag, key, value))
+            if hit is None:
+                hit = _whole(tag, key, value)
+            out.append(hit)
+            continue
+        if kind is int:
+            if 0 <= value < 0x80:
+                raw = bytes((value,))
+            elif 0 <= value < 0x4000:  # status codes, token counts: two bytes
+                raw = bytes(((value & 0x7F) | 0x80, value >> 7))
+            else:
+                raw = _varint(value & 0xFFFFFFFFFFFFFFFF)
+            any_kind = 0x18
+        elif kind is float:
+            raw, any_kind = _pack_d(value), 0x21
+        else:
+            out.append(_field(tag, _key_value(key, value)))
+            continue
+        head = _heads.get((tag, key, any_kind, len(raw)))
+        if head is None:
+            head = _head(tag, key, any_kind, raw)
+        out.append(head + raw)
+    return b"".join(out)
+
+
+def _whole(tag: int, key: str, value: str | bool) -> bytes:
+    """A string or bool attribute's field, kept unless the value is unique or client-chosen."""
+    if type(value) is str and key in _UNCACHED:
+        raw = value.encode()
+        head = _heads.get((tag, key, 0x0A, len(raw)))
+        return (head or _head(tag, key, 0x0A, raw)) + raw
+    out = _field(tag, _key_value(key, value))
+    if len(_cached) >= _CACHE_MAX:
+        _cached.clear()
+    _cached[(tag, key, value)] = out
+    return out
+
+
+def _head(tag: int, key: str, kind: int, raw: bytes) -> bytes:
+    """What precedes `raw` in a KeyValue field whose AnyValue holds it under `kind` (0x0A string, 0x18
+    int, 0x21 double): the same for every value of that key, kind and encoded length."""
+    value = _field(0x0A, raw) if kind == 0x0A else bytes((kind,)) + raw
+    whole = _field(tag, _keys_field(key) + _field(0x12, value))
+    head = whole[: len(whole) - len(raw)]
+    if len(_heads) >= _CACHE_MAX:
+        _heads.clear()
+    _heads[(tag, key, kind, len(raw))] = head
+    return head
+
+
+class Fixed(dict[str, Any]):
+    """Span attributes many spans share (a target's, an endpoint's): encoded once, when made."""
+
+    __slots__ = ("encoded",)
+
+    def __init__(self, items: Mapping[str, Any]) -> None:
+        super().__init__(items)
+        self.encoded = attributes(self, 0x4A)
+
+
+_pack_times = struct.Struct("<BQBQ").pack  # start_time_unix_nano (fixed64 7), end_time_unix_nano (8)
+_KINDS = {kind: b"\x30" + bytes((kind,)) for kind in range(6)}
+# Span.flags (field 16, fixed32): "is_remote is known" and whether the parent is remote, as the SDK writes.
+_FLAGS = (b"\x85\x01" + _pack_i(0x100), b"\x85\x01" + _pack_i(0x300))
+_UNSET = b"\x7a\x00"  # an empty Status: present even when unset, as the SDK writes it
+_names: dict[str, bytes] = {}  # span names: a few per policy target
 
 
 def _span(s: SpanRecord) -> bytes:
-    parts = [
-        b"\x0a\x10" + s.trace_id.to_bytes(16, "big"),
-        b"\x12\x08" + s.span_id.to_bytes(8, "big"),
-    ]
-    if s.trace_state:
-        parts.append(_field(0x1A, s.trace_state.encode()))
-    if s.parent_id:
-        parts.append(b"\x22\x08" + s.parent_id.to_bytes(8, "big"))
-    parts += [
-        _field(0x2A, s.name.encode()),
-        b"\x30" + bytes((s.kind,)),
-        b"\x39" + _pack_q(s.start_ns),
-        b"\x41" + _pack_q(s.end_ns),
-        attributes(s.attributes, 0x4A),
-    ]
-    status = _field(0x12, s.status_message.encode()) if s.status_message else b""
-    if s.status_code:
-        status += b"\x18" + bytes((s.status_code,))
-    parts.append(_field(0x7A, status))  # present even when unset, as the SDK writes it
-    # Span.flags (field 16, fixed32): "is_remote is known" and whether the parent is remote, as the SDK.
-    flags = 0x100 | (0x200 if s.parent_remote else 0)
-    parts.append(b"\x85\x01" + _pack_i(flags))
-    return b"".join(parts)
+    name = _names.get(s.name)
+    if name is None:
+        if len(_names) >= _CACHE_MAX:
+            _names.clear()
+        name = _names[s.name] = _field(0x2A, s.name.encode())
+    status = _UNSET
+    if s.status_code or s.status_message:
+        status = _field(0x12, s.status_message.encode()) if s.status_message else b""
+        if s.status_code:
+            status += b"\x18" + bytes((s.status_code,))
+        status = _field(0x7A, status)
+    return b"".join(
+        (
+            b"\x0a\x10",
+            s.trace_id.to_bytes(16, "big"),
+            b"\x12\x08",
+            s.span_id.to_bytes(8, "big"),
+            _field(0x1A, s.trace_state.encode()) if s.trace_state else b"",
+            b"\x22\x08" + s.parent_id.to_bytes(8, "big") if s.parent_id else b"",
+            name,
+            _KINDS[s.kind],
+            _pack_times(0x39, s.start_ns, 0x41, s.end_ns),
+            *[group.encoded for group in s.shared],
+            attributes(s.attributes, 0x4A),
+            status,
+            _FLAGS[s.parent_remote],
+        )
+    )
 
 
 class Encoder:

@@ -1,9 +1,10 @@
 """Finished spans from the event loop to an OTLP receiver: a bounded queue, a batching thread, a sender.
 
-The loop only appends a SpanRecord to a deque; when the queue is full the span is dropped and counted,
-never waited for. One thread takes batches (when a batch is full, else every schedule delay), encodes
-them and sends them. Senders: OTLP/HTTP protobuf with our encoder (the default), or any SDK SpanExporter
-(gRPC, tests' in-memory exporter) fed ReadableSpans."""
+The loop only appends an item (a finished request, worth a known number of spans) to a deque; when the
+queue would exceed its bound in spans the item is dropped and its spans counted, never waited for. One
+thread wakes when a batch's worth of spans is waiting, else every schedule delay, builds the spans of the
+items it took, encodes them and sends them. Senders: OTLP/HTTP protobuf with our encoder (the default),
+or any SDK SpanExporter (gRPC, tests' in-memory exporter) fed ReadableSpans."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from opentelemetry.sdk.resources import Resource
@@ -87,7 +88,7 @@ class SdkSender:
             context=ctx,
             parent=parent,
             resource=self._resource,
-            attributes=dict(s.attributes),
+            attributes={k: v for group in (*s.shared, s.attributes) for k, v in group.items()},
             kind=SpanKind(s.kind - 1),  # OTLP numbers from UNSPECIFIED=0, the SDK's from INTERNAL=0
             status=Status(StatusCode(s.status_code), s.status_message or None),
             start_time=s.start_ns,
@@ -99,20 +100,27 @@ class SdkSender:
         self._exporter.shutdown()
 
 
+def _one(span: SpanRecord) -> Sequence[SpanRecord]:
+    return (span,)
+
+
 class SpanQueue:
-    """Bounded: `add` never blocks the loop; a full queue drops the span and counts it."""
+    """Bounded in spans: `add` never blocks the loop; what does not fit is dropped and counted."""
 
     def __init__(
         self,
         sender: Sender,
         *,
+        build: Callable[[Any], Sequence[SpanRecord]] = _one,
         max_queue: int = 2048,
         batch: int = 512,
         delay_s: float = 5.0,
         on_drop: OnDrop | None = None,
     ) -> None:
-        self._sender = sender
-        self._queue: deque[SpanRecord] = deque()
+        self._sender, self._build = sender, build
+        self._queue: deque[tuple[Any, int]] = deque()  # (item, its spans)
+        # Spans ever queued and ever taken: one writer each (the loop, the thread), so no lock is needed.
+        self._added = self._taken = 0
         self._max, self._batch, self._delay_s = max_queue, batch, delay_s
         self._on_drop = on_drop
         self._dropped = {"queue_full": 0, "export_failed": 0}  # one writer each: the loop, the thread
@@ -121,19 +129,25 @@ class SpanQueue:
         self._thread = threading.Thread(target=self._run, name="routeway-span-export", daemon=True)
         self._thread.start()
 
-    def add(self, span: SpanRecord) -> None:
-        queue = self._queue
-        size = len(queue)
-        if size >= self._max:
-            self._drop("queue_full", 1)
+    def add(self, item: Any, spans: int = 1) -> None:
+        """Queues `item`, which `build` turns into `spans` spans on the export thread."""
+        waiting = self._added - self._taken
+        if waiting + spans > self._max:
+            self._drop("queue_full", spans)
             return
-        queue.append(span)
-        if size + 1 == self._batch:  # a full batch: send now rather than at the next tick
+        self._queue.append((item, spans))
+        self._added += spans
+        if waiting < self._batch <= waiting + spans:  # a full batch: send now rather than at the next tick
             self._wake.set()
 
     @property
     def dropped(self) -> int:
         return sum(self._dropped.values())
+
+    @property
+    def waiting(self) -> int:
+        """Spans queued and not yet taken by the export thread."""
+        return self._added - self._taken
 
     def _drop(self, reason: str, n: int) -> None:
         self._dropped[reason] += n
@@ -148,16 +162,22 @@ class SpanQueue:
         self._drain()
 
     def _drain(self) -> None:
-        queue, popleft = self._queue, self._queue.popleft
+        queue, popleft, build = self._queue, self._queue.popleft, self._build
         while queue:
-            spans = [popleft() for _ in range(min(len(queue), self._batch))]
+            items: list[Any] = []
+            n = 0
+            while queue and n < self._batch:
+                item, spans = popleft()
+                items.append(item)
+                n += spans
+            self._taken += n
             try:
-                ok = self._sender.send(spans)
+                ok = self._sender.send([span for item in items for span in build(item)])
             except Exception as exc:  # noqa: BLE001 - the export thread must survive any sender failure
                 log.warning("span export failed", extra={"exc_type": type(exc).__name__})
                 ok = False
             if not ok:
-                self._drop("export_failed", len(spans))
+                self._drop("export_failed", n)
 
     def shutdown(self) -> None:
         """Sends what is left and stops the thread and the sender (blocking: call off the event loop)."""

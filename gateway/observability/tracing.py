@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from random import getrandbits
 from time import time_ns
 from typing import Any
 from urllib.parse import urlsplit
 
-from opentelemetry import trace
-from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import (
@@ -21,12 +20,11 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import INVALID_SPAN_CONTEXT
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace import TraceState
 
 from gateway import __version__
 from gateway.events import AttemptRecord, RequestRecord
-from gateway.observability.otlp_encode import Encoder, SpanRecord
+from gateway.observability.otlp_encode import Encoder, Fixed, SpanRecord
 from gateway.observability.span_export import OnDrop, OtlpHttpSender, SdkSender, Sender, SpanQueue
 from gateway.providers.base import Target
 from gateway.providers.registry import semconv_provider_name
@@ -124,13 +122,14 @@ def build_tracing(
         sender = SdkSender(exporter or build_exporter(settings), resource, scope)
     queue = SpanQueue(
         sender,
+        build=SpanBuilder(candidates=settings.trace_candidates).spans,
         max_queue=settings.otel_bsp_max_queue_size,
         batch=settings.otel_bsp_max_export_batch_size,
         delay_s=settings.otel_bsp_schedule_delay_ms / 1000,
         on_drop=on_drop,
     )
     decide = sampling_decision(settings.otel_traces_sampler, settings.otel_traces_sampler_arg)
-    return Tracing(decide, queue, candidates=settings.trace_candidates)
+    return Tracing(decide, queue)
 
 
 Decide = Callable[[int, bool | None], bool]  # (trace id, the incoming parent's sampled flag or None)
@@ -162,15 +161,20 @@ def _no(trace_id: int) -> bool:
 
 
 class _Trace:
-    """A request's trace: ids, the sampling decision, and the incoming parent (if any)."""
+    """A request's trace: ids, the sampling decision, the incoming parent (if any), the first attempt's
+    start (the routing span's end)."""
 
-    __slots__ = ("trace_id", "span_id", "parent_id", "remote", "sampled", "state", "routed")
+    __slots__ = ("trace_id", "hex", "span_id", "parent_id", "remote", "sampled", "state", "routed_ns")
 
-    def __init__(self, trace_id: int, parent_id: int, sampled: bool, state: str) -> None:
-        self.trace_id, self.parent_id, self.sampled, self.state = trace_id, parent_id, sampled, state
-        self.span_id = _new_id(64)
+    def __init__(self, trace_id: int, hex_id: str, parent_id: int, sampled: bool, state: str) -> None:
+        self.trace_id = trace_id
+        self.hex = hex_id  # the access log's trace_id and the upstream traceparent's
+        self.parent_id = parent_id
+        self.sampled = sampled
+        self.state = state
+        self.span_id = _new_id(64) if sampled else 0  # the SERVER span's: only a sampled request has spans
         self.remote = parent_id != 0
-        self.routed = False
+        self.routed_ns = 0
 
 
 def _new_id(bits: int) -> int:
@@ -180,21 +184,50 @@ def _new_id(bits: int) -> int:
             return n
 
 
+# W3C Trace Context: version-trace_id-parent_id-flags, lowercase hex; a later version may append fields.
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_TRACEPARENT_MAX = 512
+_TRACESTATE_MAX = 8192
+
+
+def parse_traceparent(value: str) -> tuple[int, int, bool] | None:
+    """(trace id, parent span id, sampled) of a valid `traceparent`, else None (then a new trace starts)."""
+    if len(value) > _TRACEPARENT_MAX:
+        return None
+    m = _TRACEPARENT.fullmatch(value.strip(" \t"))
+    if m is None:
+        return None
+    version, trace_hex, span_hex, flags, rest = m.groups()
+    if version == "ff" or (version == "00" and rest) or trace_hex == "0" * 32 or span_hex == "0" * 16:
+        return None
+    return int(trace_hex, 16), int(span_hex, 16), bool(int(flags, 16) & 1)
+
+
+def _trace_state(value: str | None) -> str:
+    """The incoming `tracestate`, validated and normalised by the SDK (rare: only with a parent)."""
+    if not value or len(value) > _TRACESTATE_MAX:
+        return ""
+    return TraceState.from_header([value]).to_header()
+
+
+# What a sampled request leaves for the export thread: the record, its trace, its end (ns), and the
+# gateway's own share of its time (ms), taken when it finished (a hedge's loser may still change later).
+Finished = tuple[RequestRecord, _Trace, int, float]
+_OPEN = 2  # att.context[_SPAN]: (span id, start) while open; + (end, finished?) once closed
+
+
 class Tracing:
     """Per request: a SERVER span, a routing span and one CLIENT span per upstream attempt.
 
-    Spans are plain records built from the request and attempt records, never SDK Span objects: no
-    context, no locks, no per-attribute validation on the loop (our attribute values are typed by us).
-    The standard sampler decides once per request, at its start; an unsampled request only carries its
-    trace id upstream. No prompt or completion text is recorded, and error texts are scrubbed of
-    credentials. The candidate list goes on the routing span only when asked (it is the costliest part)."""
+    On the event loop the hooks only take ids, times and the sampling decision: an unsampled request
+    carries its trace id upstream and nothing more; a sampled one leaves its finished RequestRecord in the
+    span queue, and the export thread turns it into spans (SpanBuilder) and encodes them in batches. The
+    standard sampler decides once per request, at its start. No prompt or completion text is recorded, and
+    error texts are scrubbed of credentials."""
 
-    def __init__(self, decide: Decide, queue: SpanQueue, *, candidates: bool = False) -> None:
+    def __init__(self, decide: Decide, queue: SpanQueue) -> None:
         self._decide = decide
         self._queue = queue
-        self._candidates = candidates
-        self._propagator = TraceContextTextMapPropagator()
-        self._addresses: dict[str, dict[str, Any]] = {}  # by base URL: the policy's few, parsed once
 
     @property
     def dropped(self) -> int:
@@ -206,81 +239,87 @@ class Tracing:
 
     def request_started(self, req: RequestRecord) -> None:
         headers = req.incoming_headers
-        parent = INVALID_SPAN_CONTEXT
+        parent = None
         if headers and "traceparent" in headers:
-            parent_ctx = self._propagator.extract(headers, context=Context())
-            parent = trace.get_current_span(parent_ctx).get_span_context()
-        trace_id = parent.trace_id if parent.is_valid else _new_id(128)
-        sampled = self._decide(trace_id, parent.trace_flags.sampled if parent.is_valid else None)
-        state = parent.trace_state.to_header() if parent.is_valid and parent.trace_state else ""
-        tr = _Trace(trace_id, parent.span_id if parent.is_valid else 0, sampled, state)
+            parent = parse_traceparent(headers["traceparent"])
+        if parent is None:
+            trace_id = getrandbits(128) or _new_id(128)
+            tr = _Trace(trace_id, f"{trace_id:032x}", 0, self._decide(trace_id, None), "")
+        else:
+            trace_id, parent_id, parent_sampled = parent
+            state = _trace_state(headers.get("tracestate")) if headers else ""
+            tr = _Trace(
+                trace_id, f"{trace_id:032x}", parent_id, self._decide(trace_id, parent_sampled), state
+            )
         req.context[_TRACE] = tr
-        req.context[TRACE_ID_KEY] = f"{trace_id:032x}"
+        req.context[TRACE_ID_KEY] = tr.hex
 
     def attempt_started(self, req: RequestRecord, att: AttemptRecord, headers: dict[str, str]) -> None:
         tr: _Trace | None = req.context.get(_TRACE)
         if tr is None:
             return
-        now = time_ns()
-        if not tr.routed:
-            self._routing_span(req, tr, now)
         span_id = _new_id(64)
         # W3C traceparent upstream; an unsampled request still carries its trace id (sampled flag off).
-        headers["traceparent"] = f"00-{tr.trace_id:032x}-{span_id:016x}-{'01' if tr.sampled else '00'}"
+        if tr.sampled:
+            now = time_ns()
+            if not tr.routed_ns:
+                tr.routed_ns = now
+            att.context[_SPAN] = (span_id, now)
+            headers["traceparent"] = f"00-{tr.hex}-{span_id:016x}-01"
+        else:
+            headers["traceparent"] = f"00-{tr.hex}-{span_id:016x}-00"
         if tr.state:
             headers["tracestate"] = tr.state
-        if tr.sampled:
-            t = att.target
-            op = req.operation_name or req.op
-            attrs = {
-                "gen_ai.operation.name": op,
-                "gen_ai.request.model": t.model_id,
-                "routeway.attempt": att.number,
-                "routeway.stream": req.stream,
-                **_target_attributes(t, self._addresses),
-            }
-            att.context[_SPAN] = (span_id, now, f"{op} {t.model_id}", attrs)
 
     def attempt_finished(self, req: RequestRecord, att: AttemptRecord) -> None:
-        open_span: tuple[int, int, str, dict[str, Any]] | None = att.context.pop(_SPAN, None)
-        if open_span is None:
-            return
-        span_id, start, name, attrs = open_span
-        attrs["routeway.outcome"] = att.outcome
-        if att.status is not None:
-            attrs["http.response.status_code"] = att.status
-        if att.ttft_s is not None:
-            attrs["routeway.ttft_ms"] = round(att.ttft_s * 1000, 3)
-        if att.input_tokens is not None:
-            attrs["gen_ai.usage.input_tokens"] = att.input_tokens
-        if att.output_tokens is not None:
-            attrs["gen_ai.usage.output_tokens"] = att.output_tokens
-        if att.retry_after is not None:
-            attrs["routeway.retry_after_s"] = att.retry_after
-        if att.partial:
-            attrs["routeway.stream.partial"] = True
-        code, message = 0, ""
-        if att.outcome == "ok":
-            attrs["gen_ai.response.model"] = att.target.model_id
-        elif att.outcome != "cancelled":  # a hedge's loser or a client gone: stopped, not failed
-            attrs["error.type"] = att.outcome
-            code, message = _ERROR, scrub(att.error or att.outcome, att.target.api_key)
-        self._child(req.context[_TRACE], name, span_id, _CLIENT, start, time_ns(), attrs, code, message)
+        opened: tuple[int, int] | None = att.context.get(_SPAN)
+        if opened is not None and len(opened) == _OPEN:  # the attempt's record is final from here on
+            att.context[_SPAN] = (*opened, time_ns(), True)
 
     def request_finished(self, req: RequestRecord) -> None:
         tr: _Trace | None = req.context.pop(_TRACE, None)
         if tr is None or not tr.sampled:
             return
         now = time_ns()
-        if not tr.routed and req.model is not None:
-            self._routing_span(req, tr, now)  # routing ended the request (unknown model, nothing eligible)
-        for att in req.attempts:  # an attempt the router never finished must not stay open forever
-            leftover: tuple[int, int, str, dict[str, Any]] | None = att.context.pop(_SPAN, None)
-            if leftover is not None:
-                span_id, start, name, attrs = leftover
-                self._child(tr, name, span_id, _CLIENT, start, now, attrs, 0, "")
+        spans = 2 if tr.routed_ns or req.model is not None else 1  # a routing span once a model was asked
+        upstream_s = 0.0
+        for att in req.attempts:
+            opened = att.context.get(_SPAN)
+            if opened is None:
+                continue
+            spans += 1
+            if len(opened) == _OPEN:  # never finished: closed now; its later end is not recorded
+                att.context[_SPAN] = (*opened, now, False)
+            elif att.duration_s is not None:
+                upstream_s += att.duration_s
+        overhead_ms = round(max(0.0, (req.duration_s or 0.0) - upstream_s) * 1000, 3)
+        finished: Finished = (req, tr, now, overhead_ms)
+        self._queue.add(finished, spans)
+
+
+class SpanBuilder:
+    """A finished sampled request to its spans, on the export thread; the attributes a target or an
+    endpoint always has are kept as encoded groups (otlp_encode.Fixed), made once per target or endpoint."""
+
+    def __init__(self, *, candidates: bool = False) -> None:
+        self._candidates = candidates
+        self._fixed: dict[tuple[Any, ...], tuple[object, Fixed]] = {}  # by key: (the object it is of, group)
+        self._models: dict[str, str] = {}  # client-chosen model names, scrubbed and clipped
+        self._addresses: dict[str, dict[str, Any]] = {}  # by base URL: the policy's few, parsed once
+
+    def spans(self, finished: Finished) -> list[SpanRecord]:
+        req, tr, end, overhead_ms = finished
+        start = int(req.started_wall * 1e9)
+        out: list[SpanRecord] = []
+        if tr.routed_ns or req.model is not None:
+            out.append(self._routing_span(req, tr, start, tr.routed_ns or end))
+        for att in req.attempts:
+            closed: tuple[int, int, int, bool] | None = att.context.get(_SPAN)
+            if closed is not None:
+                out.append(self._attempt_span(req, tr, att, closed))
         failed = req.status is not None and req.status >= 500
-        self._queue.add(
+        shared, attrs = self._request_attributes(req, overhead_ms)
+        out.append(
             SpanRecord(
                 f"POST {req.path}",
                 tr.trace_id,
@@ -288,43 +327,148 @@ class Tracing:
                 tr.parent_id,
                 tr.remote,
                 _SERVER,
-                int(req.started_wall * 1e9),
-                now,
-                _request_attributes(req),
+                start,
+                end,
+                attrs,
                 _ERROR if failed else 0,
                 (req.error or "") if failed else "",
                 tr.state,
+                shared,
             )
         )
+        return out
 
-    def _routing_span(self, req: RequestRecord, tr: _Trace, end: int) -> None:
+    def _attempt_span(
+        self, req: RequestRecord, tr: _Trace, att: AttemptRecord, closed: tuple[int, int, int, bool]
+    ) -> SpanRecord:
+        span_id, start, end, finished = closed
+        t = att.target
+        op = req.operation_name or req.op
+        attrs: dict[str, Any] = {"routeway.attempt": att.number}
+        code, message = 0, ""
+        if finished:
+            attrs["routeway.outcome"] = att.outcome
+            if att.status is not None:
+                attrs["http.response.status_code"] = att.status
+            if att.ttft_s is not None:
+                attrs["routeway.ttft_ms"] = round(att.ttft_s * 1000, 3)
+            if att.input_tokens is not None:
+                attrs["gen_ai.usage.input_tokens"] = att.input_tokens
+            if att.output_tokens is not None:
+                attrs["gen_ai.usage.output_tokens"] = att.output_tokens
+            if att.retry_after is not None:
+                attrs["routeway.retry_after_s"] = att.retry_after
+            if att.partial:
+                attrs["routeway.stream.partial"] = True
+            if att.outcome == "ok":
+                attrs["gen_ai.response.model"] = t.model_id
+            elif att.outcome != "cancelled":  # a hedge's loser or a client gone: stopped, not failed
+                attrs["error.type"] = att.outcome
+                code, message = _ERROR, scrub(att.error or att.outcome, t.api_key)
+        shared = (self._target_group(t, op, req.stream),)
+        return SpanRecord(
+            f"{op} {t.model_id}",
+            tr.trace_id,
+            span_id,
+            tr.span_id,
+            False,
+            _CLIENT,
+            start,
+            end,
+            attrs,
+            code,
+            message,
+            tr.state,
+            shared,
+        )
+
+    def _routing_span(self, req: RequestRecord, tr: _Trace, start: int, end: int) -> SpanRecord:
         """The plan as a span from the request's start (parse, validation, scoring) to the first attempt;
         the router has no planning hook, so the start is the request's."""
-        tr.routed = True
-        if not tr.sampled:
-            return
-        attrs = _routing_attributes(req, self._candidates)
+        attrs = _routing_attributes(req, self._candidates, self._clip(req.model or ""))
         code, message = (_ERROR, req.error or "no route") if req.route is None else (0, "")
-        start = int(req.started_wall * 1e9)
-        self._child(tr, "routeway.route", _new_id(64), _INTERNAL, start, end, attrs, code, message)
-
-    def _child(
-        self,
-        tr: _Trace,
-        name: str,
-        span_id: int,
-        kind: int,
-        start: int,
-        end: int,
-        attrs: dict[str, Any],
-        code: int,
-        message: str,
-    ) -> None:
-        parent = tr.span_id
-        record = SpanRecord(
-            name, tr.trace_id, span_id, parent, False, kind, start, end, attrs, code, message, tr.state
+        span_id = _new_id(64)
+        return SpanRecord(
+            "routeway.route",
+            tr.trace_id,
+            span_id,
+            tr.span_id,
+            False,
+            _INTERNAL,
+            start,
+            end,
+            attrs,
+            code,
+            message,
+            tr.state,
         )
-        self._queue.add(record)
+
+    def _request_attributes(
+        self, req: RequestRecord, overhead_ms: float
+    ) -> tuple[tuple[Fixed, ...], dict[str, Any]]:
+        endpoint = self._group(
+            ("endpoint", req.path, req.op, req.stream),
+            lambda: {
+                "http.request.method": "POST",
+                "http.route": req.path,
+                "url.path": req.path,
+                "gen_ai.operation.name": req.operation_name or req.op,
+                "routeway.stream": req.stream,
+            },
+        )
+        attrs: dict[str, Any] = {
+            "routeway.request_id": req.request_id,
+            "routeway.attempts": len(req.attempts),
+            "routeway.gateway_overhead_ms": overhead_ms,
+        }
+        optional: Mapping[str, Any] = {
+            "http.response.status_code": req.status,
+            "gen_ai.request.model": self._clip(req.model) if req.model else None,
+            "gen_ai.usage.input_tokens": req.input_tokens,
+            "gen_ai.usage.output_tokens": req.output_tokens,
+            "routeway.route": req.route,
+            "routeway.objective": req.objective,
+            "routeway.backend": req.backend,
+            "routeway.cost_usd": req.cost_usd,
+            "error.type": req.error,
+        }
+        attrs.update((k, v) for k, v in optional.items() if v is not None)
+        served = next((a for a in reversed(req.attempts) if a.target.backend == req.backend), None)
+        if served is None:
+            return (endpoint,), attrs
+        t = served.target
+        return (endpoint, self._group(("served", id(t)), lambda: _served_attributes(t), of=t)), attrs
+
+    def _target_group(self, t: Target, op: str, stream: bool) -> Fixed:
+        return self._group(
+            ("target", id(t), op, stream),
+            lambda: {
+                "gen_ai.operation.name": op,
+                "gen_ai.request.model": t.model_id,
+                "routeway.stream": stream,
+                **_target_attributes(t, self._addresses),
+            },
+            of=t,
+        )
+
+    def _group(self, key: tuple[Any, ...], make: Callable[[], Mapping[str, Any]], of: object = None) -> Fixed:
+        """The group for `key`; `of`, the object whose id is in the key, is kept so the id is not reused."""
+        hit = self._fixed.get(key)
+        if hit is not None and hit[0] is of:
+            return hit[1]
+        if len(self._fixed) >= 4096:  # policy reloads bring new targets: stay bounded
+            self._fixed.clear()
+        group = Fixed(make())
+        self._fixed[key] = (of, group)
+        return group
+
+    def _clip(self, model: str) -> str:
+        clipped = self._models.get(model)
+        if clipped is None:
+            if len(self._models) >= 1024:
+                self._models.clear()
+            clipped = self._models[model] = _clip(model)
+        return clipped
 
 
 def _target_attributes(t: Target, addresses: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -352,10 +496,10 @@ def _server_address(base_url: str, addresses: dict[str, dict[str, Any]]) -> dict
     return found
 
 
-def _routing_attributes(req: RequestRecord, candidates: bool) -> dict[str, Any]:
+def _routing_attributes(req: RequestRecord, candidates: bool, model: str) -> dict[str, Any]:
     ranked: list[Scored] = req.candidates
     attrs: dict[str, Any] = {
-        "gen_ai.request.model": _clip(req.model or ""),
+        "gen_ai.request.model": model,
         "routeway.candidates.count": len(ranked),
     }
     if candidates:  # ROUTEWAY_TRACE_CANDIDATES: the whole ranking, and why others were left out
@@ -375,36 +519,14 @@ def _routing_attributes(req: RequestRecord, candidates: bool) -> dict[str, Any]:
     return attrs
 
 
-def _request_attributes(req: RequestRecord) -> dict[str, Any]:
+def _served_attributes(t: Target) -> dict[str, Any]:
+    """The SERVER span's view of the backend that answered."""
     attrs: dict[str, Any] = {
-        "http.request.method": "POST",
-        "http.route": req.path,
-        "url.path": req.path,
-        "gen_ai.operation.name": req.operation_name or req.op,
-        "routeway.request_id": req.request_id,
-        "routeway.stream": req.stream,
-        "routeway.attempts": len(req.attempts),
-        "routeway.gateway_overhead_ms": round(max(0.0, (req.duration_s or 0.0) - req.upstream_s()) * 1000, 3),
+        "gen_ai.response.model": t.model_id,
+        "gen_ai.provider.name": semconv_provider_name(t.provider),
     }
-    optional: Mapping[str, Any] = {
-        "http.response.status_code": req.status,
-        "gen_ai.request.model": _clip(req.model) if req.model else None,
-        "gen_ai.usage.input_tokens": req.input_tokens,
-        "gen_ai.usage.output_tokens": req.output_tokens,
-        "routeway.route": req.route,
-        "routeway.objective": req.objective,
-        "routeway.backend": req.backend,
-        "routeway.cost_usd": req.cost_usd,
-        "error.type": req.error,
-    }
-    attrs.update((k, v) for k, v in optional.items() if v is not None)
-    served = next((a for a in reversed(req.attempts) if a.target.backend == req.backend), None)
-    if served is not None:
-        t = served.target
-        attrs["gen_ai.response.model"] = t.model_id
-        attrs["gen_ai.provider.name"] = semconv_provider_name(t.provider)
-        if t.hardware:
-            attrs["routeway.hardware"] = t.hardware
+    if t.hardware:
+        attrs["routeway.hardware"] = t.hardware
     return attrs
 
 

@@ -6,13 +6,15 @@ import threading
 import time
 from collections.abc import Sequence
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from gateway.observability.otlp_encode import Encoder, SpanRecord
+from gateway.observability.otlp_encode import Encoder, Fixed, SpanRecord
 from gateway.observability.span_export import SdkSender, SpanQueue
 
 RESOURCE = {"service.name": "routeway", "service.version": "1.2.3", "deployment.environment": "test"}
@@ -58,6 +60,66 @@ def test_same_message_as_the_sdk_encoder() -> None:
     encoder = Encoder(RESOURCE, "routeway", "1.2.3")
     assert encoder.encode(spans) == encoder.encode(spans)  # the cached attribute fields change nothing
     assert len(ours.resource_spans[0].scope_spans[0].spans) == 3
+
+
+KEYS = st.sampled_from(
+    ["routeway.request_id", "gen_ai.request.model", "routeway.backend", "http.response.status_code", "k"]
+) | st.text(min_size=1, max_size=200)
+VALUES = st.one_of(
+    st.text(max_size=300),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.sampled_from([0, 127, 128, 200, 16383, 16384, 2**32, -1]),
+    st.floats(allow_nan=False),
+    st.lists(st.text(max_size=20), max_size=4).map(tuple),
+    st.lists(st.integers(min_value=-(2**63), max_value=2**63 - 1), max_size=4).map(tuple),
+    st.lists(st.floats(allow_nan=False), max_size=4).map(tuple),
+)
+ATTRS = st.dictionaries(KEYS, VALUES, max_size=12)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    groups=st.lists(ATTRS, max_size=3),
+    own=ATTRS,
+    name=st.text(min_size=1, max_size=200),
+    status=st.sampled_from([(0, ""), (2, ""), (2, "upstream failed ✗" * 10)]),
+    parent=st.sampled_from([(0, False), (0x00F067AA0BA902B7, True), (0x1, False)]),
+)
+def test_any_attributes_encode_as_the_sdk_does(
+    groups: list[dict[str, object]],
+    own: dict[str, object],
+    name: str,
+    status: tuple[int, str],
+    parent: tuple[int, bool],
+) -> None:
+    """Cached fields, cached heads (per key and value length) and shared groups change nothing."""
+    seen: set[str] = set()
+    shared = []
+    for group in [*groups, own]:  # a key appears once per span, as the span builder makes them
+        shared.append({k: v for k, v in group.items() if k not in seen})
+        seen.update(group)
+    *fixed, attrs = shared
+    span = SpanRecord(
+        name,
+        0xABC,
+        0xDEF,
+        parent[0],
+        parent[1],
+        3,
+        10,
+        20,
+        attrs,
+        status[0],
+        status[1],
+        "",
+        tuple(map(Fixed, fixed)),
+    )
+    sdk = SdkSender(InMemorySpanExporter(), Resource(RESOURCE), InstrumentationScope("routeway", "1.2.3"))
+    theirs = encode_spans([sdk.readable(span)])
+    encoder = Encoder(RESOURCE, "routeway", "1.2.3")
+    for _ in range(2):  # the second time from the caches
+        assert ExportTraceServiceRequest.FromString(encoder.encode([span])) == theirs
 
 
 class Gate:

@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanKind, StatusCode, get_current_span
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from gateway.events import AttemptRecord, RequestRecord
 from gateway.observability.tracing import (
@@ -19,6 +22,7 @@ from gateway.observability.tracing import (
     build_sampler,
     build_tracing,
     parse_pairs,
+    parse_traceparent,
     sampling_decision,
     scrub,
 )
@@ -284,3 +288,70 @@ def test_sampling_decision_is_the_sdk_samplers(name: str) -> None:
                 ctx = set_span_in_context(NonRecordingSpan(SpanContext(trace_id, 5, True, flags)))
             expected = sdk.should_sample(ctx, trace_id, "POST /v1/chat/completions").decision.is_sampled()
             assert ours(trace_id, parent) == expected, (trace_id, parent)
+
+
+HEX = "0123456789abcdef"
+TRACEPARENTS = st.one_of(
+    st.builds(
+        lambda v, t, s, f, rest: f"{v}-{t}-{s}-{f}{rest}",
+        st.sampled_from(["00", "01", "cc", "ff", "0", "0g", "AA"]),
+        st.sampled_from(["0" * 32, "4bf92f3577b34da6a3ce929d0e0e4736", "4BF92F3577B34DA6A3CE929D0E0E4736"])
+        | st.text(HEX, min_size=31, max_size=33),
+        st.sampled_from(["0" * 16, "00f067aa0ba902b7"]) | st.text(HEX, min_size=15, max_size=17),
+        st.sampled_from(["00", "01", "ff", "1", "0x"]),
+        st.sampled_from(["", "-", "-extra", "extra", " ", "\t"]),
+    ),
+    st.text(max_size=80),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=TRACEPARENTS, padding=st.sampled_from(["", " ", "\t "]))
+def test_traceparent_parsed_as_the_sdk_propagator_does(value: str, padding: str) -> None:
+    header = padding + value + padding
+    ctx = get_current_span(
+        TraceContextTextMapPropagator().extract({"traceparent": header})
+    ).get_span_context()
+    expected = (ctx.trace_id, ctx.span_id, ctx.trace_flags.sampled) if ctx.is_valid else None
+    assert parse_traceparent(header) == expected
+
+
+def test_incoming_tracestate_is_passed_upstream() -> None:
+    tracing, _ = traced(otel_traces_sampler="parentbased_always_off")
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+    req = request({"traceparent": parent, "tracestate": "vendor=abc,other=1"})
+    tracing.request_started(req)
+    att = AttemptRecord(target("a"), 1)
+    req.attempts.append(att)
+    headers: dict[str, str] = {}
+    tracing.attempt_started(req, att, headers)
+    tracing.shutdown()
+    assert headers["tracestate"] == "vendor=abc,other=1"
+    assert headers["traceparent"].startswith("00-0af7651916cd43dd8448eb211c80319c-")
+    assert headers["traceparent"].endswith("-00")  # the parent's decision: not sampled
+
+
+def test_attempt_ending_after_its_request_keeps_the_span_as_closed() -> None:
+    """A hedge's loser may end after the request: its span was closed with the request and stays so,
+    whatever the loop writes to the record while the export thread reads it."""
+    tracing, memory = traced()
+    req = request()
+    tracing.request_started(req)
+    plan(req, target("a"), target("b"))
+    winner, loser = AttemptRecord(target("a"), 1), AttemptRecord(target("b"), 2)
+    for att in (winner, loser):
+        req.attempts.append(att)
+        tracing.attempt_started(req, att, {})
+    winner.outcome, winner.duration_s = "ok", 0.02
+    tracing.attempt_finished(req, winner)
+    req.status, req.backend, req.duration_s = 200, "a", 0.05
+    tracing.request_finished(req)
+    loser.outcome, loser.error, loser.duration_s = "server_error", "late", 9.0
+    tracing.attempt_finished(req, loser)
+    tracing.shutdown()
+    spans = by_name(memory.get_finished_spans())
+    (late,) = spans["chat b-model"]
+    assert "routeway.outcome" not in dict(late.attributes or {})
+    assert late.status.status_code == StatusCode.UNSET
+    (server,) = spans["POST /v1/chat/completions"]
+    assert dict(server.attributes or {})["routeway.gateway_overhead_ms"] == pytest.approx(30.0)
