@@ -57,6 +57,20 @@ def explain_plan(plan: Plan) -> dict[str, Any]:
         },
         "candidates": [candidate_json(s) for s in plan.ranked],
         "dropped": [dropped_json(d) for d in plan.dropped],
+        "shadow": shadow_json(plan),
+    }
+
+
+def shadow_json(plan: Plan) -> dict[str, Any] | None:
+    """The route's shadow settings (None: off); a running gateway adds today's spend and what is in flight."""
+    shadow = plan.route.shadow
+    if shadow is None:
+        return None
+    return {
+        "backends": list(shadow.backends),
+        "sample": shadow.sample,
+        "max_usd_per_day": shadow.max_usd_per_day,
+        "timeout_s": shadow.timeout_s,
     }
 
 
@@ -76,7 +90,11 @@ async def explain(request: Request) -> Response:
     body = await read_json(request)
     op = explain_operation(body)
     plan = rt.router.plan(rt.catalog, op, body, take_preferences(body, request.headers), probe=False)
-    return Response(orjson.dumps(explain_plan(plan)), media_type=JSON)
+    doc = explain_plan(plan)
+    if doc["shadow"] is not None and rt.shadow is not None:
+        doc["shadow"]["spent_usd_today"] = await rt.shadow.spent_today(plan.route.name)
+        doc["shadow"]["in_flight"] = rt.shadow.in_flight
+    return Response(orjson.dumps(doc), media_type=JSON)
 
 
 @router.post("/admin/reload")
