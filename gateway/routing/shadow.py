@@ -91,6 +91,7 @@ class Shadow(Observer):
         self.rng = rng  # injectable: tests and benches seed it
         self._tasks: set[asyncio.Task[None]] = set()
         self._watch = _Unwatched()
+        self._cap_down = False
 
     @property
     def in_flight(self) -> int:
@@ -168,9 +169,14 @@ class Shadow(Observer):
         try:
             ticket = await self._cap.reserve(job.route.name, predicted, config.max_usd_per_day)
         except CapUnavailable as exc:
-            log.warning("shadow skipped: the daily cap cannot be checked (%s)", exc)
+            if not self._cap_down:  # one line per outage, not one per shadow
+                self._cap_down = True
+                log.warning("shadows paused: the daily cap cannot be checked (%s)", exc)
             self._skip(job, "cap_unavailable")
             return
+        if self._cap_down:
+            self._cap_down = False
+            log.info("shadows resumed: the daily cap can be checked again")
         if ticket is None:
             self._skip(job, "daily_cap")
             return
@@ -208,8 +214,8 @@ class Shadow(Observer):
         self._finished(job, att.record, spent)
         try:
             await self._cap.settle(ticket, spent or 0.0)
-        except CapUnavailable as exc:
-            log.warning("shadow spend not settled (%s): the reservation stays counted", exc)
+        except CapUnavailable:
+            pass  # the reservation stays counted: the cap errs on the side of spending less
 
     def _finished(self, job: Job, rec: AttemptRecord, spent: float | None) -> None:
         if self._metrics is not None:

@@ -5,9 +5,12 @@ discarded, and what each outcome reaches (telemetry and shadow metrics, never br
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+import pytest
 
 from gateway.events import RequestRecord
 from gateway.observability.metrics import Metrics
@@ -17,7 +20,7 @@ from gateway.resilience.health import Health, health_key
 from gateway.routing.candidates import Catalog, build_catalog
 from gateway.routing.router import Router
 from gateway.routing.shadow import Shadow
-from gateway.routing.shadow_cap import LocalCap
+from gateway.routing.shadow_cap import CapUnavailable, LocalCap, Ticket
 from gateway.telemetry import MemoryStore, TelemetryRecorder
 from tests.mock_transport import HANG, MockReply, MockTransport, backend_of, chat_doc, chunk_doc, sse
 
@@ -271,3 +274,38 @@ def test_close_cancels_shadows_in_flight() -> None:
     assert rig.shadow.in_flight == 0
     assert rig.series("shadow_requests") == {("r", "b", "cancelled"): 1.0}
     assert rig.transport.replies[0].closed
+
+
+class DownCap(LocalCap):
+    """A shared cap whose Redis is gone, until `up` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = False
+
+    async def reserve(self, route: str, usd: float, cap_usd: float) -> Ticket | None:
+        if not self.up:
+            raise CapUnavailable("ConnectionError: refused")
+        return await super().reserve(route, usd, cap_usd)
+
+
+def test_an_unreachable_cap_sends_no_shadow_and_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="routeway.shadow")
+    cap = DownCap()
+
+    async def run() -> Rig:
+        rig = Rig(answer_all, shadow_catalog(backends=["b"]), cap=cap)
+        for _ in range(3):
+            rig.request()
+            await rig.settle()
+        cap.up = True
+        rig.request()
+        await rig.settle()
+        return rig
+
+    rig = asyncio.run(run())
+    assert rig.sent_to() == ["b"]  # only once the cap answered again
+    assert rig.series("shadow_skipped") == {("r", "cap_unavailable"): 3.0}
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("shadows paused" in m for m in messages) == 1
+    assert sum("shadows resumed" in m for m in messages) == 1
