@@ -30,7 +30,7 @@ from typing import Any
 from gateway.events import AttemptRecord, Observer, Observers, RequestRecord
 from gateway.observability.metrics import Metrics
 from gateway.policy.model import Route
-from gateway.providers.base import Adapter, Operation, ProviderError, Target, Usage
+from gateway.providers.base import Adapter, Operation, ProviderError, Target, UpstreamRequest, Usage
 from gateway.providers.credentials import authorize, authorize_now
 from gateway.resilience.attempt import Attempt
 from gateway.resilience.health import Health
@@ -210,6 +210,7 @@ class Shadow(Observer):
             att.failed(exc)
             self._finished(job, att.record, None)
             raise
+        # A failed shadow costs nothing at the gateway's pricing, as a failed client attempt does.
         spent = cost_usd(target, usage) if att.record.outcome == "ok" else None
         self._finished(job, att.record, spent)
         try:
@@ -222,7 +223,7 @@ class Shadow(Observer):
             self._metrics.shadow_finished(job.route.name, rec, job.stream, spent)
 
     async def _exchange(
-        self, job: Job, adapter: Adapter, upstream: Any, att: Attempt, timeout_s: float
+        self, job: Job, adapter: Adapter, upstream: UpstreamRequest, att: Attempt, timeout_s: float
     ) -> Usage | None:
         target = att.target
         connect_s = job.route.timeouts.connect_s
