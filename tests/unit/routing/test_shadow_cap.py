@@ -10,6 +10,7 @@ import pytest
 
 from gateway.routing.shadow_cap import CapUnavailable, LocalCap, RedisCap, Ticket, utc_day
 from tests.conftest import free_port
+from tests.redis_cluster import BOTH, SharedRedis
 
 NOON = 1_767_268_800.0  # 2026-01-01 12:00 UTC
 
@@ -49,12 +50,13 @@ def test_local_cap_starts_again_each_utc_day_and_settles_on_the_day_reserved() -
     asyncio.run(scenario())
 
 
-def test_redis_cap_is_shared_and_atomic_across_replicas(redis_url: str) -> None:
+@BOTH
+def test_redis_cap_is_shared_and_atomic_across_replicas(shared_redis: SharedRedis) -> None:
     prefix = f"test:shadowcap:{uuid.uuid4().hex[:8]}"
 
-    async def scenario() -> None:
-        a = RedisCap(redis_url, prefix=prefix)
-        b = RedisCap(redis_url, prefix=prefix)
+    async def scenario() -> None:  # on a cluster, each replica starts from a different node
+        a = RedisCap(shared_redis.url(0), prefix=prefix, cluster=shared_redis.cluster)
+        b = RedisCap(shared_redis.url(1), prefix=prefix, cluster=shared_redis.cluster)
         try:
             tickets = await asyncio.gather(*(cap.reserve("r", 0.1, 1.0) for cap in [a, b] * 15))
             granted = [t for t in tickets if t is not None]
