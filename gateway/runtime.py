@@ -22,6 +22,8 @@ from gateway.providers.credentials import CredentialProvider, close_all, provide
 from gateway.resilience.health import Health
 from gateway.routing.candidates import Catalog, build_catalog
 from gateway.routing.router import Router
+from gateway.routing.shadow import Shadow
+from gateway.routing.shadow_cap import DailyCap, LocalCap, RedisCap
 from gateway.settings import Settings
 from gateway.telemetry import TelemetryRecorder, TelemetryStore, make_store
 from gateway.upstream import AiohttpTransport
@@ -49,6 +51,7 @@ class Runtime:
     # Stored responses (the Responses API's `store`); Redis when the process has a Redis URL.
     conversations: Conversations = field(default_factory=stored.in_memory)
     request_ids: RequestIds = field(default_factory=RequestIds)  # this runtime's own prefix and counter
+    shadow: Shadow | None = None  # mirrors sampled requests of routes with `shadow:` (routing/shadow.py)
     _replacing: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
@@ -70,7 +73,15 @@ class Runtime:
         tracing = build_tracing(settings, on_drop=on_drop)  # None without an OTLP endpoint: no observer
         recent = Recent(settings.dashboard_decisions)
         request_log = request_log_from(settings)
-        for observer in (metrics, tracing, recent, request_log):
+        shadow = Shadow(
+            transport,
+            recorder,
+            _shadow_cap(settings),
+            health=health,
+            metrics=metrics,
+            max_concurrent=settings.shadow_max_concurrent,
+        )
+        for observer in (metrics, tracing, recent, request_log, shadow):  # shadow last: after the answer
             if observer is not None:
                 observers.add(observer)
         credentials = providers_for(loaded.secrets)
@@ -90,6 +101,7 @@ class Runtime:
             access_log=access_log,
             recent=recent,
             request_log=request_log,
+            shadow=shadow,
         )
 
     def swap(self, loaded: LoadedPolicy) -> None:
@@ -106,6 +118,8 @@ class Runtime:
         await start_all(self.credentials.values())
 
     async def close(self) -> None:
+        if self.shadow is not None:
+            await self.shadow.close()
         await self.guards.drain()
         await asyncio.gather(*self._replacing, return_exceptions=True)
         await close_all(self.credentials.values())
@@ -124,3 +138,15 @@ class Runtime:
     async def _replace(self, old: dict[str, CredentialProvider], new: dict[str, CredentialProvider]) -> None:
         await start_all(new.values())
         await close_all(old.values())
+
+
+def _shadow_cap(settings: Settings) -> DailyCap:
+    """Shadow spend counted across replicas when Redis is configured, else in this process."""
+    if settings.redis_url:
+        return RedisCap(
+            settings.redis_url,
+            prefix=settings.telemetry_redis_prefix,
+            timeout_s=max(0.25, settings.redis_timeout_ms / 1000),  # never on a client's path
+            cluster=settings.redis_cluster,
+        )
+    return LocalCap()

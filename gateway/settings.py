@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     request_log_prompts: bool = False  # also write the messages (prompt text): opt in knowingly
     request_log_max_bytes: int = Field(default=50 * 1024 * 1024, gt=0)  # then rotated
     request_log_backups: int = Field(default=3, ge=0)
+    # Shadow traffic (a route's `shadow:` in the policy): shadow requests in flight at once in this process;
+    # a sampled request beyond it is not mirrored (counted in routeway_shadow_skipped_total).
+    shadow_max_concurrent: int = Field(default=16, ge=1, le=1024)
     # Prometheus text at GET /metrics.
     metrics: bool = True
     # With --workers > 1: the folder where workers share their metrics (made fresh by `routeway serve`;

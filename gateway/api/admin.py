@@ -56,6 +56,20 @@ def explain_plan(plan: Plan) -> dict[str, Any]:
         },
         "candidates": [candidate_json(s) for s in plan.ranked],
         "dropped": [dropped_json(d) for d in plan.dropped],
+        "shadow": shadow_json(plan),
+    }
+
+
+def shadow_json(plan: Plan) -> dict[str, Any] | None:
+    """The route's shadow settings (None: off); a running gateway adds today's spend and what is in flight."""
+    shadow = plan.route.shadow
+    if shadow is None:
+        return None
+    return {
+        "backends": list(shadow.backends),
+        "sample": shadow.sample,
+        "max_usd_per_day": shadow.max_usd_per_day,
+        "timeout_s": shadow.timeout_s,
     }
 
 
@@ -82,7 +96,11 @@ async def explain(request: Request) -> Response:
     prefs = take_preferences(body, request.headers)
     endpoint, canonical = explain_endpoint(body)
     plan = rt.router.plan(rt.catalog, endpoint, canonical, prefs, probe=False)
-    return Response(orjson.dumps(explain_plan(plan)), media_type=JSON)
+    doc = explain_plan(plan)
+    if doc["shadow"] is not None and rt.shadow is not None:
+        doc["shadow"]["spent_usd_today"] = await rt.shadow.spent_today(plan.route.name)
+        doc["shadow"]["in_flight"] = rt.shadow.in_flight
+    return Response(orjson.dumps(doc), media_type=JSON)
 
 
 @router.post("/admin/reload")

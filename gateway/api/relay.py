@@ -90,6 +90,8 @@ async def relay(
             req.body = body
         plan = rt.router.plan(rt.catalog, endpoint, body, prefs, req)
         req.candidates, req.dropped, req.pick = plan.ranked, plan.dropped, plan.pick
+        if plan.route.shadow is not None and rt.shadow is not None:  # one draw; mirrored once answered
+            rt.shadow.consider(plan, body, req, rt.catalog.targets.get(req.model, []))
         if rt.guards:
             admitted = plan
             await rt.guards.admit(principal, plan, req)

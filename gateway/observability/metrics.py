@@ -161,6 +161,38 @@ class Metrics(Observer):
             "Trace spans not exported: the export queue was full (queue_full) or the export failed.",
             ["reason"],
         )
+        # Shadow traffic (gateway/routing/shadow.py): mirrored requests, kept apart from the clients' series.
+        self.shadow_requests = _Series(
+            "routeway_shadow_requests",
+            "Shadow requests finished, by route, backend and outcome (ok, cancelled or a failure kind).",
+            ["route", "backend", "outcome"],
+        )
+        self.shadow_skipped = _Series(
+            "routeway_shadow_skipped",
+            "Sampled shadow requests not sent: concurrency, daily_cap, cap_unavailable or blocked (breaker).",
+            ["route", "reason"],
+        )
+        self.shadow_cost = _Series(
+            "routeway_shadow_cost_usd",
+            "Cost of shadow requests in USD at the policy's prices, by route and backend.",
+            ["route", "backend"],
+        )
+        self.shadow_in_flight = _Series(
+            "routeway_shadow_in_flight", "Shadow requests started and not yet finished.", [], gauge=True
+        )
+        self.shadow_in_flight.add((), 0.0)  # unlabelled: shown as 0 from the start, as prometheus_client does
+        self.shadow_duration = _Histogram(
+            "routeway_shadow_duration_seconds",
+            "Duration of each shadow request (streams: read to the end and discarded).",
+            ["backend", "stream"],
+            _LATENCY_BUCKETS,
+        )
+        self.shadow_ttft = _Histogram(
+            "routeway_shadow_ttft_seconds",
+            "Time to first token of successful streamed shadow requests.",
+            ["backend"],
+            _TTFT_BUCKETS,
+        )
         self._families: tuple[_Series | _Histogram, ...] = (
             self.requests,
             self.in_flight,
@@ -174,6 +206,12 @@ class Metrics(Observer):
             self.tokens,
             self.cost,
             self.spans_dropped,
+            self.shadow_requests,
+            self.shadow_skipped,
+            self.shadow_cost,
+            self.shadow_in_flight,
+            self.shadow_duration,
+            self.shadow_ttft,
         )
         # Other --workers processes: this one's values reach their scrapes within share_interval_s.
         gauges = frozenset(f.name for f in self._families if f.gauge)
@@ -221,6 +259,31 @@ class Metrics(Observer):
     def span_dropped(self, reason: str, n: int) -> None:
         """Tracing's drop hook; "export_failed" comes from the export thread, the only writer of its key."""
         self.spans_dropped.add((reason,), float(n))
+
+    def shadow_skip(self, route: str, reason: str) -> None:
+        self.shadow_skipped.add((route, reason))
+        self._touched()
+
+    def shadow_started(self) -> None:
+        self.shadow_in_flight.add(())
+        self._touched()
+
+    def shadow_finished(self, route: str, att: AttemptRecord, stream: bool, cost_usd: float | None) -> None:
+        """One shadow attempt ended (called by the shadow runner, not through the observers)."""
+        backend = att.target.backend
+        self.shadow_in_flight.add((), -1.0)
+        self.shadow_requests.add((route, backend, att.outcome))
+        if att.duration_s is not None:
+            self.shadow_duration.observe((backend, "true" if stream else "false"), att.duration_s)
+        if stream and att.outcome == "ok" and att.ttft_s is not None:
+            self.shadow_ttft.observe((backend,), att.ttft_s)
+        if cost_usd:
+            self.shadow_cost.add((route, backend), cost_usd)
+        self._touched()
+
+    def _touched(self) -> None:
+        if self._share is not None and not self._write_due:
+            self._schedule_write()
 
     def request_started(self, req: RequestRecord) -> None:
         self.in_flight.add((req.op,))

@@ -307,6 +307,7 @@ def _route_problems(policy: Policy, route: Route) -> Iterator[tuple[str, str]]:
     serving = {name for name, b in policy.backends.items() if any(fnmatchcase(m, glob) for m in b.models)}
     if not serving:
         yield "match.model", f"{glob!r} matches no model of any backend"
+    yield from _shadow_problems(policy, route)
     if route.backends is None:
         return
     for j, name in enumerate(route.backends):
@@ -315,3 +316,16 @@ def _route_problems(policy: Policy, route: Route) -> Iterator[tuple[str, str]]:
     known = [name for name in route.backends if name in policy.backends]
     if serving and not serving.intersection(known) and (known or not route.backends):
         yield "backends", f"none of the allowed backends serves a model matching {glob!r}"
+
+
+def _shadow_problems(policy: Policy, route: Route) -> Iterator[tuple[str, str]]:
+    """Each shadow backend must exist and serve a model the route matches (else it is never mirrored to)."""
+    if route.shadow is None:
+        return
+    glob = route.match.model
+    for j, name in enumerate(route.shadow.backends):
+        backend = policy.backends.get(name)
+        if backend is None:
+            yield f"shadow.backends[{j}]", f"no backend named {name!r}"
+        elif not any(fnmatchcase(m, glob) for m in backend.models):
+            yield f"shadow.backends[{j}]", f"backend {name!r} serves no model matching {glob!r}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from gateway.policy.urls import check_base_url
 
@@ -74,6 +74,24 @@ class Weights(_Strict):
     energy: float = Field(default=0.0, ge=0)
 
 
+class Shadow(_Strict):
+    """Opt-in: mirror a sample of the route's answered requests to other backends, after the answer is sent,
+    so telemetry learns their figures on real prompts (gateway/routing/shadow.py). Answers are discarded."""
+
+    backends: list[str] = Field(min_length=1, max_length=16, description="backends to mirror to")
+    sample: float = Field(default=0.01, gt=0, le=1, description="share of answered requests mirrored")
+    max_usd_per_day: float = Field(default=5.0, gt=0, description="spend cap per UTC day, at policy prices")
+    timeout_s: float = Field(default=60.0, gt=0, le=600, description="one shadow request, start to end")
+
+    @field_validator("backends")
+    @classmethod
+    def _unique(cls, names: list[str]) -> list[str]:
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"backends listed more than once: {', '.join(repeated)}")
+        return names
+
+
 class Route(_Strict):
     name: str = Field(min_length=1)
     match: RouteMatch = Field(default_factory=RouteMatch)
@@ -94,6 +112,7 @@ class Route(_Strict):
     max_output_price: float | None = Field(default=None, ge=0)
     hardware: HardwareFilter = Field(default_factory=HardwareFilter)
     min_context_window: int | None = Field(default=None, gt=0)
+    shadow: Shadow | None = Field(default=None, description="off unless given")
 
 
 class BreakerConfig(_Strict):

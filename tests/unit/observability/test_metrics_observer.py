@@ -111,12 +111,36 @@ class PrometheusClientMetrics:
         self.tokens = counter("routeway_tokens")
         self.cost = counter("routeway_cost_usd")
         self.spans_dropped = counter("routeway_trace_spans_dropped")
+        self.shadow_requests = counter("routeway_shadow_requests")
+        self.shadow_skipped = counter("routeway_shadow_skipped")
+        self.shadow_cost = counter("routeway_shadow_cost_usd")
+        name = "routeway_shadow_in_flight"
+        self.shadow_in_flight = Gauge(name, docs[name][0], docs[name][1], registry=r)
+        self.shadow_duration = histogram("routeway_shadow_duration_seconds", lat)
+        self.shadow_ttft = histogram("routeway_shadow_ttft_seconds", ttft)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
     def request_started(self, req: RequestRecord) -> None:
         self.in_flight.labels(req.op).inc()
+
+    def shadow_skip(self, route: str, reason: str) -> None:
+        self.shadow_skipped.labels(route, reason).inc()
+
+    def shadow_started(self) -> None:
+        self.shadow_in_flight.inc()
+
+    def shadow_finished(self, route: str, att: AttemptRecord, stream: bool, cost_usd: float | None) -> None:
+        backend = att.target.backend
+        self.shadow_in_flight.dec()
+        self.shadow_requests.labels(route, backend, att.outcome).inc()
+        if att.duration_s is not None:
+            self.shadow_duration.labels(backend, str(stream).lower()).observe(att.duration_s)
+        if stream and att.outcome == "ok" and att.ttft_s is not None:
+            self.shadow_ttft.labels(backend).observe(att.ttft_s)
+        if cost_usd:
+            self.shadow_cost.labels(route, backend).inc(cost_usd)
 
     def attempt_started(self, req: RequestRecord, att: AttemptRecord, headers: dict[str, str]) -> None:
         if att.number > 1 and len(req.attempts) >= att.number:
@@ -180,6 +204,24 @@ def feed(m: Metrics | PrometheusClientMetrics, n: int) -> None:
         req.status = (200, 404, 502, None)[i % 4]
         req.duration_s = 0.003 * (i % 17)
         m.request_finished(req)
+        feed_shadow(m, i)
+
+
+def feed_shadow(m: Metrics | PrometheusClientMetrics, i: int) -> None:
+    """Shadow events of every shape: skipped, finished ok or failed, streamed or not, some still in flight."""
+    if i % 5 == 1:
+        m.shadow_skip(("default", "fast")[i % 2], ("concurrency", "daily_cap", "blocked")[i % 3])
+        return
+    if i % 3 == 2:
+        return
+    m.shadow_started()
+    if i % 11 == 0:
+        return  # still in flight
+    att = AttemptRecord(target(("a", "b")[i % 2]), 1)
+    att.outcome = ("ok", "timeout", "server")[i % 3]
+    att.ttft_s = 0.001 * (i % 7) if i % 4 else None
+    att.duration_s = 0.002 * (i % 13) if i % 8 else None
+    m.shadow_finished("default", att, i % 2 == 0, (i % 3) * 1e-5 if att.outcome == "ok" else None)
 
 
 def rendered(m: Metrics | PrometheusClientMetrics) -> str:
@@ -196,6 +238,8 @@ def test_renders_exactly_like_prometheus_clients_own_metrics() -> None:
     assert 'status="unknown"' in body and "routeway_hedges_total{" in body
     assert 'model="model-0",op="chat",route="none"' in body  # an empty route is "none", its model kept
     assert 'le="+Inf"' in body and "routeway_upstream_ttft_seconds_sum{" in body
+    assert 'routeway_shadow_skipped_total{reason="daily_cap",route="fast"}' in body
+    assert "routeway_shadow_ttft_seconds_sum{" in body and "routeway_shadow_in_flight " in body
     assert body == rendered(reference)
 
 
