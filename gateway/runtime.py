@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from gateway.access.guards import Guards
 from gateway.access.principal import Keys
+from gateway.access.tenancy import Tenancy
 from gateway.events import Observers
 from gateway.observability.logging import AccessLog
 from gateway.observability.metrics import Metrics
@@ -44,6 +45,7 @@ class Runtime:
     # Backend name → its credential provider; started and closed by the lifespan, replaced with the policy.
     credentials: dict[str, CredentialProvider] = field(default_factory=dict)
     guards: Guards = field(default_factory=Guards)  # the admit/settle stage (access/guards.py)
+    tenancy: Tenancy | None = None  # virtual keys: their store, lookup cache, limits and ledger
     _replacing: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
@@ -69,6 +71,7 @@ class Runtime:
             if observer is not None:
                 observers.add(observer)
         credentials = providers_for(loaded.secrets)
+        tenancy = Tenancy.from_settings(settings, replicas=lambda: getattr(store, "replicas", 1))
         return cls(
             settings=settings,
             transport=transport,
@@ -77,7 +80,8 @@ class Runtime:
             catalog=build_catalog(loaded.policy, credentials, loaded.fingerprint),
             keys=Keys.from_settings(settings),
             credentials=credentials,
-            guards=Guards.from_settings(settings),
+            guards=Guards.from_settings(settings, tenancy.guard),
+            tenancy=tenancy,
             metrics=metrics,
             tracing=tracing,
             store=store,
@@ -98,9 +102,13 @@ class Runtime:
     async def start(self) -> None:
         """Starts what the request path relies on in the background (credential refresh)."""
         await start_all(self.credentials.values())
+        if self.tenancy is not None:
+            await self.tenancy.start()
 
     async def close(self) -> None:
         await self.guards.drain()
+        if self.tenancy is not None:
+            await self.tenancy.close()
         await asyncio.gather(*self._replacing, return_exceptions=True)
         await close_all(self.credentials.values())
 

@@ -72,7 +72,7 @@ def explain_operation(body: dict[str, Any]) -> Operation:
 @router.post("/v1/route/explain")
 async def explain(request: Request) -> Response:
     rt = runtime(request)
-    authenticate(rt, request.headers)
+    await authenticate(rt, request.headers)
     body = await read_json(request)
     op = explain_operation(body)
     plan = rt.router.plan(rt.catalog, op, body, take_preferences(body, request.headers), probe=False)

@@ -34,8 +34,10 @@ def runtime(request: Request) -> Runtime:
     return rt
 
 
-def authenticate(rt: Runtime, headers: Mapping[str, str]) -> Principal:
+async def authenticate(rt: Runtime, headers: Mapping[str, str]) -> Principal:
     """The caller of a /v1 route, for the raw-ASGI front and the FastAPI routes alike."""
+    if rt.tenancy is not None:  # static keys, then virtual keys through the lookup cache
+        return await rt.tenancy.identity.client(headers)
     return access.client(rt.keys, headers)
 
 
@@ -89,7 +91,7 @@ async def relay(
     principal = ANONYMOUS
     admitted: Plan | None = None  # set once the guards saw the plan: from then on settle is owed
     try:
-        principal = authenticate(rt, headers)
+        principal = await authenticate(rt, headers)
         req.principal = principal.label
         body = parse_body(await read_body())
         validate(body)

@@ -1,0 +1,154 @@
+"""Virtual keys end to end on one gateway without Redis (SQLite): create, use, revoke, rotate, expire, models.
+
+The cross-replica behaviour (Redis, two processes) is in test_tenancy_replicas.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from gateway.sim import SimThread
+from tests.integration.conftest import CLIENT_KEY, GatewayThread, default_policy
+
+ADMIN_KEY = "rw-admin-5d1e-keys-test"
+MSG = [{"role": "user", "content": "Say hello"}]
+
+
+@pytest.fixture(scope="module")
+def gw(sims: SimThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayThread]:
+    work = tmp_path_factory.mktemp("keys")
+    settings: dict[str, Any] = {"api_keys": CLIENT_KEY, "admin_key": ADMIN_KEY, "keys_db": work / "routeway.db"}
+    with GatewayThread(default_policy(sims), work, reload_policies=False, key_cache_s=0.5, **settings) as g:
+        yield g
+
+
+def admin(gw: GatewayThread, method: str, path: str, **kw: Any) -> httpx.Response:
+    headers = {"authorization": f"Bearer {ADMIN_KEY}"}
+    return httpx.request(method, gw.root + path, headers=headers, timeout=10, **kw)
+
+
+def make_key(gw: GatewayThread, **spec: Any) -> dict[str, Any]:
+    r = admin(gw, "POST", "/admin/keys", json={"name": "t", **spec})
+    assert r.status_code == 201, r.text
+    doc: dict[str, Any] = r.json()
+    return doc
+
+
+def chat(gw: GatewayThread, key: str, model: str = "chat") -> Any:
+    return gw.client(api_key=key).chat.completions.create(model=model, messages=MSG, max_tokens=5)
+
+
+def test_a_created_key_works_and_is_shown_without_its_secret(gw: GatewayThread) -> None:
+    doc = make_key(gw, team="red", models=["chat"])
+    assert doc["key"].startswith("rwk-") and doc["team"] == "red" and "hash" not in doc
+    assert chat(gw, doc["key"]).choices[0].message.content
+    listed = admin(gw, "GET", "/admin/keys").json()["data"]
+    assert any(k["id"] == doc["id"] for k in listed)
+    assert all("key" not in k and "hash" not in k for k in listed)
+    shown = admin(gw, "GET", f"/admin/keys/{doc['id']}").json()
+    assert shown["status"] == "active" and shown["models"] == ["chat"]
+
+
+def test_the_plain_key_is_never_stored(gw: GatewayThread) -> None:
+    doc = make_key(gw)
+    chat(gw, doc["key"])  # a lookup and a ledger write have happened
+    raw = Path(gw.settings.keys_db).read_bytes()
+    assert doc["key"].encode() not in raw and doc["key"][8:].encode() not in raw
+
+
+def test_a_model_outside_the_keys_globs_is_403_before_any_upstream_call(gw: GatewayThread) -> None:
+    doc = make_key(gw, models=["fast-*"])
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        chat(gw, doc["key"], model="chat")
+    assert info.value.code == "model_not_allowed"
+    assert info.value.response.headers["x-routeway-attempts"] == "0"
+    assert chat(gw, doc["key"], model="fast-only").choices
+
+
+def test_revoked_key_is_refused_and_rotation_replaces_the_secret(gw: GatewayThread) -> None:
+    doc = make_key(gw)
+    chat(gw, doc["key"])
+    r = admin(gw, "POST", f"/admin/keys/{doc['id']}/rotate")
+    assert r.status_code == 200, r.text
+    new = r.json()["key"]
+    assert new != doc["key"] and r.json()["id"] == doc["id"]
+    with pytest.raises(openai.AuthenticationError):
+        chat(gw, doc["key"])
+    assert chat(gw, new).choices
+    assert admin(gw, "POST", f"/admin/keys/{doc['id']}/revoke").json()["status"] == "revoked"
+    with pytest.raises(openai.AuthenticationError) as info:
+        chat(gw, new)
+    assert info.value.code == "key_revoked"
+    assert admin(gw, "POST", f"/admin/keys/{doc['id']}/rotate").status_code == 400
+
+
+def test_an_expired_key_is_refused(gw: GatewayThread) -> None:
+    soon = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 2))
+    doc = make_key(gw, expires=soon)
+    assert chat(gw, doc["key"]).choices
+    time.sleep(2.5)
+    with pytest.raises(openai.AuthenticationError) as info:
+        chat(gw, doc["key"])
+    assert info.value.code == "key_expired"
+
+
+def test_static_keys_still_work_and_unknown_virtual_keys_do_not(gw: GatewayThread) -> None:
+    assert chat(gw, CLIENT_KEY).choices
+    with pytest.raises(openai.AuthenticationError):
+        chat(gw, "rwk-not-a-key-at-all")
+
+
+def test_admin_routes_take_only_the_admin_key(gw: GatewayThread) -> None:
+    doc = make_key(gw)
+    for key, status in ((doc["key"], 403), (CLIENT_KEY, 403), ("nope", 401)):
+        r = httpx.get(gw.root + "/admin/keys", headers={"authorization": f"Bearer {key}"}, timeout=5)
+        assert r.status_code == status, (key[:6], r.text)
+        assert r.json()["error"]["type"] in ("permission_error", "authentication_error")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"name": ""}, {"name": "x", "rpm": 0}, {"name": "x", "expires": "soon"}, {"name": "x", "other": 1}],
+)
+def test_bad_key_specs_are_400(gw: GatewayThread, body: dict[str, Any]) -> None:
+    r = admin(gw, "POST", "/admin/keys", json=body)
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error", r.text
+
+
+def test_unknown_key_id_is_404(gw: GatewayThread) -> None:
+    assert admin(gw, "GET", "/admin/keys/vk_nope").status_code == 404
+    assert admin(gw, "POST", "/admin/keys/vk_nope/revoke").status_code == 404
+
+
+def own_usage(gw: GatewayThread, key: str, until_requests: int) -> dict[str, Any]:
+    """The key's usage once `until_requests` are in it (settlement runs just after each answer)."""
+    deadline = time.monotonic() + 10
+    while True:
+        r = httpx.get(gw.base_url + "/usage", headers={"authorization": f"Bearer {key}"}, timeout=5)
+        assert r.status_code == 200, r.text
+        doc: dict[str, Any] = r.json()
+        if doc["total"]["requests"] >= until_requests or time.monotonic() > deadline:
+            return doc
+        time.sleep(0.05)
+
+
+def test_own_usage_counts_the_keys_requests(gw: GatewayThread) -> None:
+    doc = make_key(gw, team="blue")
+    for _ in range(3):
+        chat(gw, doc["key"])
+    usage = own_usage(gw, doc["key"], until_requests=3)
+    assert usage["total"]["requests"] == 3 and usage["total"]["output_tokens"] > 0
+    assert {row["key_id"] for row in usage["data"]} == {doc["id"]}
+    assert usage["total"]["cost_usd"] > 0
+    static = httpx.get(gw.base_url + "/usage", headers={"authorization": f"Bearer {CLIENT_KEY}"}, timeout=5)
+    assert static.status_code == 403
+    team = admin(gw, "GET", "/admin/usage", params={"team": "blue"}).json()
+    assert team["total"]["requests"] >= 3 and {row["team"] for row in team["data"]} == {"blue"}
+    assert admin(gw, "GET", "/admin/usage", params={"from": "2026-13-01"}).status_code == 400
