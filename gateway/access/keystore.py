@@ -59,21 +59,29 @@ class RedisKeyStore:
         self._lookup = self._client.register_script(_LOOKUP)
         self._put = self._client.register_script(_PUT)
         self._discovered = False
+        self._discovery = asyncio.Lock()  # one cluster discovery at a time
 
     @property
     def client(self) -> redis_client.Client:
         return self._client
 
     async def start(self) -> None:
-        return None
+        """Learns a cluster's slots now rather than on the first request (no I/O for one server)."""
+        try:
+            await self._ready()
+        except redis_client.FAILURES:
+            pass  # the first lookup tries again
 
     async def close(self) -> None:
         await self._client.aclose()
 
     async def _ready(self) -> None:
-        if not self._discovered:
-            await redis_client.discover(self._client, refresh=False)
-            self._discovered = True
+        if self._discovered:
+            return
+        async with self._discovery:
+            if not self._discovered:
+                await redis_client.discover(self._client, refresh=False)
+                self._discovered = True
 
     async def by_hash(self, hash_: str) -> VirtualKey | None:
         try:

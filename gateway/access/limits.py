@@ -17,6 +17,7 @@ or that follows an admit whose reply was lost can never charge twice. Times come
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Callable
@@ -249,10 +250,24 @@ class RedisLimiter:
         self._ledger_ms = ledger_days * 86_400_000
         self._replicas = replicas
         self._discovered = False
+        self._discovery = asyncio.Lock()  # one cluster discovery at a time, not one per waiting request
         self._down = False
+
+    async def start(self) -> None:
+        """Learns a cluster's slots before the first request needs them (no I/O for one server)."""
+        try:
+            await self._discover()
+        except redis_client.FAILURES:
+            pass  # the first admit tries again, and falls back if Redis is still away
 
     async def close(self) -> None:
         await self.client.aclose()
+
+    async def _discover(self) -> None:
+        async with self._discovery:
+            if not self._discovered:
+                await redis_client.discover(self.client, refresh=self._down)
+                self._discovered = True
 
     def keys(self, key_id: str, rid: str, p: Periods) -> list[str]:
         t = tag(self.prefix, key_id)
@@ -267,8 +282,7 @@ class RedisLimiter:
                 _RESERVATION_TTL_MS]  # fmt: skip
         try:
             if not self._discovered:
-                await redis_client.discover(self.client, refresh=self._down)
-                self._discovered = True
+                await self._discover()
             code = int(await self._admit(keys=self.keys(key.id, rid, p), args=args))
         except redis_client.FAILURES as exc:
             self._discovered = False

@@ -119,6 +119,8 @@ class Tenancy:
 
     async def start(self) -> None:
         await self.store.start()
+        if isinstance(self.limiter, RedisLimiter):
+            await self.limiter.start()
 
     async def close(self) -> None:
         await self.store.close()

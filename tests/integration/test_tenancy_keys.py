@@ -24,7 +24,11 @@ MSG = [{"role": "user", "content": "Say hello"}]
 @pytest.fixture(scope="module")
 def gw(sims: SimThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayThread]:
     work = tmp_path_factory.mktemp("keys")
-    settings: dict[str, Any] = {"api_keys": CLIENT_KEY, "admin_key": ADMIN_KEY, "keys_db": work / "routeway.db"}
+    settings: dict[str, Any] = {
+        "api_keys": CLIENT_KEY,
+        "admin_key": ADMIN_KEY,
+        "keys_db": work / "routeway.db",
+    }
     with GatewayThread(default_policy(sims), work, reload_policies=False, key_cache_s=0.5, **settings) as g:
         yield g
 
