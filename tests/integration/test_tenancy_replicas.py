@@ -256,3 +256,112 @@ def _value(r: redis.Redis | RedisCluster, key: bytes) -> bytes:
         return key + b"".join(k + v for k, v in r.hgetall(key).items())
     assert kind == b"string", kind
     return key + (r.get(key) or b"")
+
+
+class OwnRedis:
+    """A redis-server of this test's own (it gets killed), with AOF so its counters survive a restart."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        args += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.workdir)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with redis.Redis.from_url(self.url, socket_timeout=0.5) as r:
+                    if r.ping():
+                        return
+            except redis.RedisError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+def test_redis_killed_rate_limits_fail_open_budgets_fail_closed_nothing_double_charged(
+    sims: SimThread, tmp_path: Path
+) -> None:
+    store = OwnRedis(tmp_path)
+    store.start()
+    config = tmp_path / "policy.yaml"
+    config.write_text(yaml.safe_dump(policy(sims), sort_keys=False))
+    env = {
+        **os.environ,
+        "ROUTEWAY_REDIS_URL": store.url,
+        "ROUTEWAY_API_KEYS": CLIENT_KEY,
+        "ROUTEWAY_ADMIN_KEY": ADMIN_KEY,
+        "ROUTEWAY_REDIS_TIMEOUT_MS": "300",
+        "ROUTEWAY_KEY_CACHE_S": "1",
+        "ROUTEWAY_RELOAD_POLICIES": "false",
+        "ROUTEWAY_ACCESS_LOG": "false",
+    }
+    ports = [free_port(), free_port()]
+    procs = [serve(config, env, port) for port in ports]
+    try:
+        for proc, port in zip(procs, ports, strict=True):
+            wait_serving(proc, port, timeout_s=60)
+        fleet = Fleet(
+            [f"http://127.0.0.1:{p}" for p in ports],
+            env,
+            SharedRedis((store.url,), False),
+            "routeway:limits:v1",
+        )
+        rated = fleet.make_key(rpm=1000)
+        budgeted = fleet.make_key(daily_budget=100)
+        costs = []
+        for i in range(6):
+            for doc in (rated, budgeted):
+                r = chat(fleet.roots[i % 2], doc["key"])
+                assert r.status_code == 200, r.text
+                if doc is budgeted:
+                    costs.append(float(r.headers["x-routeway-cost-usd"]))
+        deadline = time.monotonic() + 10
+        while (
+            fleet.spend_nano(budgeted["id"]) / 1e9 != pytest.approx(sum(costs))
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        before = fleet.spend_nano(budgeted["id"])
+        assert before / 1e9 == pytest.approx(sum(costs))
+
+        store.kill()
+        time.sleep(1.2)  # past the key cache: lookups now fail and the cached records keep serving
+        for i in range(6):
+            assert chat(fleet.roots[i % 2], rated["key"]).status_code == 200  # fail open (its share)
+            refused = chat(fleet.roots[i % 2], budgeted["key"])
+            assert refused.status_code == 503 and refused.json()["error"]["code"] == "budget_unavailable"
+
+        store.start()  # AOF: the counters come back as they were
+        deadline = time.monotonic() + 15
+        while (back := chat(fleet.roots[0], budgeted["key"])).status_code != 200:
+            assert time.monotonic() < deadline, "budgets never came back with Redis"
+            time.sleep(0.1)
+        cost = float(back.headers["x-routeway-cost-usd"])
+        deadline = time.monotonic() + 10
+        while fleet.spend_nano(budgeted["id"]) == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # anything charged twice would have landed by now
+        # Exactly what was charged before the outage plus the one request since: nothing twice.
+        assert fleet.spend_nano(budgeted["id"]) / 1e9 == pytest.approx(sum(costs) + cost, abs=1e-9)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if store.proc is not None and store.proc.poll() is None:
+            store.kill()
