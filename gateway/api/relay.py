@@ -251,6 +251,9 @@ async def _relay_stream(state: _StreamState) -> AsyncIterator[bytes]:
 def _finish_stream(state: _StreamState, finished: bool) -> None:
     rt, s, req = state.rt, state.s, state.req
     usage = s.translator.usage
+    if usage is None and s.translator.output_chars and state.plan is not None:
+        # No usage from the upstream (cut, or it sends none): the gateway's own count, ~4 chars a token.
+        usage = Usage(state.plan.estimate.input_tokens, -(-s.translator.output_chars // 4))
     _account(req, s.target, usage)
     req.status = 200
     if not finished:

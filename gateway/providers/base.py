@@ -96,6 +96,8 @@ class StreamTranslator(Protocol):
     """Per-stream state: turns each upstream SSE `data:` payload into the bytes to send (None drops it)."""
 
     usage: Usage | None
+    # Characters of generated text seen: the gateway's own count, billed when the upstream sends no usage.
+    output_chars: int
 
     def translate(self, data: bytes) -> bytes | None: ...
 
