@@ -71,7 +71,11 @@ class Runtime:
             if observer is not None:
                 observers.add(observer)
         credentials = providers_for(loaded.secrets)
-        tenancy = Tenancy.from_settings(settings, replicas=lambda: getattr(store, "replicas", 1))
+        tenancy = Tenancy.from_settings(
+            settings,
+            replicas=lambda: getattr(store, "replicas", 1),
+            on_spend=metrics.team_spend if metrics is not None else None,
+        )
         return cls(
             settings=settings,
             transport=transport,

@@ -94,7 +94,9 @@ class Tenancy:
     limiter: Limiter
 
     @classmethod
-    def from_settings(cls, settings: Settings, replicas: Callable[[], int] = lambda: 1) -> Tenancy:
+    def from_settings(
+        cls, settings: Settings, replicas: Callable[[], int] = lambda: 1, on_spend: SpendHook | None = None
+    ) -> Tenancy:
         store = make_keystore(settings)
         keys = Keys.from_settings(settings)
         identity = Identity(keys, store, cache_s=settings.key_cache_s, require_keys=settings.require_keys)
@@ -115,7 +117,7 @@ class Tenancy:
         else:
             ledger = SqliteLedger(settings.keys_db)
             limiter, usage = LocalLimiter(ledger), ledger
-        return cls(store, identity, KeyGuard(limiter), usage, limiter)
+        return cls(store, identity, KeyGuard(limiter, on_spend=on_spend), usage, limiter)
 
     async def start(self) -> None:
         await self.store.start()

@@ -156,6 +156,15 @@ class Metrics(Observer):
             "Cost in USD at the policy's prices, by backend and logical model.",
             ["backend", "model"],
         )
+        # By the virtual key's team (never by key: a team is an operator's label, keys are unbounded).
+        self.team_tokens = _Series(
+            "routeway_team_tokens",
+            "Tokens billed to virtual keys, by the key's team and type (input or output).",
+            ["team", "type"],
+        )
+        self.team_cost = _Series(
+            "routeway_team_cost_usd", "Cost in USD billed to virtual keys, by the key's team.", ["team"]
+        )
         self.spans_dropped = _Series(
             "routeway_trace_spans_dropped",
             "Trace spans not exported: the export queue was full (queue_full) or the export failed.",
@@ -173,6 +182,8 @@ class Metrics(Observer):
             self.hedges,
             self.tokens,
             self.cost,
+            self.team_tokens,
+            self.team_cost,
             self.spans_dropped,
         )
         # Other --workers processes: this one's values reach their scrapes within share_interval_s.
@@ -221,6 +232,12 @@ class Metrics(Observer):
     def span_dropped(self, reason: str, n: int) -> None:
         """Tracing's drop hook; "export_failed" comes from the export thread, the only writer of its key."""
         self.spans_dropped.add((reason,), float(n))
+
+    def team_spend(self, team: str, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
+        """The key guard's settlement hook (access/tenancy.py), on the loop like the observer hooks."""
+        self.team_tokens.add((team, "input"), float(input_tokens))
+        self.team_tokens.add((team, "output"), float(output_tokens))
+        self.team_cost.add((team,), cost_usd)
 
     def request_started(self, req: RequestRecord) -> None:
         self.in_flight.add((req.op,))

@@ -156,3 +156,11 @@ def test_own_usage_counts_the_keys_requests(gw: GatewayThread) -> None:
     team = admin(gw, "GET", "/admin/usage", params={"team": "blue"}).json()
     assert team["total"]["requests"] >= 3 and {row["team"] for row in team["data"]} == {"blue"}
     assert admin(gw, "GET", "/admin/usage", params={"from": "2026-13-01"}).status_code == 400
+    # Prometheus: by team, never by key.
+    metrics = httpx.get(gw.root + "/metrics", timeout=5).text
+    cost = [
+        line for line in metrics.splitlines() if line.startswith('routeway_team_cost_usd_total{team="blue"}')
+    ]
+    assert cost and float(cost[0].split()[-1]) == pytest.approx(usage["total"]["cost_usd"])
+    assert 'routeway_team_tokens_total{team="blue",type="output"}' in metrics
+    assert doc["id"] not in metrics
