@@ -40,24 +40,27 @@ _ADMIT = """
 local function cur(k) return tonumber(redis.call('GET', k) or '0') end
 local tokens, cost = tonumber(ARGV[5]), tonumber(ARGV[6])
 local lim = tonumber(ARGV[1])
-if lim >= 0 and cur(KEYS[1]) + 1 > lim then return 1 end
+if lim >= 0 and cur(KEYS[1]) + 1 > lim then return {1, 0, 0} end
 lim = tonumber(ARGV[2])
-if lim >= 0 and cur(KEYS[2]) + tokens > lim then return 2 end
+if lim >= 0 and cur(KEYS[2]) + tokens > lim then return {2, 0, 0} end
 lim = tonumber(ARGV[3])
-if lim >= 0 and cur(KEYS[3]) + cost > lim then return 3 end
+if lim >= 0 and cur(KEYS[3]) + cost > lim then return {3, 0, 0} end
 lim = tonumber(ARGV[4])
-if lim >= 0 and cur(KEYS[4]) + cost > lim then return 4 end
+if lim >= 0 and cur(KEYS[4]) + cost > lim then return {4, 0, 0} end
 redis.call('INCR', KEYS[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 redis.call('INCRBY', KEYS[2], tokens)
 redis.call('PEXPIRE', KEYS[2], ARGV[7])
-redis.call('INCRBY', KEYS[3], cost)
+local day = redis.call('INCRBY', KEYS[3], cost)
 redis.call('PEXPIRE', KEYS[3], ARGV[8])
-redis.call('INCRBY', KEYS[4], cost)
+local month = redis.call('INCRBY', KEYS[4], cost)
 redis.call('PEXPIRE', KEYS[4], ARGV[9])
 redis.call('HSET', KEYS[5], 't', tokens, 'c', cost)
 redis.call('PEXPIRE', KEYS[5], ARGV[10])
-return 0
+return {0, day, month}
+"""
+_SPENT = """
+return {tonumber(redis.call('GET', KEYS[1]) or '0'), tonumber(redis.call('GET', KEYS[2]) or '0')}
 """
 _SETTLE = """
 local r = redis.call('HMGET', KEYS[1], 't', 'c')
@@ -123,6 +126,15 @@ class Reservation:
     periods: Periods
     local: bool = False  # taken from the per-replica fallback (Redis down): nothing to settle in Redis
     budgets_checked: bool = True
+    budget_used: float = 0.0  # the larger share of the day's or month's budget spent, this one included
+
+
+def budget_used(key: VirtualKey, day_nano: int, month_nano: int) -> float:
+    """The larger share of the key's daily or monthly budget that is spent (0 without budgets)."""
+    lim = key.limits
+    shares = [day_nano / nano(lim.daily_usd) if lim.daily_usd else 0.0]
+    shares.append(month_nano / nano(lim.monthly_usd) if lim.monthly_usd else 0.0)
+    return max(shares)
 
 
 def nano(usd: float | None) -> int:
@@ -154,6 +166,7 @@ class Limiter(Protocol):
     async def admit(self, key: VirtualKey, rid: str, tokens: int, cost: int, p: Periods) -> Reservation: ...
     async def settle(self, key: VirtualKey, res: Reservation, tokens: int, cost: int,
                      row: LedgerRow | None) -> None: ...  # fmt: skip
+    async def spent(self, key: VirtualKey, p: Periods) -> tuple[int, int]: ...
 
 
 class Ledger(Protocol):
@@ -203,8 +216,13 @@ class LocalLimiter:
         for slot, amount, _ in slots:
             self._counts[slot] = self._counts.get(slot, 0) + amount
         res = Reservation(key.id, rid, tokens, cost, p, local=True, budgets_checked=budgets)
+        if budgets:
+            res.budget_used = budget_used(key, self._counts[slots[2][0]], self._counts[slots[3][0]])
         self._reserved[rid] = res
         return res
+
+    async def spent(self, key: VirtualKey, p: Periods) -> tuple[int, int]:
+        return self._counts.get((key.id, "d", p.day), 0), self._counts.get((key.id, "m", p.month), 0)
 
     async def settle(self, key: VirtualKey, res: Reservation, tokens: int, cost: int,
                      row: LedgerRow | None) -> None:  # fmt: skip
@@ -245,6 +263,7 @@ class RedisLimiter:
         self.prefix = prefix
         self._admit = self.client.register_script(_ADMIT)
         self._settle = self.client.register_script(_SETTLE)
+        self._spent = self.client.register_script(_SPENT)
         self._fallback = LocalLimiter()
         self._budget_fail_open = budget_fail_open
         self._ledger_ms = ledger_days * 86_400_000
@@ -283,7 +302,7 @@ class RedisLimiter:
         try:
             if not self._discovered:
                 await self._discover()
-            code = int(await self._admit(keys=self.keys(key.id, rid, p), args=args))
+            code, day, month = (int(v) for v in await self._admit(keys=self.keys(key.id, rid, p), args=args))
         except redis_client.FAILURES as exc:
             self._discovered = False
             return self._admit_locally(key, rid, tokens, cost, p, exc)
@@ -292,7 +311,16 @@ class RedisLimiter:
             log.info("limits: Redis reachable again; exact limits resumed")
         if code:
             raise refusal(code, key, p)
-        return Reservation(key.id, rid, tokens, cost, p)
+        return Reservation(key.id, rid, tokens, cost, p, budget_used=budget_used(key, day, month))
+
+    async def spent(self, key: VirtualKey, p: Periods) -> tuple[int, int]:
+        """The key's spend this day and month, in nano-dollars (explain); zeros when Redis cannot say."""
+        names = self.keys(key.id, "-", p)
+        try:
+            day, month = await self._spent(keys=[names[2], names[3]])
+        except redis_client.FAILURES:
+            return 0, 0
+        return int(day), int(month)
 
     def _admit_locally(self, key: VirtualKey, rid: str, tokens: int, cost: int, p: Periods,
                        exc: BaseException) -> Reservation:  # fmt: skip

@@ -17,7 +17,16 @@ from gateway.access.guards import Guard
 from gateway.access.identity import Identity
 from gateway.access.keystore import KeyStore, RedisKeyStore, make_keystore
 from gateway.access.ledger import RedisLedger, SqliteLedger, UsageReader
-from gateway.access.limits import LedgerRow, Limiter, LocalLimiter, Periods, RedisLimiter, Reservation, nano
+from gateway.access.limits import (
+    LedgerRow,
+    Limiter,
+    LocalLimiter,
+    Periods,
+    RedisLimiter,
+    Reservation,
+    budget_used,
+    nano,
+)
 from gateway.access.principal import Keys, Principal
 from gateway.errors import ModelNotAllowed
 from gateway.events import RequestRecord
@@ -55,6 +64,18 @@ class KeyGuard(Guard):
         tokens = est.input_tokens + est.output_tokens
         res = await self.limiter.admit(key, req.request_id, tokens, nano(cost), Periods.at(self.clock()))
         req.context[_RESERVATION] = res
+        if press(plan, res.budget_used):
+            req.pick = plan.pick
+
+    async def pressure(self, principal: Principal, plan: Plan) -> dict[str, object] | None:
+        """What budget pressure does to this plan now, for explain (reads the spend, reserves nothing)."""
+        key, threshold = principal.key, plan.route.budget_pressure
+        if key is None or threshold is None:
+            return None
+        day, month = await self.limiter.spent(key, Periods.at(self.clock()))
+        cost = nano(max((s.cost_usd for s in plan.ranked), default=0.0))  # as admit would reserve it
+        used = budget_used(key, day + cost, month + cost)
+        return {"threshold": threshold, "budget_used": round(used, 6), "applied": press(plan, used)}
 
     async def settle(
         self,
@@ -81,6 +102,17 @@ class KeyGuard(Guard):
         else:
             tokens, cost = 0, 0  # refused or failed upstream: released
         await self.limiter.settle(key, res, tokens, cost, row)
+
+
+def press(plan: Plan, used: float) -> bool:
+    """Under budget pressure (the key spent at least the route's `budget_pressure` share of a budget) the
+    cheapest candidates go first; the plan's pick says so. True when it applied."""
+    threshold = plan.route.budget_pressure
+    if threshold is None or used < threshold or len(plan.ranked) < 2:
+        return False
+    plan.ranked = sorted(plan.ranked, key=lambda s: s.cost_usd)  # stable: equal prices keep their order
+    plan.pick = "budget"
+    return True
 
 
 @dataclass(slots=True)

@@ -72,11 +72,15 @@ def explain_operation(body: dict[str, Any]) -> Operation:
 @router.post("/v1/route/explain")
 async def explain(request: Request) -> Response:
     rt = runtime(request)
-    await authenticate(rt, request.headers)
+    principal = await authenticate(rt, request.headers)
     body = await read_json(request)
     op = explain_operation(body)
     plan = rt.router.plan(rt.catalog, op, body, take_preferences(body, request.headers), probe=False)
-    return Response(orjson.dumps(explain_plan(plan)), media_type=JSON)
+    pressure = await rt.tenancy.guard.pressure(principal, plan) if rt.tenancy is not None else None
+    doc = explain_plan(plan)
+    if pressure is not None:  # a virtual key on a route with budget_pressure: whether it reorders now
+        doc["budget_pressure"] = pressure
+    return Response(orjson.dumps(doc), media_type=JSON)
 
 
 @router.post("/admin/reload")

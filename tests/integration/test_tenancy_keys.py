@@ -164,3 +164,36 @@ def test_own_usage_counts_the_keys_requests(gw: GatewayThread) -> None:
     assert cost and float(cost[0].split()[-1]) == pytest.approx(usage["total"]["cost_usd"])
     assert 'routeway_team_tokens_total{team="blue",type="output"}' in metrics
     assert doc["id"] not in metrics
+
+
+def test_budget_pressure_moves_a_key_to_the_cheapest_backend_and_explain_says_so(
+    sims: SimThread, tmp_path: Path
+) -> None:
+    policy = default_policy(sims)
+    policy["routes"][0] |= {"objective": "fastest", "budget_pressure": 0.5}
+    settings: dict[str, Any] = {"api_keys": CLIENT_KEY, "admin_key": ADMIN_KEY, "keys_db": tmp_path / "k.db"}
+    with GatewayThread(policy, tmp_path, reload_policies=False, **settings) as g:
+        explain = {"model": "chat", "messages": MSG, "max_tokens": 5}
+        static = {"authorization": f"Bearer {CLIENT_KEY}"}
+        plain = httpx.post(g.base_url + "/route/explain", json=explain, headers=static, timeout=5).json()
+        assert "budget_pressure" not in plain  # a static key has no budget
+        # A request reserves its predicted cost at the pricier candidate: a quarter of the budget.
+        reservation = max(c["predicted_cost_usd"] for c in plain["candidates"])
+        key = make_key(g, daily_budget=4 * reservation)["key"]
+        auth = {"authorization": f"Bearer {key}"}
+        before = httpx.post(g.base_url + "/route/explain", json=explain, headers=auth, timeout=5).json()
+        assert before["budget_pressure"] == {"threshold": 0.5, "budget_used": 0.25, "applied": False}
+        assert before["candidates"][0]["backend"] == "fast"
+        picks = []
+        for _ in range(20):
+            raw = g.client(api_key=key).chat.completions.with_raw_response.create(
+                model="chat", messages=MSG, max_tokens=5
+            )
+            picks.append((raw.headers["x-routeway-backend"], raw.headers["x-routeway-pick"]))
+            if picks[-1][1] == "budget":
+                break
+            time.sleep(0.2)  # let the settlement land, as a client's pace would
+        assert picks[0] == ("fast", "best") and picks[-1] == ("cheap", "budget"), picks
+        after = httpx.post(g.base_url + "/route/explain", json=explain, headers=auth, timeout=5).json()
+        assert after["budget_pressure"]["applied"] and after["budget_pressure"]["budget_used"] >= 0.5
+        assert after["candidates"][0]["backend"] == "cheap"
