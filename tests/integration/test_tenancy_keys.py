@@ -5,6 +5,9 @@ The cross-replica behaviour (Redis, two processes) is in test_tenancy_replicas.p
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +20,7 @@ import pytest
 from gateway.sim import SimThread
 from tests.integration.conftest import CLIENT_KEY, GatewayThread, default_policy
 
+REPO = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "rw-admin-5d1e-keys-test"
 MSG = [{"role": "user", "content": "Say hello"}]
 
@@ -197,3 +201,40 @@ def test_budget_pressure_moves_a_key_to_the_cheapest_backend_and_explain_says_so
         after = httpx.post(g.base_url + "/route/explain", json=explain, headers=auth, timeout=5).json()
         assert after["budget_pressure"]["applied"] and after["budget_pressure"]["budget_used"] >= 0.5
         assert after["candidates"][0]["backend"] == "cheap"
+
+
+def cli(gw: GatewayThread, *args: str) -> subprocess.CompletedProcess[str]:
+    """`routeway ARGS` on the gateway's key store (the same settings the server reads)."""
+    env = {**os.environ, "ROUTEWAY_KEYS_DB": str(gw.settings.keys_db)}
+    env.pop("ROUTEWAY_REDIS_URL", None)
+    cmd = [sys.executable, "-m", "gateway", *args]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_the_cli_manages_keys_the_server_uses_and_prints_usage(gw: GatewayThread) -> None:
+    made = cli(
+        gw, "keys", "create", "--name", "cli-key", "--team", "green", "--models", "chat", "--tpm", "5000"
+    )
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.strip().splitlines()[-1]
+    key_id = made.stdout.split("id=")[1].split()[0]
+    assert secret.startswith("rwk-") and chat(gw, secret).choices
+    own_usage(gw, secret, until_requests=1)
+    shown = cli(gw, "keys", "show", key_id)
+    assert shown.returncode == 0 and '"team": "green"' in shown.stdout and secret not in shown.stdout
+    listed = cli(gw, "keys", "list", "--json")
+    assert key_id in listed.stdout and secret not in listed.stdout
+    table = cli(gw, "usage", "--team", "green")
+    assert table.returncode == 0, table.stderr
+    head, *rows, total = table.stdout.strip().splitlines()
+    assert head.split()[:5] == ["date", "team", "key", "model", "backend"]
+    assert any("cli-key" in row and "chat" in row for row in rows) and total.startswith("total")
+    rotated = cli(gw, "keys", "rotate", key_id)
+    new = rotated.stdout.strip().splitlines()[-1]
+    assert rotated.returncode == 0 and new.startswith("rwk-") and new != secret
+    time.sleep(0.6)  # the lookup cache's life in this gateway (key_cache_s=0.5)
+    with pytest.raises(openai.AuthenticationError):
+        chat(gw, secret)
+    assert chat(gw, new).choices
+    assert cli(gw, "keys", "show", "vk_nope").returncode == 1
+    assert cli(gw, "usage", "--from", "yesterday").returncode == 2
