@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 
 from gateway.access.keys import VirtualKey, digest, looks_virtual
 from gateway.access.keystore import KeyStore, KeyStoreUnavailable
-from gateway.access.principal import ANONYMOUS, Keys, Principal, bearer
+from gateway.access.principal import Keys, Principal, bearer
 from gateway.access.principal import client as static_client
 from gateway.errors import AuthenticationFailed
 
@@ -102,6 +102,3 @@ class Identity:
     def forget(self, hash_: str) -> None:
         """Drops one cached entry (this replica's own admin writes take effect at once here)."""
         self._cache.pop(hash_, None)
-
-
-__all__ = ["ANONYMOUS", "Identity"]

@@ -199,9 +199,10 @@ class LocalLimiter:
 
     def take(self, key: VirtualKey, rid: str, tokens: int, cost: int, p: Periods, share: float = 1.0,
              budgets: bool = True) -> Reservation:  # fmt: skip
-        if p.minute != self._minute:  # drop last minute's windows (budgets' periods are kept)
+        if p.minute != self._minute:  # keep only the current minute's windows, day's and month's spend
             self._minute = p.minute
-            self._counts = {k: v for k, v in self._counts.items() if k[1] not in ("rpm", "tpm")}
+            current = {"d": p.day, "m": p.month}
+            self._counts = {k: v for k, v in self._counts.items() if current.get(k[1]) == k[2]}
         lim = key.limits
         slots: list[tuple[tuple[str, str, object], int, int]] = [
             ((key.id, "rpm", p.minute), 1, _share(lim.rpm, share)),
