@@ -1,4 +1,4 @@
-"""The `routeway` command: serve, check, explain, sim, demo and bench."""
+"""The `routeway` command: serve, check, explain, sim, demo, bench, keys and usage."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import orjson
 import typer
 import uvicorn
 
+from gateway.keys_cli import keys_app, usage
 from gateway.policy.loader import LoadedPolicy, PolicyError, load_policy
 from gateway.policy.model import Objective
 from gateway.settings import Settings, export_for_workers
@@ -18,6 +19,9 @@ from gateway.settings import Settings, export_for_workers
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Routeway: an OpenAI-compatible LLM router."
 )
+
+app.add_typer(keys_app, name="keys")
+app.command(name="usage")(usage)
 
 OBJECTIVE_NAMES: tuple[str, ...] = get_args(Objective)
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML file or folder of YAML files")]

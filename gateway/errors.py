@@ -113,6 +113,19 @@ class RateLimited(GatewayError):
         self.retry_after = retry_after
 
 
+class BudgetExceeded(RateLimited):
+    """A virtual key's daily or monthly budget has no room for the request: retry-after is the reset."""
+
+    type = "insufficient_quota"
+    code = "budget_exceeded"
+
+
+class ModelNotAllowed(PermissionDenied):
+    """A virtual key asked for a model outside its allowed globs."""
+
+    code = "model_not_allowed"
+
+
 class UpstreamRejected(GatewayError):
     """A backend refused the request as the client's fault (4xx); passed on with the backend's status."""
 

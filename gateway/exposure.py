@@ -64,7 +64,7 @@ def verdict_for(settings: Settings) -> Verdict:
     problem = check_keys(keys, settings.admin_key)
     if problem is not None:
         return Verdict(refusal=problem)
-    return decide(settings.host, bool(keys), settings.allow_open)
+    return decide(settings.host, bool(keys) or settings.require_keys, settings.allow_open)
 
 
 def enforce(settings: Settings, log: logging.Logger) -> None:

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api import admin, dashboard, health, messages, metrics, models, responses
+from gateway.api import admin, dashboard, health, messages, metrics, models, responses, tenancy
 from gateway.api.bodies import Bodies
 from gateway.api.front import Front
 from gateway.errors import GatewayError, InternalError
@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None, loaded: LoadedPolicy | None = N
                 rt.request_log.close()
 
     app = FastAPI(title="Routeway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    for module in (models, responses, messages, health, admin, metrics, dashboard):
+    for module in (models, responses, messages, health, admin, metrics, dashboard, tenancy):
         app.include_router(module.router)
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(HTTPException, _http_error)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from gateway.access.guards import Guards
 from gateway.access.principal import Keys
+from gateway.access.tenancy import Tenancy
 from gateway.events import Observers, RequestIds
 from gateway.frontdoors import conversations as stored
 from gateway.frontdoors.conversations import Conversations
@@ -52,6 +53,7 @@ class Runtime:
     conversations: Conversations = field(default_factory=stored.in_memory)
     request_ids: RequestIds = field(default_factory=RequestIds)  # this runtime's own prefix and counter
     shadow: Shadow | None = None  # mirrors sampled requests of routes with `shadow:` (routing/shadow.py)
+    tenancy: Tenancy | None = None  # virtual keys: their store, lookup cache, limits and ledger
     _replacing: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
@@ -85,6 +87,11 @@ class Runtime:
             if observer is not None:
                 observers.add(observer)
         credentials = providers_for(loaded.secrets)
+        tenancy = Tenancy.from_settings(
+            settings,
+            replicas=lambda: getattr(store, "replicas", 1),
+            on_spend=metrics.team_spend if metrics is not None else None,
+        )
         return cls(
             settings=settings,
             transport=transport,
@@ -93,8 +100,9 @@ class Runtime:
             catalog=build_catalog(loaded.policy, credentials, loaded.fingerprint),
             keys=Keys.from_settings(settings),
             credentials=credentials,
-            guards=Guards.from_settings(settings),
+            guards=Guards.from_settings(settings, tenancy.guard),
             conversations=stored.from_settings(settings),
+            tenancy=tenancy,
             metrics=metrics,
             tracing=tracing,
             store=store,
@@ -116,11 +124,15 @@ class Runtime:
     async def start(self) -> None:
         """Starts what the request path relies on in the background (credential refresh)."""
         await start_all(self.credentials.values())
+        if self.tenancy is not None:
+            await self.tenancy.start()
 
     async def close(self) -> None:
         if self.shadow is not None:
             await self.shadow.close()
         await self.guards.drain()
+        if self.tenancy is not None:
+            await self.tenancy.close()
         await asyncio.gather(*self._replacing, return_exceptions=True)
         await close_all(self.credentials.values())
         await self.conversations.store.close()

@@ -31,6 +31,19 @@ class Settings(BaseSettings):
     # A request whose predicted cost (prompt + max output at the candidate's prices) is above this many US
     # dollars is refused before any upstream call (access.guards.MaxCostGuard); None: no cap.
     max_request_usd: float | None = Field(default=None, gt=0)
+    # Virtual keys (access/keys.py, docs/tenancy.md): kept in Redis when redis_url is set, else in this
+    # SQLite file. A key's record is cached per process for key_cache_s, the bound on how long a revoked
+    # key keeps working on another replica. require_keys: no anonymous callers even without static keys.
+    keys_db: Path = Path("routeway.db")
+    keys_redis_prefix: str = "routeway:keys:v1"
+    key_cache_s: float = Field(default=2.0, gt=0, le=5)
+    require_keys: bool = False
+    # Virtual keys' limits and budgets (access/limits.py): Redis keys under this prefix, one hash tag per
+    # key. With Redis unreachable, rate limits fail open to this replica's share (limit / live replicas)
+    # and budgets fail closed unless budget_fail_open; the ledger keeps ledger_days days.
+    limits_redis_prefix: str = "routeway:limits:v1"
+    budget_fail_open: bool = False
+    ledger_days: int = Field(default=400, gt=0)
     allow_open: bool = False  # serve without client keys on a non-loopback address (logged as a WARNING)
     reload_policies: bool = True
     # A larger request body is refused with 413 before it is buffered (images and long prompts fit).

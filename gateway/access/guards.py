@@ -44,6 +44,10 @@ class Guard(Protocol):
         """Nothing to settle."""
         return None
 
+    def owes(self, principal: Principal) -> bool:
+        """Whether `settle` has work for this principal's requests; when no guard has, no task is started."""
+        return True
+
 
 class Guards:
     """The ordered guards; empty (the default) costs one truth test per request."""
@@ -55,11 +59,12 @@ class Guards:
         self._tasks: set[asyncio.Task[None]] = set()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Guards:
+    def from_settings(cls, settings: Settings, *last: Guard) -> Guards:
+        """The configured guards, cheap local refusals first; `last` (the key limits' Redis reservation)."""
         guards: list[Guard] = []
         if settings.max_request_usd is not None:
             guards.append(MaxCostGuard(settings.max_request_usd))
-        return cls(guards)
+        return cls([*guards, *last])
 
     def __bool__(self) -> bool:
         return bool(self.guards)
@@ -78,7 +83,7 @@ class Guards:
         cost_usd: float | None,
     ) -> None:
         """Starts the guards' settlement in one task: a client that leaves cannot cut a ledger write short."""
-        if not self._settling:
+        if not self._settling or not any(g.owes(principal) for g in self._settling):
             return
         task = asyncio.get_running_loop().create_task(self._settle(principal, plan, req, usage, cost_usd))
         self._tasks.add(task)

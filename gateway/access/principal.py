@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from gateway.access.keys import VirtualKey, looks_virtual
 from gateway.errors import AuthenticationFailed, PermissionDenied
 from gateway.exposure import is_loopback
 from gateway.settings import Settings
@@ -19,10 +20,16 @@ class Principal:
     """A caller as guards, logs and the dashboard see it: a label, never the key itself.
 
     A client key is named by its 1-based position in ROUTEWAY_API_KEYS (`key-2`), so an operator can tell
-    callers apart without any log or answer holding a key."""
+    callers apart without any log or answer holding a key. A virtual key's principal is labelled with the
+    key's id and carries its record (team, models, limits) for the guards."""
 
     kind: PrincipalKind
     label: str
+    key: VirtualKey | None = None
+
+    @property
+    def team(self) -> str | None:
+        return self.key.team if self.key is not None else None
 
 
 ANONYMOUS = Principal("anonymous", "anonymous")  # the gateway runs open: no client keys configured
@@ -98,6 +105,6 @@ def admin(keys: Keys, headers: Mapping[str, str]) -> Principal:
     token = bearer(headers)
     if token is not None and hmac.compare_digest(token, keys.admin):
         return ADMIN
-    if token is not None and _match(token, keys.client) >= 0:
+    if token is not None and (looks_virtual(token) or _match(token, keys.client) >= 0):
         raise PermissionDenied("A client key cannot call the admin routes: use the admin key")
     raise AuthenticationFailed("Missing or invalid admin key in the Authorization header")

@@ -91,12 +91,15 @@ def explain_endpoint(body: dict[str, Any]) -> tuple[EndpointSpec, dict[str, Any]
 @router.post("/v1/route/explain")
 async def explain(request: Request) -> Response:
     rt = runtime(request)
-    authenticate(rt, request.headers)
+    principal = await authenticate(rt, request.headers)
     body = await read_json(request)
     prefs = take_preferences(body, request.headers)
     endpoint, canonical = explain_endpoint(body)
     plan = rt.router.plan(rt.catalog, endpoint, canonical, prefs, probe=False)
+    pressure = await rt.tenancy.guard.pressure(principal, plan) if rt.tenancy is not None else None
     doc = explain_plan(plan)
+    if pressure is not None:  # a virtual key on a route with budget_pressure: whether it reorders now
+        doc["budget_pressure"] = pressure
     if doc["shadow"] is not None and rt.shadow is not None:
         doc["shadow"]["spent_usd_today"] = await rt.shadow.spent_today(plan.route.name)
         doc["shadow"]["in_flight"] = rt.shadow.in_flight

@@ -25,7 +25,7 @@ router = APIRouter()
 async def messages_count_tokens(request: Request) -> Response:
     try:
         rt = runtime(request)
-        authenticate(rt, request.headers)
+        await authenticate(rt, request.headers)
         call = read_request(await read_json(request), count_only=True)
         rt.catalog.resolve(call.model, MESSAGES)  # 404 for a model nothing serves, as the API answers
         return Response(orjson.dumps({"input_tokens": count_tokens(call)}), media_type=JSON)

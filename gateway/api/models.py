@@ -23,7 +23,7 @@ def _model(m: LogicalModel, created: int) -> dict[str, Any]:
 @router.get("/v1/models")
 async def list_models(request: Request) -> Response:
     rt = runtime(request)
-    authenticate(rt, request.headers)
+    await authenticate(rt, request.headers)
     data = [_model(m, rt.started) for m in rt.catalog.models]
     return Response(orjson.dumps({"object": "list", "data": data}), media_type=JSON)
 
@@ -31,7 +31,7 @@ async def list_models(request: Request) -> Response:
 @router.get("/v1/models/{model:path}")
 async def get_model(request: Request, model: str) -> Response:
     rt = runtime(request)
-    authenticate(rt, request.headers)
+    await authenticate(rt, request.headers)
     for m in rt.catalog.models:
         if m.name == model:
             return Response(orjson.dumps(_model(m, rt.started)), media_type=JSON)

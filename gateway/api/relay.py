@@ -31,8 +31,10 @@ def runtime(request: Request) -> Runtime:
     return rt
 
 
-def authenticate(rt: Runtime, headers: Mapping[str, str]) -> Principal:
+async def authenticate(rt: Runtime, headers: Mapping[str, str]) -> Principal:
     """The caller of a /v1 route, for the raw-ASGI front and the FastAPI routes alike."""
+    if rt.tenancy is not None:  # static keys, then virtual keys through the lookup cache
+        return await rt.tenancy.identity.client(headers)
     return access.client(rt.keys, headers)
 
 
@@ -77,7 +79,7 @@ async def relay(
     principal = ANONYMOUS
     admitted: Plan | None = None  # set once the guards saw the plan: from then on settle is owed
     try:
-        principal = authenticate(rt, headers)
+        principal = await authenticate(rt, headers)
         req.principal = principal.label
         client_body = parse_body(await read_body())
         endpoint.validate(client_body)
@@ -276,6 +278,9 @@ def _encode(enc: ClientStreamEncoder, chunks: list[bytes]) -> bytes:
 def _finish_stream(state: _StreamState, finished: bool) -> None:
     rt, s, req = state.rt, state.s, state.req
     usage = s.upstream.usage
+    if usage is None and s.upstream.translator.output_chars and state.plan is not None:
+        # No usage from the upstream (cut, or it sends none): the gateway's own count, ~4 chars a token.
+        usage = Usage(state.plan.estimate.input_tokens, -(-s.upstream.translator.output_chars // 4))
     _account(req, s.target, usage)
     req.status = 200
     if not finished:

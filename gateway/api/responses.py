@@ -20,7 +20,7 @@ router = APIRouter()
 @router.get("/v1/responses/{response_id}")
 async def get_response(request: Request, response_id: str) -> Response:
     rt = runtime(request)
-    owner = authenticate(rt, request.headers).label
+    owner = (await authenticate(rt, request.headers)).label
     if request.query_params.get("stream") == "true":
         raise unsupported("Replaying a stored response as a stream", "stream")
     found = await rt.conversations.load(owner, response_id)
@@ -30,14 +30,14 @@ async def get_response(request: Request, response_id: str) -> Response:
 @router.delete("/v1/responses/{response_id}")
 async def delete_response(request: Request, response_id: str) -> Response:
     rt = runtime(request)
-    owner = authenticate(rt, request.headers).label
+    owner = (await authenticate(rt, request.headers)).label
     return Response(orjson.dumps(await rt.conversations.delete(owner, response_id)), media_type=JSON)
 
 
 @router.get("/v1/responses/{response_id}/input_items")
 async def input_items(request: Request, response_id: str) -> Response:
     rt = runtime(request)
-    owner = authenticate(rt, request.headers).label
+    owner = (await authenticate(rt, request.headers)).label
     query = request.query_params
     try:
         limit = int(query.get("limit", "20"))

@@ -156,6 +156,15 @@ class Metrics(Observer):
             "Cost in USD at the policy's prices, by backend and logical model.",
             ["backend", "model"],
         )
+        # By the virtual key's team (never by key: a team is an operator's label, keys are unbounded).
+        self.team_tokens = _Series(
+            "routeway_team_tokens",
+            "Tokens billed to virtual keys, by the key's team and type (input or output).",
+            ["team", "type"],
+        )
+        self.team_cost = _Series(
+            "routeway_team_cost_usd", "Cost in USD billed to virtual keys, by the key's team.", ["team"]
+        )
         self.spans_dropped = _Series(
             "routeway_trace_spans_dropped",
             "Trace spans not exported: the export queue was full (queue_full) or the export failed.",
@@ -205,6 +214,8 @@ class Metrics(Observer):
             self.hedges,
             self.tokens,
             self.cost,
+            self.team_tokens,
+            self.team_cost,
             self.spans_dropped,
             self.shadow_requests,
             self.shadow_skipped,
@@ -279,6 +290,13 @@ class Metrics(Observer):
             self.shadow_ttft.observe((backend,), att.ttft_s)
         if cost_usd:
             self.shadow_cost.add((route, backend), cost_usd)
+        self._touched()
+
+    def team_spend(self, team: str, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
+        """The key guard's settlement hook (access/tenancy.py), on the loop like the observer hooks."""
+        self.team_tokens.add((team, "input"), float(input_tokens))
+        self.team_tokens.add((team, "output"), float(output_tokens))
+        self.team_cost.add((team,), cost_usd)
         self._touched()
 
     def _touched(self) -> None:

@@ -113,6 +113,9 @@ class Route(_Strict):
     hardware: HardwareFilter = Field(default_factory=HardwareFilter)
     min_context_window: int | None = Field(default=None, gt=0)
     shadow: Shadow | None = Field(default=None, description="off unless given")
+    # Once a virtual key has spent this share of its daily or monthly budget, its requests on this route
+    # try the cheapest candidates first (access/tenancy.py); None: off.
+    budget_pressure: float | None = Field(default=None, gt=0, le=1)
 
 
 class BreakerConfig(_Strict):

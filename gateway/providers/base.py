@@ -114,6 +114,8 @@ class StreamTranslator(Protocol):
 
     usage: Usage | None
     ended: bool
+    # Characters of generated text seen: the gateway's own count, billed when the upstream sends no usage.
+    output_chars: int
 
     def translate(self, event: StreamEvent) -> list[bytes]:
         """Zero, one or several canonical chunks for one event; a ProviderError for a bad or error event."""

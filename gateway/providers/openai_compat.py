@@ -114,7 +114,7 @@ class ChunkTranslator:
     With `show_usage=False` (the client did not ask for usage; the gateway did, to bill the stream) the
     usage-only final chunk is dropped and a `usage` key on other chunks removed."""
 
-    __slots__ = ("_conform", "_model", "_secret", "_hide_usage", "usage", "ended")
+    __slots__ = ("_conform", "_model", "_secret", "_hide_usage", "usage", "ended", "output_chars")
 
     def __init__(
         self, op: Operation, model: str, secret: Secret | None = None, *, show_usage: bool = True
@@ -127,6 +127,7 @@ class ChunkTranslator:
         self._hide_usage = not show_usage
         self.usage: Usage | None = None
         self.ended = False
+        self.output_chars = 0
 
     def translate(self, event: StreamEvent) -> list[bytes]:
         data = event.data
@@ -148,6 +149,7 @@ class ChunkTranslator:
         usage = _usage(doc.get("usage"))
         if usage is not None:
             self.usage = usage
+        self.output_chars += _generated_chars(doc.get("choices"))
         changed = self._conform(doc, self._model)
         if self._hide_usage and "usage" in doc:
             if usage is not None and not doc.get("choices"):
@@ -158,6 +160,19 @@ class ChunkTranslator:
 
     def flush(self) -> list[bytes]:
         return []  # nothing is held back: each chunk stands alone
+
+
+def _generated_chars(choices: Any) -> int:
+    """Characters of text in a chunk's choices (chat `delta.content`, completions `text`)."""
+    total = 0
+    if isinstance(choices, list):
+        for choice in choices:
+            if isinstance(choice, dict):
+                delta = choice.get("delta")
+                text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+                if isinstance(text, str):
+                    total += len(text)
+    return total
 
 
 def _with_usage(opts: Any) -> dict[str, Any]:

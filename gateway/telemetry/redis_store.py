@@ -101,6 +101,10 @@ class RedisStore(MemoryStore):
         self._redis: redis_client.Client | None = None
         self._task: asyncio.Task[None] | None = None
 
+    # Live replicas (this one included) at the last read: sets the key limits' per-replica share while
+    # Redis is down.
+    replicas: int = 1
+
     @property
     def connected(self) -> bool:
         """Whether the last exchange with Redis succeeded (False before the first one)."""
@@ -243,6 +247,7 @@ class RedisStore(MemoryStore):
     def _absorb(self, blobs: dict[bytes, bytes], cooldowns: dict[bytes, bytes], now: float) -> None:
         me = self.replica_id.encode()
         keys: dict[Key, Remote] = {}
+        live = 1
         for rid, blob in blobs.items():
             if rid == me:
                 continue
@@ -254,6 +259,7 @@ class RedisStore(MemoryStore):
                         self._prune_replicas.append(rid)
                     continue
                 _merge(keys, doc["k"], 2.0 ** (-max(0.0, now - t) / self.half_life_s))
+                live += 1
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
                 continue  # another version's or a damaged blob: skip it rather than stop sharing
         shared: dict[str, float] = {}
@@ -272,6 +278,7 @@ class RedisStore(MemoryStore):
             elif op > shared.get(name, 0.0):
                 shared[name] = op
         self._set_remote(RemoteView(now, keys), shared)
+        self.replicas = live
 
 
 def _merge(keys: dict[Key, Remote], entries: list[Any], factor: float) -> None:

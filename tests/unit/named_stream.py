@@ -38,11 +38,14 @@ class NamedTranslator:
         self.usage: Usage | None = None
         self.ended = False
         self.flushed = 0
+        self.output_chars = 0  # generated text seen: what the relay bills when no usage arrives
 
     def translate(self, event: StreamEvent) -> list[bytes]:
         doc = orjson.loads(event.data)
         if event.name == "delta":
-            return [chunk(t) for t in doc["text"].split("|")]
+            texts = doc["text"].split("|")
+            self.output_chars += sum(len(t) for t in texts)
+            return [chunk(t) for t in texts]
         if event.name == "stop":
             self.usage = Usage(doc["in"], doc["out"])
             self.ended = True

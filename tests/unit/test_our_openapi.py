@@ -43,6 +43,13 @@ EXPECTED_OPERATIONS = [
     ("get", "/admin/state"),
     ("get", "/admin/decisions/{id}"),
     ("get", "/dashboard"),
+    ("get", "/admin/keys"),
+    ("post", "/admin/keys"),
+    ("get", "/admin/keys/{id}"),
+    ("post", "/admin/keys/{id}/revoke"),
+    ("post", "/admin/keys/{id}/rotate"),
+    ("get", "/admin/usage"),
+    ("get", "/v1/usage"),
 ]
 COMPLETION_PATHS = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
 ROUTE_HEADERS = [

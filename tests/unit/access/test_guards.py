@@ -225,8 +225,28 @@ def test_settle_once_when_the_client_abandons_a_stream() -> None:
 
     asyncio.run(run())
     [settled] = guard.settled  # once, though nothing more will ever be read
-    assert settled.usage is None and settled.cost_usd is None
+    # No usage arrived: billed on the gateway's own count of what was relayed ("hi": one token).
+    assert settled.usage is not None and settled.usage.output_tokens == 1 and settled.usage.input_tokens > 0
+    assert settled.cost_usd is not None and settled.cost_usd > 0
     assert record(kit).error == "client_disconnected" and kit.balanced()
+
+
+def test_a_stream_without_usage_is_billed_on_the_gateways_own_count() -> None:
+    guard = Recording("g", [])
+    steps = sse(chunk_doc("hello "), chunk_doc("world, again"))  # 18 characters, no usage chunk
+    kit = Kit(lambda req: MockReply(200, steps=steps), catalog("a"))
+    rt = runtime(kit, [guard])
+
+    async def run() -> None:
+        stream = await call(rt, body(stream=True))
+        assert isinstance(stream, RelayStream)
+        await consume(stream)
+        await rt.guards.drain()
+
+    asyncio.run(run())
+    [settled] = guard.settled
+    assert settled.usage is not None and settled.usage.output_tokens == 5  # ceil(18 / 4)
+    assert record(kit).output_tokens == 5 and record(kit).cost_usd == settled.cost_usd
 
 
 def test_settle_once_when_a_stream_is_never_started() -> None:

@@ -110,6 +110,8 @@ class PrometheusClientMetrics:
         self.hedges = counter("routeway_hedges")
         self.tokens = counter("routeway_tokens")
         self.cost = counter("routeway_cost_usd")
+        self.team_tokens = counter("routeway_team_tokens")
+        self.team_cost = counter("routeway_team_cost_usd")
         self.spans_dropped = counter("routeway_trace_spans_dropped")
         self.shadow_requests = counter("routeway_shadow_requests")
         self.shadow_skipped = counter("routeway_shadow_skipped")
@@ -118,6 +120,11 @@ class PrometheusClientMetrics:
         self.shadow_in_flight = Gauge(name, docs[name][0], docs[name][1], registry=r)
         self.shadow_duration = histogram("routeway_shadow_duration_seconds", lat)
         self.shadow_ttft = histogram("routeway_shadow_ttft_seconds", ttft)
+
+    def team_spend(self, team: str, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
+        self.team_tokens.labels(team, "input").inc(input_tokens)
+        self.team_tokens.labels(team, "output").inc(output_tokens)
+        self.team_cost.labels(team).inc(cost_usd)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -204,6 +211,8 @@ def feed(m: Metrics | PrometheusClientMetrics, n: int) -> None:
         req.status = (200, 404, 502, None)[i % 4]
         req.duration_s = 0.003 * (i % 17)
         m.request_finished(req)
+        if i % 5 == 0:  # a virtual key's settlement
+            m.team_spend(f"team-{i % 3}", i % 4, i % 5, (i % 3) * 1e-5)
         feed_shadow(m, i)
 
 

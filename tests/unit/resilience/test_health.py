@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 
+from gateway.endpoints import CHAT
 from gateway.errors import RateLimited
 from gateway.events import AttemptRecord, RequestRecord
 from gateway.policy.model import BreakerConfig, Resilience
@@ -145,9 +146,9 @@ def test_explain_plans_without_adopting_shared_openings_a_request_adopts_them() 
     store.set_cooldown(SHARED_PREFIX + health_key(cheap), time.time() + 30)
     h, _ = health(store)
     router = Router(MockTransport(lambda r: None), health=h, store=store)  # type: ignore[arg-type, arg-type, return-value]
-    plan = router.plan(cat, "chat", body(), probe=False)
+    plan = router.plan(cat, CHAT, body(), probe=False)
     assert [s.target.backend for s in plan.ranked] == ["b"]
     assert any(d.backend == "a" and "circuit open" in d.reason for d in plan.dropped)
     assert h.breakers.peek(health_key(cheap))[0] == "closed"  # explain changed nothing
-    router.plan(cat, "chat", body())
+    router.plan(cat, CHAT, body())
     assert h.breakers.peek(health_key(cheap))[0] == "open"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
+from gateway.endpoints import CHAT
 from gateway.routing.preferences import Preferences, constraints_for
 from gateway.routing.router import Router
 from tests.mock_transport import MockTransport
@@ -36,7 +37,7 @@ def test_a_reloaded_policy_leaves_nothing_of_the_old_routes_behind() -> None:
     so a policy reload never freed the old routes."""
     router = Router(MockTransport(_never))  # type: ignore[arg-type]
     cat = catalog("ab")
-    router.plan(cat, "chat", body())
+    router.plan(cat, CHAT, body())
     ref = weakref.ref(cat.routes[0])
     del cat
     gc.collect()
