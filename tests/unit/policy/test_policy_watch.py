@@ -157,9 +157,9 @@ def test_run_survives_a_failing_on_change(tmp_path: Path, caplog: pytest.LogCapt
 def test_a_change_in_an_included_file_in_another_folder_is_applied(tmp_path: Path) -> None:
     """The watcher watches the folders of the files the policy includes, and starts watching a folder an
     include names once a reload brings it in."""
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    base = shared / "base.yaml"
+    common = tmp_path / "common"
+    common.mkdir()
+    base = common / "base.yaml"
     base.write_text(policy_text("cheapest"))
     later = tmp_path / "later"
     later.mkdir()
@@ -168,7 +168,7 @@ def test_a_change_in_an_included_file_in_another_folder_is_applied(tmp_path: Pat
     root = tmp_path / "conf"
     root.mkdir()
     file = root / "policy.yaml"
-    file.write_text("include: [../shared/base.yaml]\n")
+    file.write_text("include: [../common/base.yaml]\n")
     seen: list[LoadedPolicy] = []
     watcher = PolicyWatcher(file, seen.append, logging.getLogger(LOGGER))
 
@@ -184,7 +184,7 @@ def test_a_change_in_an_included_file_in_another_folder_is_applied(tmp_path: Pat
             assert objective_of(seen[-1]) == "fastest"
 
             # A new include in a folder not watched so far: its later edits are noticed too.
-            include = "include: [../shared/base.yaml, ../later/extra.yaml]\n"
+            include = "include: [../common/base.yaml, ../later/extra.yaml]\n"
             await eventually(lambda: file.write_text(include), lambda: len(seen) == 3)
             assert objective_of(seen[-1]) == "balanced"
             edited = "routes: [{name: default, objective: greenest}]\n"
