@@ -48,13 +48,15 @@ class PolicyWatcher:
                     await self._reload_logged()
                     if self._folders() != folders:
                         break  # an include was added or dropped: watch the folders of the files now read
+            await self._reload_logged()  # what changed while the watch restarted
 
     def _folders(self) -> tuple[Path, ...]:
         """The policy's folder (a file's parent) and those of the files it includes."""
         files = self._current.files if self._current is not None else ()
         found = {self._path.resolve() if self._folder else self._path.resolve().parent}
         found.update(f.resolve().parent for f in files)
-        return tuple(sorted(found))
+        # A folder removed since the last good load is not watched (watching it would end the watch).
+        return tuple(sorted(f for f in found if f.is_dir()))
 
     async def reload_once(self) -> LoadedPolicy | None:
         """Load the policy now; return it if valid (applying it if changed), else log why and return None."""
