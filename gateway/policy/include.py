@@ -3,9 +3,9 @@
 A file may start with `include: [a.yaml, ...]` (paths relative to that file). The included documents are
 merged in order, then the including file over them, as a JSON Merge Patch (RFC 7386): mappings merge key by
 key, anything else is replaced, and `null` deletes what would be inherited. So the including file's keys
-win. Bounded: at most MAX_DEPTH levels of includes, MAX_FILES files per document, MAX_INCLUDES per file;
-a cycle is a problem, not a loop. A backend written as `{offer: NAME, ...}` starts from the document's
-`offers.NAME` (a catalog entry) with its own keys merged over it.
+win. Bounded: at most MAX_DEPTH levels of includes, MAX_FILES file reads per document, MAX_INCLUDES names
+per file; a cycle is a problem, not a loop. A backend written as `{offer: NAME, ...}` starts from the
+document's `offers.NAME` (a catalog entry) with its own keys (nulls too) merged over it.
 """
 
 from __future__ import annotations

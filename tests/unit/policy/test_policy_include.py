@@ -3,13 +3,16 @@ bounded depth, cycles refused, every problem with the file it is in; a policy's 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
-from gateway.policy.include import MAX_DEPTH, MAX_INCLUDES
+from gateway.policy.include import MAX_DEPTH, MAX_INCLUDES, Document, merge
 from gateway.policy.loader import PolicyError, Problem, load_policy
 from gateway.routing.candidates import build_catalog
 from gateway.routing.hardware import JOULES_PER_TOKEN
@@ -306,3 +309,70 @@ def test_an_offer_in_the_same_file_and_one_named_by_an_included_file(tmp_path: P
     policy = load_policy(user).policy
     assert policy.backends["mine"].models["x"].id == "own-x"
     assert policy.backends["t"].models["llama"].id == "b"
+
+
+# --- the merge itself, as a property ---------------------------------------------------------------------
+
+SCALARS = st.integers(0, 9) | st.text("xyz", max_size=2) | st.lists(st.integers(0, 9), max_size=2)
+
+
+def docs(leaf: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    tree = st.recursive(
+        leaf, lambda inner: st.dictionaries(st.sampled_from("abc"), inner, max_size=3), max_leaves=8
+    )
+    return st.dictionaries(st.sampled_from("abcd"), tree, max_size=4)
+
+
+def leaves(node: Any, at: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    if isinstance(node, dict) and node:
+        for key, value in node.items():
+            yield from leaves(value, (*at, key))
+    elif at:
+        yield at, node
+
+
+def present(doc: Any, path: tuple[str, ...]) -> bool:
+    node = doc
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def touched(patch: Any, path: tuple[str, ...]) -> bool:
+    """Whether the patch sets, replaces or deletes anything on `path` (or above it)."""
+    node = patch
+    for key in path:
+        if not isinstance(node, dict):
+            return True
+        if key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+@given(docs(SCALARS), docs(SCALARS | st.none()))
+def test_merge_is_rfc7386_and_knows_which_file_wrote_each_value(
+    target: dict[str, Any], patch: dict[str, Any]
+) -> None:
+    origins: dict[Any, str] = {}
+    base = merge({}, target, origins, {(): "target.yaml"}, ())
+    out = merge(base, patch, origins, {(): "patch.yaml"}, ())
+    doc = Document("root.yaml", out, origins)
+
+    def get(path: tuple[str, ...]) -> Any:
+        node: Any = out
+        for key in path:
+            node = node[key]
+        return node
+
+    for path, value in leaves(patch):
+        if value is None:  # deleted
+            assert not present(out, path)
+        elif not (isinstance(value, dict) and not value):
+            assert get(path) == value and doc.where(*path) == "patch.yaml"
+    for path, value in leaves(target):
+        if not touched(patch, path) and not (isinstance(value, dict) and not value):
+            assert get(path) == value and doc.where(*path) == "target.yaml"
+    assert all(v is not None for _, v in leaves(out))
