@@ -17,6 +17,7 @@ from pydantic import TypeAdapter, ValidationError
 from gateway.policy.include import Document, read_document
 from gateway.policy.model import Backend, HardwareSpec, ModelEntry, Policy, Resilience, Route
 from gateway.policy.problems import PolicyError, Problem, dotted
+from gateway.policy.quantization import quantization_violation
 from gateway.routing.hardware import JOULES_PER_TOKEN
 from gateway.secret import Secret
 from gateway.settings import read_secret
@@ -337,6 +338,7 @@ def _route_problems(policy: Policy, route: Route) -> Iterator[tuple[str, str]]:
     serving = {name for name, b in policy.backends.items() if any(fnmatchcase(m, glob) for m in b.models)}
     if not serving:
         yield "match.model", f"{glob!r} matches no model of any backend"
+    yield from _quantization_problems(policy, route)
     yield from _shadow_problems(policy, route)
     if route.backends is None:
         return
@@ -346,6 +348,23 @@ def _route_problems(policy: Policy, route: Route) -> Iterator[tuple[str, str]]:
     known = [name for name in route.backends if name in policy.backends]
     if serving and not serving.intersection(known) and (known or not route.backends):
         yield "backends", f"none of the allowed backends serves a model matching {glob!r}"
+
+
+def _quantization_problems(policy: Policy, route: Route) -> Iterator[tuple[str, str]]:
+    """A precision limit that no model the route matches meets would refuse every request."""
+    limit = route.quantization
+    if limit.allow is None and limit.min_precision is None:
+        return
+    allow = frozenset(limit.allow) if limit.allow is not None else None
+    served = [
+        entry.quantization
+        for backend in policy.backends.values()
+        for model, entry in backend.models.items()
+        if fnmatchcase(model, route.match.model)
+    ]
+    if served and all(quantization_violation(q, allow, limit.min_precision, None) for q in served):
+        declared = ", ".join(sorted({q or "undeclared" for q in served}))
+        yield "quantization", f"no model the route matches meets it (they are served at: {declared})"
 
 
 def _shadow_problems(policy: Policy, route: Route) -> Iterator[tuple[str, str]]:

@@ -376,3 +376,33 @@ def test_merge_is_rfc7386_and_knows_which_file_wrote_each_value(
         if not touched(patch, path) and not (isinstance(value, dict) and not value):
             assert get(path) == value and doc.where(*path) == "target.yaml"
     assert all(v is not None for _, v in leaves(out))
+
+
+@pytest.mark.parametrize(
+    ("limit", "problem"),
+    [
+        ({"min_precision": "fp8"}, None),  # alpha's llama is fp8
+        (
+            {"min_precision": "bf16"},
+            "no model the route matches meets it (they are served at: fp8, undeclared)",
+        ),
+        ({"allow": ["int4"]}, "served at: fp8, undeclared"),
+        ({"allow": ["unknown"]}, None),
+    ],
+)
+def test_check_refuses_a_precision_limit_no_backend_meets(
+    tmp_path: Path, limit: dict[str, Any], problem: str | None
+) -> None:
+    write(tmp_path / "catalog.yaml", offers())
+    policy = {
+        "include": ["catalog.yaml"],
+        "backends": {"a": {"offer": "alpha"}},
+        "routes": [{"name": "r", "quantization": limit}],
+    }
+    user = write(tmp_path / "policy.yaml", policy)
+    if problem is None:
+        load_policy(user)
+        return
+    (found,) = problems_of(user)
+    assert (Path(found.file).name, found.path) == ("policy.yaml", "routes[0].quantization")
+    assert problem in found.reason
