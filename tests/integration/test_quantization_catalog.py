@@ -5,6 +5,7 @@ catalog serves through it, and `routeway check` passes the shipped catalog and r
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -140,3 +141,16 @@ def test_check_refuses_an_unknown_hardware_label_with_file_path_and_reason(tmp_p
     result = routeway("check", "--config", str(user))
     assert result.returncode != 0
     assert f"error: {user}: backends.local.hardware: unknown hardware label 'nvidia-h1000'" in result.stderr
+
+
+def test_a_running_gateway_reloads_when_an_included_catalog_changes(sims: SimThread, tmp_path: Path) -> None:
+    (tmp_path / "catalog.yaml").write_text(yaml.safe_dump(catalog(sims)))
+    with GatewayThread(policy(sims), tmp_path) as gw:  # hot reload on
+        assert served_by(gw) == "int4"
+        dearer = catalog(sims)
+        dearer["offers"]["sim-cheap"]["models"]["q"].update(input_price=9.0, output_price=9.0)
+        (tmp_path / "catalog.yaml").write_text(yaml.safe_dump(dearer))
+        deadline = time.monotonic() + 15
+        while served_by(gw) != "bf16":  # the included offer is now the dearer one
+            assert time.monotonic() < deadline, "the edit to the included file was not applied"
+            time.sleep(0.1)
