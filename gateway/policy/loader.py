@@ -224,7 +224,7 @@ def _reason(error: Mapping[str, Any]) -> str:
 
 def _check_backends(source: _Source) -> Iterator[Problem]:
     """Provider, credential and hardware checks on every backend as written, valid or not."""
-    from gateway.providers.registry import known_kinds  # late: the registry imports every adapter
+    from gateway.providers.registry import dialects_of, known_kinds  # late: the registry imports adapters
 
     kinds = known_kinds()
     for name, backend in source.raw_backends.items():
@@ -235,6 +235,10 @@ def _check_backends(source: _Source) -> Iterator[Problem]:
         if isinstance(provider, str) and provider and provider not in kinds:
             reason = f"unknown provider {provider!r}; known: {', '.join(kinds)}"
             yield Problem(source.file, f"{at}.provider", reason)
+        dialect = backend.get("dialect")
+        if isinstance(provider, str) and isinstance(dialect, str) and dialect not in dialects_of(provider):
+            known = ", ".join(dialects_of(provider)) or f"none for provider {provider!r}"
+            yield Problem(source.file, f"{at}.dialect", f"unknown dialect {dialect!r}; known: {known}")
         # Not a valid name (maybe the key itself pasted here): the schema's problem, never echoed.
         if isinstance(key_env, str) and _ENV_NAME.fullmatch(key_env) and read_secret(key_env) is None:
             yield Problem(source.file, f"{at}.api_key_env", f"environment variable {key_env} is not set")

@@ -106,13 +106,14 @@ def build_catalog(
                     tokens_per_s=entry.tokens_per_s,
                     joules_per_token=backend.joules_per_token,
                     credential=credentials.get(name),
+                    dialect=backend.dialect,
                 )
             )
             known = models.get(logical)
             if known is None or (known.type is None and entry.type is not None):
                 # One backend declaring the type is enough to restrict the logical model.
                 models[logical] = LogicalModel(logical, entry.type, "routeway")
-    adapters = {b.provider: adapter_for(b.provider) for b in policy.backends.values()}
+    adapters = {t.adapter_key: adapter_for(t.provider, t.dialect) for ts in targets.values() for t in ts}
     return Catalog(
         list(policy.routes), targets, sorted(models.values(), key=lambda m: m.name), adapters, fingerprint
     )
