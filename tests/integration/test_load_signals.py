@@ -120,3 +120,21 @@ def test_the_simulators_page_counts_its_real_in_flight_requests(sims: SimThread)
     for t in threads:
         t.join()
     assert load() == (0.0, 0.0, 0.0)
+
+
+def test_a_reload_starts_and_stops_scraping(sims: SimThread, tmp_path: Path) -> None:
+    policy = default_policy(sims)
+    with GatewayThread(policy, tmp_path, reload_policies=False) as gw:
+        assert explained(gw)["cheap"]["load"] is None
+        policy["backends"]["cheap"].update(metrics_url=metrics_url(sims, "cheap"), metrics_interval_s=0.5)
+        gw.write_policy(policy)
+        assert httpx.post(gw.root + "/admin/reload", timeout=10).status_code == 200
+        sims.control("cheap", force_waiting=3)
+        wait_for(lambda: (explained(gw)["cheap"]["load"] or {}).get("requests_waiting") == 3, "scraping")
+        del policy["backends"]["cheap"]["metrics_url"]
+        gw.write_policy(policy)
+        assert httpx.post(gw.root + "/admin/reload", timeout=10).status_code == 200
+        scraped = metric(gw, "routeway_load_scrapes_total", backend="cheap")
+        wait_for(lambda: explained(gw)["cheap"]["load"] is None, "the last scrape to go stale")  # 3 intervals
+        assert metric(gw, "routeway_load_scrapes_total", backend="cheap") == scraped
+        assert served_by(gw, 2) == ["cheap"] * 2  # its old queue no longer demotes it
