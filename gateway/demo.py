@@ -59,18 +59,20 @@ def check_ports_free(pairs: list[tuple[str, int]]) -> None:
 
 
 def rewrite_base_urls(data: Any, moved: dict[int, int]) -> Any:
-    """One policy file's data with each local base_url on a moved port pointed at its new port."""
+    """One policy file's data with each local base_url (and metrics_url) on a moved port pointed at its new
+    port."""
     backends = data.get("backends") if isinstance(data, dict) else None
     if not isinstance(backends, dict):
         return data
     for backend in backends.values():
-        url = backend.get("base_url") if isinstance(backend, dict) else None
-        if not isinstance(url, str):
-            continue
-        parts = urlsplit(url)
-        if parts.hostname in LOCAL_HOSTS and parts.port in moved:
-            netloc = f"{parts.hostname}:{moved[parts.port]}"
-            backend["base_url"] = parts._replace(netloc=netloc).geturl()
+        for key in ("base_url", "metrics_url"):
+            url = backend.get(key) if isinstance(backend, dict) else None
+            if not isinstance(url, str):
+                continue
+            parts = urlsplit(url)
+            if parts.hostname in LOCAL_HOSTS and parts.port in moved:
+                netloc = f"{parts.hostname}:{moved[parts.port]}"
+                backend[key] = parts._replace(netloc=netloc).geturl()
     return data
 
 

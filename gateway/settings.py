@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     # Shadow traffic (a route's `shadow:` in the policy): shadow requests in flight at once in this process;
     # a sampled request beyond it is not mirrored (counted in routeway_shadow_skipped_total).
     shadow_max_concurrent: int = Field(default=16, ge=1, le=1024)
+    # Backends' `metrics_url` scrapes (telemetry/loadsignals.py): one page's size and time, at most.
+    load_scrape_max_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
+    load_scrape_timeout_s: float = Field(default=2.0, gt=0, le=60)
     # Prometheus text at GET /metrics.
     metrics: bool = True
     # With --workers > 1: the folder where workers share their metrics (made fresh by `routeway serve`;

@@ -40,6 +40,22 @@ def candidate_json(s: Scored) -> dict[str, Any]:
         "live_telemetry": s.fresh,
         "demoted": s.demoted,
         "score": s.score,
+        "load": load_json(s),
+    }
+
+
+def load_json(s: Scored) -> dict[str, Any] | None:
+    """A self-hosted candidate's scraped gauges and how old they were when it was ranked (None: none)."""
+    load = s.load
+    if load is None:
+        return None
+    return {
+        "requests_waiting": load.waiting,
+        "requests_running": load.running,
+        "kv_cache_usage": load.kv_cache,
+        "max_running": load.max_running,
+        "source": load.source,
+        "age_s": round(s.load_age_s or 0.0, 3),
     }
 
 

@@ -244,13 +244,18 @@ def _check_offers(source: _Source, labels: list[str]) -> Iterator[Problem]:
 def _check_backend(
     source: _Source, at: tuple[str, ...], backend: dict[str, Any], labels: list[str], *, credentials: bool
 ) -> Iterator[Problem]:
-    from gateway.providers.registry import known_kinds  # late: the registry imports every adapter
+    from gateway.providers.registry import dialects_of, known_kinds  # late: the registry imports adapters
 
     kinds = known_kinds()
     provider, key_env, hardware = (backend.get(k) for k in ("provider", "api_key_env", "hardware"))
     if credentials and isinstance(provider, str) and provider and provider not in kinds:
         reason = f"unknown provider {provider!r}; known: {', '.join(kinds)}"
         yield Problem(source.where(*at, "provider"), f"{dotted(at)}.provider", reason)
+    dialect = backend.get("dialect")
+    if isinstance(provider, str) and isinstance(dialect, str) and dialect not in dialects_of(provider):
+        known = ", ".join(dialects_of(provider)) or f"none for provider {provider!r}"
+        reason = f"unknown dialect {dialect!r}; known: {known}"
+        yield Problem(source.where(*at, "dialect"), f"{dotted(at)}.dialect", reason)
     # Not a valid name (maybe the key itself pasted here): the schema's problem, never echoed.
     if (
         credentials

@@ -46,6 +46,13 @@ class Backend(_Strict):
     joules_per_token: float | None = Field(default=None, gt=0, description="overrides the hardware catalog")
     headers: dict[str, str] = Field(default_factory=dict, description="static headers sent upstream")
     models: dict[str, ModelEntry] = Field(min_length=1)
+    # OpenAI-compatible hosts and self-hosted servers (docs/fleet.md): the host's dialect (rate-limit headers,
+    # error shape, quirks), and the Prometheus page whose queue and KV-cache gauges scoring reads.
+    dialect: str | None = Field(
+        default=None, description="openai (default), groq, together, vllm, tgi, nim..."
+    )
+    metrics_url: Annotated[str, AfterValidator(check_base_url)] | None = None
+    metrics_interval_s: float = Field(default=5.0, ge=0.5, le=300, description="between two scrapes")
 
 
 class RouteMatch(_Strict):

@@ -110,13 +110,14 @@ def build_catalog(
                     joules_per_token=joules,
                     quantization=entry.quantization,
                     credential=credentials.get(name),
+                    dialect=backend.dialect,
                 )
             )
             known = models.get(logical)
             if known is None or (known.type is None and entry.type is not None):
                 # One backend declaring the type is enough to restrict the logical model.
                 models[logical] = LogicalModel(logical, entry.type, "routeway")
-    adapters = {b.provider: adapter_for(b.provider) for b in policy.backends.values()}
+    adapters = {t.adapter_key: adapter_for(t.provider, t.dialect) for ts in targets.values() for t in ts}
     return Catalog(
         list(policy.routes), targets, sorted(models.values(), key=lambda m: m.name), adapters, fingerprint
     )

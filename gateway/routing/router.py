@@ -109,6 +109,7 @@ class Router:
             weights=route.weights,
             now=time.time(),
             waiting_ms=self.watch.waiting_ms(),
+            loads=snap.loads if snap is not None else None,
         )
         if not ranked:
             # Every backend breaks a speed constraint by what was measured: the least slow still serves.
@@ -204,7 +205,7 @@ class Router:
         log = AttemptLog()
 
         async def send(target: Target) -> Completed:
-            adapter = plan.adapters[target.provider]
+            adapter = plan.adapters[target.adapter_key]
             upstream = adapter.build_request(plan.op, body, target)
             att = self._begin(req, target, upstream.headers)
             try:
@@ -237,7 +238,7 @@ class Router:
         show_usage = isinstance(opts, dict) and opts.get("include_usage") is True
 
         async def send(target: Target) -> OpenStream:
-            adapter = plan.adapters[target.provider]
+            adapter = plan.adapters[target.adapter_key]
             upstream = adapter.build_request(plan.op, body, target)
             att = self._begin(req, target, upstream.headers)
             try:

@@ -11,6 +11,7 @@ from gateway.policy.quantization import quantization_violation
 from gateway.providers.base import Target
 from gateway.routing.hardware import joules_per_token
 from gateway.telemetry import Stats
+from gateway.telemetry.loadsignals import LoadSignal
 
 # Priors for a backend that declares no speed and has no telemetry: conservative, so known-fast ones lead.
 DEFAULT_TTFT_MS = 1000.0
@@ -19,6 +20,8 @@ PREFILL_ENERGY_SHARE = 0.1  # a prompt token costs about a tenth of a generated 
 FRESH_SAMPLES = 0.5  # decayed attempts below which telemetry is too thin to trust
 QUEUE_SLOTS = 32.0  # in-flight requests a backend absorbs before queueing shows in latency
 LOW_HEADROOM = 0.1  # below this share of the rate limit left, a backend is demoted
+KV_KNEE = 0.8  # KV-cache use above which a self-hosted server starts preempting and queueing
+KV_FULL = 0.95  # ...and at which it is treated as saturated, like a queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,8 @@ class Scored:
     requests_remaining: int | None = None
     demoted: str | None = None  # why it ranks after every healthy candidate
     fresh: bool = False  # ranked on live telemetry, not only on declared priors
+    load: LoadSignal | None = None  # the self-hosted server's own gauges, when scraped and fresh
+    load_age_s: float | None = None  # how old they were when ranked
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +86,8 @@ class _View:
     remaining: int | None = None
     demoted: str | None = None
     fresh: bool = False
+    load: LoadSignal | None = None
+    load_age_s: float | None = None
 
 
 def observe(t: Target, st: Stats | None, est: Estimate, now: float, waiting_ms: float = 0.0) -> _View:
@@ -116,6 +123,23 @@ def observe(t: Target, st: Stats | None, est: Estimate, now: float, waiting_ms: 
         if view.remaining is not None and limit and view.remaining < LOW_HEADROOM * limit:
             view.demoted = f"rate-limit headroom low: {view.remaining}/{limit} requests left"
     return view
+
+
+def load_pressure(v: _View, load: LoadSignal | None, now: float) -> None:
+    """A self-hosted server's own gauges (telemetry/loadsignals.py) say it is filling up before its measured
+    latency does: queued requests and KV-cache use past the knee stretch its predicted latency now, and a
+    queue (or a nearly full cache) demotes it behind every candidate with room, so traffic overflows to
+    hosted backends instead of joining the queue. Signals older than their `stale_after_s` are ignored."""
+    if load is None or not load.fresh(now):
+        return
+    v.load, v.load_age_s = load, load.age(now)
+    queued = load.waiting or 0.0
+    kv = load.kv_cache or 0.0
+    v.latency_ms *= (1.0 + queued / max(load.running or 0.0, 1.0)) * (
+        1.0 + max(0.0, kv - KV_KNEE) / (1 - KV_KNEE)
+    )
+    if v.demoted is None and (queued >= 1.0 or kv >= KV_FULL):
+        v.demoted = f"saturated: {queued:g} requests queued, KV cache {kv:.0%} ({v.load_age_s:.1f}s ago)"
 
 
 def violation(t: Target, v: _View, c: Constraints, est: Estimate) -> str | None:
@@ -162,9 +186,10 @@ def rank(
     weights: Weights | None = None,
     now: float = 0.0,
     waiting_ms: Mapping[tuple[str, str], float] | None = None,
+    loads: Mapping[str, LoadSignal] | None = None,
 ) -> tuple[list[Scored], list[Dropped]]:
     """Best first: healthy before demoted, then by score, ties in policy order."""
-    kept, dropped = _screen(targets, est, telemetry, constraints or _NO_CONSTRAINTS, now, waiting_ms)
+    kept, dropped = _screen(targets, est, telemetry, constraints or _NO_CONSTRAINTS, now, waiting_ms, loads)
     if not kept:
         return [], dropped
     _be_optimistic_about_the_unmeasured(kept)
@@ -188,6 +213,7 @@ def _screen(
     c: Constraints,
     now: float,
     waiting_ms: Mapping[tuple[str, str], float] | None,
+    loads: Mapping[str, LoadSignal] | None = None,
 ) -> tuple[list[tuple[Target, _View]], list[Dropped]]:
     """Each candidate's view, split into those that may serve and those dropped (with the reason)."""
     kept: list[tuple[Target, _View]] = []
@@ -198,6 +224,8 @@ def _screen(
         key = (t.backend, t.model_id)
         st = stats_of(key) if stats_of is not None else None
         v = observe(t, st, est, now, waited(key, 0.0) if waited is not None else 0.0)
+        if loads:
+            load_pressure(v, loads.get(t.backend), now)
         reason = violation(t, v, c, est)
         if reason is None and st is not None and st.saturated(now):
             reason = "rate limit exhausted until its reset (x-ratelimit / retry-after / learned limit)"
@@ -235,7 +263,7 @@ def _be_optimistic_about_the_unmeasured(kept: list[tuple[Target, _View]]) -> Non
 def _scored(t: Target, v: _View, score: float) -> Scored:
     return Scored(
         t, v.latency_ms, v.cost_usd, v.energy_j, score, v.ttft_ms, v.tokens_per_s, v.failure_rate,
-        v.remaining, v.demoted, v.fresh,
+        v.remaining, v.demoted, v.fresh, v.load, v.load_age_s,
     )  # fmt: skip
 
 

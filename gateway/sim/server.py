@@ -23,6 +23,7 @@ from gateway.sim.faults import (
     json_response,
     wait_forever,
 )
+from gateway.sim.metrics_page import metrics_page
 from gateway.sim.profiles import Profile
 from gateway.sim.state import Arrival, KnobError, SimState
 from gateway.sim.streaming import CLIENT_GONE, non_stream_delay, stream_events
@@ -50,6 +51,7 @@ def create_app(profile: Profile) -> web.Application:
     app.router.add_post("/sim/reset", _post_reset)
     app.router.add_get("/sim/stats", _get_stats)
     app.router.add_get("/sim/profile", _get_profile)
+    app.router.add_get("/metrics", _get_metrics)  # vLLM's load gauges, from the real in-flight count
     return app
 
 
@@ -356,6 +358,11 @@ async def _post_reset(request: web.Request) -> web.Response:
 
 async def _get_stats(request: web.Request) -> web.Response:
     return json_response(request.app[STATE].stats.to_json())
+
+
+async def _get_metrics(request: web.Request) -> web.Response:
+    body = metrics_page(request.app[STATE]).encode()
+    return web.Response(body=body, headers={"content-type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
 async def _get_profile(request: web.Request) -> web.Response:

@@ -39,6 +39,12 @@ class Knobs:
     stall_after_tokens: int | None = None
     # {"status": 400, "body": {...} | "text", "headers": {...}}; body defaults to an OpenAI-shaped error.
     bad_status_body: dict[str, Any] | None = None
+    # The vLLM-style `GET /metrics` page (sim/metrics_page.py): the batch holds `max_running` requests in
+    # flight and the rest count as waiting; a `force_*` value replaces what the load would show.
+    max_running: int = 64
+    force_waiting: int | None = None
+    force_running: int | None = None
+    force_kv_cache: float | None = None
 
     @classmethod
     def from_profile(cls, profile: Profile) -> Knobs:
@@ -95,6 +101,16 @@ def _optional_count(value: Any) -> int | None:
     return None if value is None else _count(value)
 
 
+def _optional_rate(value: Any) -> float | None:
+    return None if value is None else _rate(value)
+
+
+def _slots(value: Any) -> int:
+    if not _is_int(value) or value < 1:
+        raise KnobError("must be a positive integer")
+    return int(value)
+
+
 def _flag(value: Any) -> bool:
     if not isinstance(value, bool):
         raise KnobError("must be true or false")
@@ -136,6 +152,10 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "cut_after_tokens": _optional_count,
     "stall_after_tokens": _optional_count,
     "bad_status_body": _bad_status_body,
+    "max_running": _slots,
+    "force_waiting": _optional_count,
+    "force_running": _optional_count,
+    "force_kv_cache": _optional_rate,
 }
 
 

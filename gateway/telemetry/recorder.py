@@ -41,7 +41,8 @@ class TelemetryRecorder(Observer):
     def attempt_finished(self, req: RequestRecord, att: AttemptRecord) -> None:
         key = key_of(att)
         # The adapter knows its provider's rate-limit headers (x-ratelimit-*, Bedrock's, Anthropic's...).
-        headroom = self._adapter_for(att.target.provider).headroom(att.headers) if att.headers else None
+        t = att.target
+        headroom = self._adapter_for(t.provider, t.dialect).headroom(att.headers) if att.headers else None
         if att.retry_after is not None and (headroom is None or headroom.retry_after_s is None):
             headroom = replace(headroom or Headroom(), retry_after_s=att.retry_after)
         if headroom is not None and headroom.retry_after_s is not None:

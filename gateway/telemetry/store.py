@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar, overload
 
 from gateway.telemetry.headroom import Headroom
+from gateway.telemetry.loadsignals import LoadSignal
 from gateway.telemetry.window import NEUTRAL, WIDTH, Aimd, Sample, Stats, Window, make_stats
 
 Key = tuple[str, str]  # (backend, provider model id)
@@ -25,15 +26,26 @@ _GRADUAL = NEUTRAL | {"ok"}
 _Live = tuple[int, int, float | None, Headroom | None, float | None, float | None]
 
 
+_NO_LOADS: Mapping[str, LoadSignal] = {}
+
+
 class Snapshot(Mapping[Key, Stats]):
-    """An immutable view at one moment: Stats per key plus the shared cooldowns (name -> until, epoch s)."""
+    """An immutable view at one moment: Stats per key plus the shared cooldowns (name -> until, epoch s)
+    and the self-hosted servers' load signals (backend -> the newest scrape any replica made)."""
 
-    __slots__ = ("_stats", "cooldowns", "at")
+    __slots__ = ("_stats", "cooldowns", "at", "loads")
 
-    def __init__(self, stats: Mapping[Key, Stats], cooldowns: Mapping[str, float], at: float) -> None:
+    def __init__(
+        self,
+        stats: Mapping[Key, Stats],
+        cooldowns: Mapping[str, float],
+        at: float,
+        loads: Mapping[str, LoadSignal] = _NO_LOADS,
+    ) -> None:
         self._stats = stats
         self.cooldowns = cooldowns
         self.at = at
+        self.loads = loads
 
     def __getitem__(self, key: Key) -> Stats:
         return self._stats[key]
@@ -76,6 +88,10 @@ class TelemetryStore(Protocol):
 
     def clear_cooldown(self, name: str) -> None: ...
 
+    def set_load(self, backend: str, signal: LoadSignal) -> None:
+        """A self-hosted server's scraped load (telemetry/loadsignals.py); the newest per backend wins."""
+        ...
+
     def snapshot(self) -> Snapshot: ...
 
     async def start(self) -> None: ...
@@ -98,6 +114,7 @@ class Remote:
 class RemoteView:
     at: float
     keys: Mapping[Key, Remote] = field(default_factory=dict)
+    loads: Mapping[str, LoadSignal] = field(default_factory=dict)  # the newest of other replicas' scrapes
 
 
 @dataclass(slots=True)
@@ -129,6 +146,8 @@ class MemoryStore:
         self._window_every = window_every_s  # 0: every snapshot shows every sample
         self._states: dict[Key, _State] = {}
         self._cooldowns: dict[str, float] = {}
+        self._loads: dict[str, LoadSignal] = {}  # this replica's scrapes
+        self._loads_changed = False
         self._remote: RemoteView | None = None
         self._snap = Snapshot({}, {}, -float("inf"))
         self._changed: set[Key] = set()  # keys to refresh at the next snapshot
@@ -177,6 +196,10 @@ class MemoryStore:
         if self._cooldowns.pop(name, None) is not None:
             self._cooldowns_changed = True
 
+    def set_load(self, backend: str, signal: LoadSignal) -> None:
+        self._loads[backend] = signal
+        self._loads_changed = True
+
     async def start(self) -> None:
         return None
 
@@ -192,10 +215,11 @@ class MemoryStore:
             self._changed |= self._deferred
             self._deferred.clear()
             self._deferred_since = float("inf")
-        if not (self._full or self._changed or self._cooldowns_changed):
+        if not (self._full or self._changed or self._cooldowns_changed or self._loads_changed):
             return self._snap
         remote = self._remote
-        if self._full:
+        full = self._full  # the remote view may have changed: its load signals too
+        if full:
             keys = self._states.keys() | remote.keys.keys() if remote is not None else self._states.keys()
             stats = {key: self._stats(key, remote, now) for key in keys}
             self._full, self._full_at = False, now
@@ -208,8 +232,23 @@ class MemoryStore:
         self._changed.clear()
         self._cooldowns_changed = False
         cooldowns = {name: until for name, until in self._cooldowns.items() if until > now}
-        self._snap = Snapshot(stats, cooldowns, now)
+        loads = self._snap.loads
+        if self._loads_changed or full:
+            self._loads_changed = False
+            loads = self._merged_loads(remote)
+        self._snap = Snapshot(stats, cooldowns, now, loads)
         return self._snap
+
+    def _merged_loads(self, remote: RemoteView | None) -> Mapping[str, LoadSignal]:
+        """Per backend, the newest scrape this replica or any other made."""
+        if remote is None or not remote.loads:
+            return dict(self._loads) if self._loads else _NO_LOADS
+        merged = dict(remote.loads)
+        for backend, mine in self._loads.items():
+            theirs = merged.get(backend)
+            if theirs is None or mine.at >= theirs.at:
+                merged[backend] = mine
+        return merged
 
     def _refresh(self, key: Key, prev: Stats | None, remote: RemoteView | None, now: float) -> Stats:
         """A changed key's Stats: its window figures recomputed if new samples may show, else carried over."""
