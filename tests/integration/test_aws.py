@@ -257,3 +257,15 @@ def test_a_sagemaker_context_length_error_is_the_clients(gw: GatewayThread, aws_
     with pytest.raises(openai.BadRequestError) as err:
         client(gw).chat.completions.create(model="llama-sm", messages=HI, max_tokens=10_000_000)
     assert "context" in str(err.value).lower()
+
+
+def test_the_responses_api_door_routes_over_converse_too(gw: GatewayThread, aws_sims: SimThread) -> None:
+    response = client(gw).responses.create(model="llama", input="Say hello")
+    assert response.status == "completed" and response.output_text
+    assert aws_sims.stats("bedrock")["arrivals"][-1]["path"] == f"/model/{BEDROCK_MODEL}/converse"
+
+
+def test_what_converse_cannot_express_is_a_400_in_words(gw: GatewayThread) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        client(gw).chat.completions.create(model="llama", messages=HI, n=2)
+    assert "'n' other than 1" in str(err.value)

@@ -8,6 +8,7 @@ the message is an `event` (`:event-type` names it), an `exception` (`:exception-
 
 from __future__ import annotations
 
+import functools
 import struct
 import zlib
 from collections.abc import Mapping
@@ -82,19 +83,27 @@ def _message(frame: bytes) -> StreamEvent:
     if zlib.crc32(memoryview(frame)[:-4]) != crc:
         raise _corrupt("event-stream message CRC mismatch")
     (headers_len,) = _U32.unpack_from(frame, 4)
-    headers = decode_headers(frame[_PRELUDE_BYTES : _PRELUDE_BYTES + headers_len])
+    failed, name, text = _meaning(frame[_PRELUDE_BYTES : _PRELUDE_BYTES + headers_len])
     payload = frame[_PRELUDE_BYTES + headers_len : -4]
+    if not failed:
+        return StreamEvent(payload, name)
+    return ExceptionEvent(payload if text is None else text, name)
+
+
+@functools.lru_cache(maxsize=64)
+def _meaning(block: bytes) -> tuple[bool, str | None, bytes | None]:
+    """(failed, name, error text) of a headers block. A stream repeats a few blocks (one per event type),
+    so each is parsed once: a pure function's bounded cache."""
+    headers = decode_headers(block)
     kind = headers.get(":message-type", "event")
     if kind == "event":
         name = headers.get(":event-type")
-        return StreamEvent(payload, name if isinstance(name, str) else None)
+        return False, name if isinstance(name, str) else None, None
     if kind == "exception":
         name = headers.get(":exception-type")
-        return ExceptionEvent(payload, name if isinstance(name, str) else "exception")
+        return True, name if isinstance(name, str) else "exception", None
     code, text = headers.get(":error-code"), headers.get(":error-message")
-    return ExceptionEvent(
-        text.encode() if isinstance(text, str) else payload, code if isinstance(code, str) else "error"
-    )
+    return True, code if isinstance(code, str) else "error", text.encode() if isinstance(text, str) else None
 
 
 def decode_headers(raw: bytes) -> dict[str, HeaderValue]:
