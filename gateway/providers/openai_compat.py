@@ -59,7 +59,7 @@ class OpenAICompatAdapter:
         out = dict(body)  # shallow copy: the caller's body is reused on a retry to another backend
         out["model"] = target.model_id
         if op != "embeddings" and body.get("stream") is True:
-            out["stream_options"] = _with_usage(body.get("stream_options"))
+            out["stream_options"] = with_usage(body.get("stream_options"))
         headers = {"content-type": "application/json", **target.headers}
         return UpstreamRequest("POST", target.base_url + _PATHS[op], headers, orjson.dumps(out))
 
@@ -175,7 +175,7 @@ def _generated_chars(choices: Any) -> int:
     return total
 
 
-def _with_usage(opts: Any) -> dict[str, Any]:
+def with_usage(opts: Any) -> dict[str, Any]:
     """The client's stream_options with usage asked for: every stream is billed, asked or not."""
     if isinstance(opts, dict):
         return {**opts, "include_usage": True}

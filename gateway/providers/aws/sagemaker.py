@@ -14,7 +14,7 @@ from gateway.providers.aws import errors
 from gateway.providers.aws.converse import unsupported
 from gateway.providers.aws.eventstream import EventStreamDecoder, ExceptionEvent
 from gateway.providers.base import Operation, Parsed, ProviderError, StreamEvent, Target, UpstreamRequest
-from gateway.providers.openai_compat import ChunkTranslator, OpenAICompatAdapter
+from gateway.providers.openai_compat import ChunkTranslator, OpenAICompatAdapter, with_usage
 from gateway.providers.sse import SSEDecoder
 from gateway.telemetry.headroom import Headroom
 
@@ -66,10 +66,10 @@ class SageMakerAdapter:
             err = unsupported(f"SageMaker backends serve chat only, not {op}")
             err.backend = target.backend
             raise err
-        built = _OPENAI.build_request(op, body, target)
-        doc = orjson.loads(built.body)
-        del doc["model"]
+        doc = {k: v for k, v in body.items() if k != "model"}  # the endpoint serves one model
         stream = body.get("stream") is True
+        if stream:
+            doc["stream_options"] = with_usage(body.get("stream_options"))  # every stream is billed
         action = "/invocations-response-stream" if stream else "/invocations"
         url = target.base_url + "/endpoints/" + quote(target.model_id, safe="") + action
         headers = {"content-type": "application/json", "accept": "application/json", **target.headers}

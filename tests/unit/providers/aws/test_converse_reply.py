@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
@@ -192,3 +194,26 @@ def test_malformed_events_are_protocol_errors(payload: bytes) -> None:
     with pytest.raises(ProviderError) as err:
         run_stream(event("contentBlockDelta", payload), 0)
     assert err.value.kind == "protocol"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    texts=st.lists(st.text(max_size=12), max_size=8),
+    args=st.lists(st.text(max_size=10), max_size=5),
+    cut=st.integers(min_value=0, max_value=5000),
+)
+def test_any_text_and_tool_deltas_come_back_whole(texts: list[str], args: list[str], cut: int) -> None:
+    events: list[tuple[str, dict[str, Any]]] = [("messageStart", {"role": "assistant"})]
+    events += [("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": t}}) for t in texts]
+    start = {"toolUse": {"toolUseId": "t1", "name": "f"}}
+    events += [("contentBlockStart", {"contentBlockIndex": 1, "start": start})]
+    events += [
+        ("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"toolUse": {"input": a}}}) for a in args
+    ]
+    events += [("messageStop", {"stopReason": "tool_use"}), ("metadata", {"usage": {"inputTokens": 1}})]
+    data = frames({"events": events})
+    chunks, stream = run_stream(data, min(cut, len(data)))
+    message = accumulate(chunks).choices[0].message
+    assert (message.content or "") == "".join(texts)
+    assert message.tool_calls is not None and message.tool_calls[0].function.arguments == "".join(args)
+    assert stream.done and stream.translator.output_chars == len("".join(texts)) + len("".join(args))
