@@ -284,7 +284,14 @@ _PAYLOAD_HEADERS = {
     ":content-type": "application/octet-stream",
     ":message-type": "event",
 }
-PAYLOAD_PART_FRAMING = Framing(EVENT_STREAM, payload_parts)
+
+
+def model_stream_error(name: str) -> bytes:
+    """SageMaker's stream exception message (ModelStreamError, InternalStreamFailure)."""
+    return exception(name, orjson.dumps({"Message": f"Simulated {name}.", "ErrorCode": "StreamBroken"}))
+
+
+PAYLOAD_PART_FRAMING = Framing(EVENT_STREAM, payload_parts, model_stream_error)
 
 
 def sagemaker_model(request: web.Request, state: SimState, raw: Any) -> dict[str, Any]:

@@ -38,7 +38,7 @@ class Knobs:
     cut_after_tokens: int | None = None
     stall_after_tokens: int | None = None
     # AWS event streams only: after this many tokens an exception message (named by stream_exception)
-    # ends the stream, as Bedrock's modelStreamErrorException or throttlingException do.
+    # ends the stream, as Bedrock's modelStreamErrorException or SageMaker's ModelStreamError do.
     stream_exception_after_tokens: int | None = None
     stream_exception: str = "modelStreamErrorException"
     # {"status": 400, "body": {...} | "text", "headers": {...}}; body defaults to an OpenAI-shaped error.

@@ -62,6 +62,9 @@ class Framing:
 
     content_type: str
     frame: Callable[[bytes], bytes]
+    # The format's exception message (name -> bytes), which `stream_exception_after_tokens` sends instead
+    # of the stream's end; None: the format has none.
+    exception: Callable[[str], bytes] | None = None
 
 
 # Set by a route that serves the OpenAI stream inside another wire format (SageMaker's PayloadPart).
@@ -83,14 +86,13 @@ async def stream_events(
     framing = request.get(FRAMING)
     frame = framing.frame if framing is not None else bytes
     content_type = framing.content_type if framing is not None else "text/event-stream"
-    return await paced_write(
-        request,
-        knobs,
-        arrival,
-        {**headers, "content-type": content_type, "cache-control": "no-cache"},
-        [frame(encode_events(step)) for step in steps],
-        frame(encode_events(tail) + b"data: [DONE]\n\n"),
-    )
+    body = [frame(encode_events(step)) for step in steps]
+    end = frame(encode_events(tail) + b"data: [DONE]\n\n")
+    after = knobs.stream_exception_after_tokens
+    if framing is not None and framing.exception is not None and after is not None:
+        body, end = body[:after] or [b""], framing.exception(knobs.stream_exception)
+    headers = {**headers, "content-type": content_type, "cache-control": "no-cache"}
+    return await paced_write(request, knobs, arrival, headers, body, end)
 
 
 async def paced_write(

@@ -269,3 +269,17 @@ def test_what_converse_cannot_express_is_a_400_in_words(gw: GatewayThread) -> No
     with pytest.raises(openai.BadRequestError) as err:
         client(gw).chat.completions.create(model="llama", messages=HI, n=2)
     assert "'n' other than 1" in str(err.value)
+
+
+def test_a_sagemaker_stream_error_mid_stream_reaches_the_client(
+    gw: GatewayThread, aws_sims: SimThread
+) -> None:
+    aws_sims.control(
+        "sagemaker", stream_exception_after_tokens=3, stream_exception="ModelStreamError", tokens_per_s=40
+    )
+    stream = client(gw).chat.completions.create(model="llama-sm", messages=HI, max_tokens=8, stream=True)
+    got: list[str] = []
+    with pytest.raises(openai.APIError) as err:
+        for chunk in stream:
+            got += [chunk.choices[0].delta.content or ""] if chunk.choices else []
+    assert "".join(got).strip() and "ModelStreamError" in str(err.value)
