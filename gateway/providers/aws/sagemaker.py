@@ -72,7 +72,10 @@ class SageMakerAdapter:
             doc["stream_options"] = with_usage(body.get("stream_options"))  # every stream is billed
         action = "/invocations-response-stream" if stream else "/invocations"
         url = target.base_url + "/endpoints/" + quote(target.model_id, safe="") + action
-        headers = {"content-type": "application/json", "accept": "application/json", **target.headers}
+        # InvokeEndpoint's Accept is the container's answer type; the stream call's (X-Amzn-SageMaker-Accept)
+        # is left to the container, which streams SSE.
+        accept = {} if stream else {"accept": "application/json"}
+        headers = {"content-type": "application/json", **accept, **target.headers}
         return UpstreamRequest("POST", url, headers, orjson.dumps(doc))
 
     def parse_response(self, op: Operation, body: bytes, target: Target) -> Parsed:
