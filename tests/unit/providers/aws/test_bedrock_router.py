@@ -4,6 +4,7 @@ frame before the first chunk fails over; after it, the stream fails (the client'
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import orjson
 import pytest
@@ -13,6 +14,7 @@ from gateway.providers.aws.eventstream import event, exception
 from gateway.providers.base import ProviderError, UpstreamRequest
 from gateway.routing.candidates import build_catalog
 from tests.mock_transport import MockReply, Step, backend_of, chunk_doc, sse
+from tests.unit.providers.aws.fixtures import load
 from tests.unit.routing.router_kit import Kit, body
 
 POLICY = Policy.model_validate(
@@ -136,3 +138,38 @@ def test_a_whole_stream_and_a_whole_answer() -> None:
     assert orjson.loads(done.parsed.body)["choices"][0]["message"]["content"] == "hello"
     assert whole.transport.requests[0].url == "http://a/model/meta.llama3-3-70b-instruct-v1:0/converse"
     assert done.parsed.usage is not None and done.parsed.usage.input_tokens == 3
+
+
+@pytest.mark.parametrize("case", load("bedrock", "requests.json"), ids=lambda c: c["name"][:40])
+def test_fixture_requests_reach_the_transport_as_converse(case: dict[str, Any]) -> None:
+    answer = load("bedrock", "responses.json")[1]  # a tool call: the answer's shape is not the point here
+    kit = kit_with(MockReply(200, answer["converse"]))
+    request = {**case["openai"], "model": "m", "stream": False}
+    done = asyncio.run(kit.router.complete(kit.plan(request), request, kit.req))
+    sent = kit.transport.requests[0]
+    assert sent.url.endswith("/converse") and orjson.loads(sent.body) == case["converse"]
+    assert (
+        orjson.loads(done.parsed.body)["choices"][0]["message"]["tool_calls"]
+        == answer["message"]["tool_calls"]
+    )
+
+
+@pytest.mark.parametrize("name", ["stream_text.json", "stream_tool.json"])
+def test_fixture_streams_through_the_transport_cut_into_small_reads(name: str) -> None:
+    case = load("bedrock", name)
+    data = b"".join(event(n, orjson.dumps(doc)) for n, doc in case["events"])
+    kit = kit_with([data[i : i + 37] for i in range(0, len(data), 37)])
+    request = body(True, stream_options={"include_usage": True})
+
+    async def run() -> list[bytes]:
+        opened = await kit.router.open_stream(kit.plan(request), request, kit.req)
+        got = list(opened.first)
+        while not opened.upstream.done:
+            got += await opened.upstream.read()
+        opened.attempt.end_stream(True, opened.upstream.usage)
+        return got
+
+    chunks = [orjson.loads(c) for c in asyncio.run(run())]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == case["text"] and chunks[-1]["usage"] == case["usage"]
+    assert kit.transport.requests[0].url.endswith("/converse-stream") and kit.balanced()
