@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,8 @@ from botocore.credentials import Credentials, ReadOnlyCredentials
 
 from gateway.providers.aws.sigv4 import SigV4Credentials, sign
 from gateway.providers.base import ProviderError, UpstreamRequest
+from gateway.settings import aws_credentials
+from gateway.sim.profiles import DEMO_AWS_KEYS
 from gateway.sim.sigv4 import SignatureError, verify
 
 KEY_ID, SECRET = "AKIDEXAMPLE0000000001", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -187,3 +190,43 @@ def test_real_botocore_credentials_sign_too() -> None:
     req = request()
     sign(req, Credentials(KEY_ID, SECRET).get_frozen_credentials(), "sagemaker", "eu-west-1")
     verify(**received(req), keys=KEYS, service="sagemaker")
+
+
+@pytest.fixture
+def no_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An environment where the chain finds nothing: no keys, no files, no metadata service."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    return tmp_path
+
+
+def test_the_standard_chain_reads_the_environment_then_a_shared_profile(
+    no_aws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert aws_credentials() is None
+    (no_aws / "credentials").write_text(
+        f"[team-a]\naws_access_key_id = AKIDPROFILE000000001\naws_secret_access_key = {SECRET}\n"
+    )
+    monkeypatch.setenv("AWS_PROFILE", "team-a")
+    assert aws_credentials().get_frozen_credentials().access_key == "AKIDPROFILE000000001"
+    monkeypatch.delenv("AWS_PROFILE")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "TOKEN")
+    frozen = aws_credentials().get_frozen_credentials()
+    assert (frozen.access_key, frozen.secret_key, frozen.token) == (KEY_ID, SECRET, "TOKEN")
+
+
+@sync
+async def test_the_provider_signs_with_what_the_chain_found() -> None:
+    cred = SigV4Credentials("bedrock", "us-east-1")  # the real chain: the suite's demo keys are in the env
+    await cred.start()
+    try:
+        req = request()
+        assert cred.authorize_now(req)
+        verify(**received(req), keys=dict([DEMO_AWS_KEYS]), service="bedrock")
+    finally:
+        await cred.close()
