@@ -29,6 +29,7 @@ def candidate_json(s: Scored) -> dict[str, Any]:
         "backend": s.target.backend,
         "model_id": s.target.model_id,
         "hardware": s.target.hardware,
+        "quantization": s.target.quantization,
         "predicted_latency_ms": round(s.latency_ms, 3),
         "predicted_cost_usd": round(s.cost_usd, 10),
         "predicted_energy_j": round(s.energy_j, 4),

@@ -4,12 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
+from gateway.policy.quantization import Quantization, lower
 from gateway.policy.urls import check_base_url
 
 Objective = Literal["cheapest", "fastest", "balanced", "greenest"]
 ModelType = Literal["chat", "embedding"]
+# Case-insensitive in YAML (FP8 or fp8); the vocabulary and its order are in gateway/policy/quantization.py.
+Precision = Annotated[Quantization, BeforeValidator(lower)]
+PrecisionOrUnknown = Annotated[Quantization | Literal["unknown"], BeforeValidator(lower)]
 
 
 class _Strict(BaseModel):
@@ -29,6 +41,7 @@ class ModelEntry(_Strict):
     # Declared expectations, used to rank until live telemetry exists for this backend.
     ttft_ms: float | None = Field(default=None, gt=0)
     tokens_per_s: float | None = Field(default=None, gt=0)
+    quantization: Precision | None = Field(default=None, description="serving precision; absent: undeclared")
 
 
 class Backend(_Strict):
@@ -76,6 +89,19 @@ class Hedge(_Strict):
 
     enabled: bool = False
     after_ms: float | None = Field(default=None, gt=0, description="default: the backend's p95 TTFT")
+
+
+class QuantizationFilter(_Strict):
+    """A route's limit on serving precision: an allow list (`unknown` admits undeclared) and/or a minimum."""
+
+    allow: list[PrecisionOrUnknown] | None = Field(default=None, min_length=1)
+    min_precision: Precision | None = Field(default=None, description="e.g. fp8: 8 bits or more")
+
+
+class HardwareSpec(_Strict):
+    """One hardware label of a policy's (or the shipped catalog's) `hardware:` section."""
+
+    joules_per_token: float = Field(gt=0, description="energy per output token, for `greenest`")
 
 
 class HardwareFilter(_Strict):
@@ -128,6 +154,7 @@ class Route(_Strict):
     max_input_price: float | None = Field(default=None, ge=0)
     max_output_price: float | None = Field(default=None, ge=0)
     hardware: HardwareFilter = Field(default_factory=HardwareFilter)
+    quantization: QuantizationFilter = Field(default_factory=QuantizationFilter)
     min_context_window: int | None = Field(default=None, gt=0)
     shadow: Shadow | None = Field(default=None, description="off unless given")
     # Once a virtual key has spent this share of its daily or monthly budget, its requests on this route
@@ -164,3 +191,5 @@ class Policy(_Strict):
     backends: dict[str, Backend] = Field(min_length=1)
     routes: list[Route] = Field(default_factory=lambda: [Route(name="default")])
     resilience: Resilience = Field(default_factory=Resilience)
+    # Labels added to (or figures overriding) the shipped hardware catalog (gateway/routing/hardware.py).
+    hardware: dict[str, HardwareSpec] = Field(default_factory=dict)

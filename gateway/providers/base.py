@@ -36,6 +36,7 @@ class Target:
     ttft_ms: float | None
     tokens_per_s: float | None
     joules_per_token: float | None = None
+    quantization: str | None = None  # serving precision (gateway/policy/quantization.py); None: undeclared
     # The backend's provider, shared by its targets and replaced with the policy: the key is not copied here.
     credential: CredentialProvider | None = field(default=None, repr=False, compare=False)
 

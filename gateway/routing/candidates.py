@@ -89,6 +89,9 @@ def build_catalog(
     targets: dict[str, list[Target]] = {}
     models: dict[str, LogicalModel] = {}
     for name, backend in policy.backends.items():
+        # A policy's own hardware figure (its `hardware:` section) beats the shipped catalog's.
+        spec = policy.hardware.get(backend.hardware or "")
+        joules = backend.joules_per_token or (spec.joules_per_token if spec is not None else None)
         for logical, entry in backend.models.items():
             targets.setdefault(logical, []).append(
                 Target(
@@ -104,7 +107,8 @@ def build_catalog(
                     context_window=entry.context_window,
                     ttft_ms=entry.ttft_ms,
                     tokens_per_s=entry.tokens_per_s,
-                    joules_per_token=backend.joules_per_token,
+                    joules_per_token=joules,
+                    quantization=entry.quantization,
                     credential=credentials.get(name),
                 )
             )

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from gateway.errors import ContextLengthExceeded, GatewayError, RateLimited, ServiceUnavailable
+from gateway.errors import BadRequest, ContextLengthExceeded, GatewayError, RateLimited, ServiceUnavailable
 from gateway.events import Observers, RequestRecord
 from gateway.policy.model import Objective, Route
 from gateway.providers.base import Adapter, Operation, Parsed, ProviderError, Target, Usage
@@ -114,7 +114,7 @@ class Router:
             # Every backend breaks a speed constraint by what was measured: the least slow still serves.
             ranked = sorted((d.probe for d in dropped if d.probe is not None), key=lambda p: p.latency_ms)
         if not ranked:
-            raise _nothing_eligible(est, dropped)
+            raise _nothing_eligible(body["model"], est, dropped)
         if self.health is not None:
             if probe:  # a transition, kept out of the queries below (explain changes nothing)
                 self.health.sync()
@@ -278,7 +278,7 @@ async def _first_chunks(
     return OpenStream(target, log, att, reply, stream, first)
 
 
-def _nothing_eligible(est: Estimate, dropped: list[Dropped]) -> GatewayError:
+def _nothing_eligible(model: str, est: Estimate, dropped: list[Dropped]) -> GatewayError:
     reasons = "; ".join(f"{d.backend}: {d.reason}" for d in dropped)
     if all("context window" in d.reason for d in dropped):
         return ContextLengthExceeded(
@@ -287,6 +287,14 @@ def _nothing_eligible(est: Estimate, dropped: list[Dropped]) -> GatewayError:
         )
     if all("rate limit" in d.reason for d in dropped):
         return RateLimited(f"Every backend is at its rate limit: {reasons}", retry_after=1.0)
+    if all("the request's provider." in d.reason for d in dropped) and any(
+        "provider.quantizations" in d.reason for d in dropped
+    ):
+        # The client's own filter leaves nothing (no retry helps): say which precision each backend serves.
+        return BadRequest(
+            f"No backend serves '{model[:200]}' at the requested quantizations: {reasons}",
+            param="provider.quantizations",
+        )
     return ServiceUnavailable(f"No backend meets the route's constraints: {reasons}")
 
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.policy.model import Objective, Weights
+from gateway.policy.quantization import quantization_violation
 from gateway.providers.base import Target
 from gateway.routing.hardware import joules_per_token
 from gateway.telemetry import Stats
@@ -39,6 +40,10 @@ class Constraints:
     min_context_window: int | None = None
     only: frozenset[str] | None = None
     ignore: frozenset[str] = frozenset()
+    # Serving precision: the route's allow list and minimum, the request's provider.quantizations.
+    quantization_allow: frozenset[str] | None = None
+    min_precision: str | None = None
+    quantizations: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +136,7 @@ def violation(t: Target, v: _View, c: Constraints, est: Estimate) -> str | None:
         return f"input price {t.input_price:g} > max {c.max_input_price:g}"
     if c.max_output_price is not None and t.output_price > c.max_output_price:
         return f"output price {t.output_price:g} > max {c.max_output_price:g}"
-    return None
+    return quantization_violation(t.quantization, c.quantization_allow, c.min_precision, c.quantizations)
 
 
 def too_slow(v: _View, c: Constraints) -> str | None:
