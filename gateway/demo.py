@@ -19,7 +19,9 @@ import httpx
 import yaml
 
 from gateway.policy.loader import YAML_SUFFIXES
+from gateway.settings import use_aws_keys
 from gateway.sim import DEMO_FLEET
+from gateway.sim.profiles import DEMO_AWS_KEYS
 
 SIM_HOST = "127.0.0.1"
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost"})
@@ -146,6 +148,9 @@ def run_demo(config: Path, host: str, port: int, sim_port: int | None, serve: Ca
         proc = start_sims(ports)
         try:
             wait_for_sims(proc, ports)
+            use_aws_keys(
+                *DEMO_AWS_KEYS
+            )  # the simulated Bedrock account's keys: the demo's gateway signs with them
             serve(policy)
         except KeyboardInterrupt:
             pass  # the requested way to stop

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -10,6 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from gateway.settings import use_aws_keys
+from gateway.sim.profiles import DEMO_AWS_KEYS
+
+# The demo policy's Bedrock backend signs with the simulator's dummy keys, as `routeway demo` arranges; in
+# the suite the AWS chain never reads ~/.aws nor asks a metadata service (gateway subprocesses inherit it).
+use_aws_keys(*DEMO_AWS_KEYS)
+os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent/routeway-tests"
 
 # The Redis Cluster fixtures (a module of their own: they import free_port from here).
 pytest_plugins = ("tests.redis_cluster",)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from gateway.policy.quantization import Quantization, lower
 from gateway.policy.urls import check_base_url
@@ -37,9 +45,16 @@ class ModelEntry(_Strict):
 
 
 class Backend(_Strict):
-    provider: str = Field(min_length=1, description="adapter kind: openai, ...")
-    base_url: Annotated[str, AfterValidator(check_base_url)] = Field(
-        description="http(s) URL of the API root, e.g. .../v1; no credentials, query or fragment"
+    provider: str = Field(min_length=1, description="adapter kind: openai, bedrock, sagemaker, ...")
+    base_url: Annotated[str, AfterValidator(check_base_url)] | None = Field(
+        default=None,
+        description="http(s) URL of the API root, e.g. .../v1; no credentials, query or fragment. Required "
+        "for openai; for bedrock and sagemaker it replaces the region's AWS endpoint (VPC endpoint, tests)",
+    )
+    region: str | None = Field(
+        default=None,
+        pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$",
+        description="AWS region of a bedrock or sagemaker backend, e.g. us-east-1",
     )
     api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     hardware: str | None = None
@@ -53,6 +68,16 @@ class Backend(_Strict):
     )
     metrics_url: Annotated[str, AfterValidator(check_base_url)] | None = None
     metrics_interval_s: float = Field(default=5.0, ge=0.5, le=300, description="between two scrapes")
+
+    @model_validator(mode="after")
+    def _fits_provider(self) -> Backend:
+        """The keys its provider kind needs (base_url for openai, region for AWS), none it cannot use."""
+        from gateway.providers.registry import config_problems  # late: the registry imports every adapter
+
+        problems = config_problems(self.provider, self.model_dump(include={"base_url", "region"}))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class RouteMatch(_Strict):

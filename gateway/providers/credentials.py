@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.providers.base import ProviderError, Target, UpstreamRequest
 from gateway.secret import Secret
+
+if TYPE_CHECKING:
+    from gateway.policy.model import Backend
 
 log = logging.getLogger("routeway.credentials")
 
@@ -74,9 +77,24 @@ class StaticKey:
         return "StaticKey(**********)"
 
 
-def providers_for(secrets: Mapping[str, Secret | None]) -> dict[str, CredentialProvider]:
-    """One provider per backend that has a credential; the only place that picks a provider's kind."""
-    return {name: StaticKey(secret) for name, secret in secrets.items() if secret}
+def providers_for(
+    secrets: Mapping[str, Secret | None], backends: Mapping[str, Backend] | None = None
+) -> dict[str, CredentialProvider]:
+    """One provider per backend that has a credential; the only place that picks a provider's kind.
+    A key named by `api_key_env` is a Bearer token (Bedrock API keys too); an AWS backend without one
+    signs with SigV4 from the standard AWS credential chain."""
+    from gateway.providers.registry import sigv4_service  # late: the registry imports every adapter
+
+    out: dict[str, CredentialProvider] = {
+        name: StaticKey(secret) for name, secret in secrets.items() if secret
+    }
+    for name, backend in (backends or {}).items():
+        service = sigv4_service(backend.provider)
+        if name not in out and service is not None and backend.region is not None:
+            from gateway.providers.aws.sigv4 import SigV4Credentials  # late: imports botocore
+
+            out[name] = SigV4Credentials(service, backend.region)
+    return out
 
 
 async def start_all(providers: Iterable[CredentialProvider]) -> None:

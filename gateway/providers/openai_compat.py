@@ -32,7 +32,7 @@ _PATHS: dict[Operation, str] = {
 }
 
 # Context-length wording of OpenAI, Groq, vLLM, NIM (vLLM/TRT-LLM based), TGI, Bedrock and Vertex.
-_CONTEXT_LENGTH = re.compile(
+CONTEXT_LENGTH = re.compile(
     r"context[_ ]length|maximum context length|context window|reduce the length|too many (input )?tokens"
     r"|input is too long|prompt is too long|exceeds? the maximum (number of )?tokens|input token count"
     r"|max_new_tokens. must be <=",
@@ -74,7 +74,7 @@ class OpenAICompatAdapter:
         quirks = self.dialect
         if op != "embeddings" and body.get("stream") is True:
             if quirks.stream_options:
-                out["stream_options"] = _with_usage(body.get("stream_options"))
+                out["stream_options"] = with_usage(body.get("stream_options"))
             else:
                 out.pop("stream_options", None)
         if op == "chat" and quirks.max_tokens_field is not None:
@@ -100,7 +100,7 @@ class OpenAICompatAdapter:
         text, limit = _error_message(doc, body, self.dialect)
         message = scrub(text, target.api_key, limit=limit)
         kind = self._kind(status, doc)
-        if kind == "client" and _CONTEXT_LENGTH.search(message):
+        if kind == "client" and CONTEXT_LENGTH.search(message):
             kind = "context_length"
         room = self.dialect.rate_limits.parse(headers)
         return ProviderError(
@@ -235,7 +235,7 @@ def _rename_cap(body: dict[str, Any], name: str) -> None:
             body.setdefault(name, value)
 
 
-def _with_usage(opts: Any) -> dict[str, Any]:
+def with_usage(opts: Any) -> dict[str, Any]:
     """The client's stream_options with usage asked for: every stream is billed, asked or not."""
     if isinstance(opts, dict):
         return {**opts, "include_usage": True}

@@ -1,17 +1,49 @@
-"""The only switch on provider kind: maps a policy's `provider:` value to its adapter."""
+"""The only switch on provider kind: maps a policy's `provider:` value to its adapter, the backend keys
+the kind needs, its default endpoint and how its requests are signed."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from gateway.providers.aws import bedrock, sagemaker
 from gateway.providers.base import Adapter
 from gateway.providers.dialects import DIALECTS
 from gateway.providers.openai_compat import OpenAICompatAdapter
 
-_ADAPTERS: dict[str, Adapter] = {
+if TYPE_CHECKING:
+    from gateway.policy.model import Backend
+
+
+@dataclass(frozen=True)
+class Kind:
+    adapter: Adapter
+    needs: tuple[str, ...] = ()  # backend keys this kind requires
+    allows: tuple[str, ...] = ()  # kind-specific backend keys it accepts (others' are refused)
+    endpoint: Callable[[str], str] | None = None  # region -> the default base_url
+    sigv4_service: str | None = None  # signed with SigV4 for this service unless api_key_env is set
+
+
+_KINDS: dict[str, Kind] = {
     # Any server that speaks OpenAI's wire format: OpenAI, Groq, NIM, vLLM, TGI, Together, Fireworks...
-    "openai": OpenAICompatAdapter(),
+    "openai": Kind(OpenAICompatAdapter(), needs=("base_url",)),
+    "bedrock": Kind(
+        bedrock.BedrockAdapter(),
+        needs=("region",),
+        allows=("region",),
+        endpoint=bedrock.endpoint,
+        sigv4_service="bedrock",
+    ),
+    "sagemaker": Kind(
+        sagemaker.SageMakerAdapter(),
+        needs=("region",),
+        allows=("region",),
+        endpoint=sagemaker.endpoint,
+        sigv4_service="sagemaker",
+    ),
 }
+_SPECIFIC = sorted({key for kind in _KINDS.values() for key in kind.allows})
 
 # Kinds whose backends may name a `dialect:`, and the adapter for each.
 _DIALECTS: dict[str, Mapping[str, Adapter]] = {
@@ -28,7 +60,7 @@ def semconv_provider_name(kind: str) -> str:
 
 
 def known_kinds() -> list[str]:
-    return sorted(_ADAPTERS)
+    return sorted(_KINDS)
 
 
 def dialects_of(kind: str) -> list[str]:
@@ -38,9 +70,38 @@ def dialects_of(kind: str) -> list[str]:
 
 def adapter_for(kind: str, dialect: str | None = None) -> Adapter:
     try:
-        return _ADAPTERS[kind] if dialect is None else _DIALECTS[kind][dialect]
+        return _KINDS[kind].adapter if dialect is None else _DIALECTS[kind][dialect]
     except KeyError:
-        if kind in _ADAPTERS:
+        if kind in _KINDS:
             known = ", ".join(dialects_of(kind)) or "none"
             raise ValueError(f"provider {kind!r} has no dialect {dialect!r}; known: {known}") from None
         raise ValueError(f"unknown provider {kind!r}; known: {', '.join(known_kinds())}") from None
+
+
+def config_problems(kind: str, fields: Mapping[str, Any]) -> list[str]:
+    """What a backend of this kind lacks or has that does not apply to it (an unknown kind: nothing here,
+    the loader names it)."""
+    spec = _KINDS.get(kind)
+    if spec is None:
+        return []
+    problems = [f"{key} is required for provider {kind}" for key in spec.needs if fields.get(key) is None]
+    for key in _SPECIFIC:
+        if fields.get(key) is not None and key not in spec.allows:
+            users = ", ".join(name for name, k in _KINDS.items() if key in k.allows)
+            problems.append(f"{key} applies only to provider {users}, not {kind}")
+    return problems
+
+
+def base_url_of(backend: Backend) -> str:
+    """The backend's API root: its `base_url`, else its kind's endpoint in its region."""
+    if backend.base_url is not None:
+        return backend.base_url.rstrip("/")
+    spec = _KINDS[backend.provider]
+    if spec.endpoint is None or backend.region is None:
+        raise ValueError(f"provider {backend.provider} needs a base_url")  # the schema refused it already
+    return spec.endpoint(backend.region)
+
+
+def sigv4_service(kind: str) -> str | None:
+    spec = _KINDS.get(kind)
+    return spec.sigv4_service if spec is not None else None

@@ -37,6 +37,10 @@ class Knobs:
     reset: bool = False
     cut_after_tokens: int | None = None
     stall_after_tokens: int | None = None
+    # AWS event streams only: after this many tokens an exception message (named by stream_exception)
+    # ends the stream, as Bedrock's modelStreamErrorException or SageMaker's ModelStreamError do.
+    stream_exception_after_tokens: int | None = None
+    stream_exception: str = "modelStreamErrorException"
     # {"status": 400, "body": {...} | "text", "headers": {...}}; body defaults to an OpenAI-shaped error.
     bad_status_body: dict[str, Any] | None = None
     # The vLLM-style `GET /metrics` page (sim/metrics_page.py): the batch holds `max_running` requests in
@@ -117,6 +121,12 @@ def _flag(value: Any) -> bool:
     return value
 
 
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not value.isidentifier():
+        raise KnobError("must be an exception name such as throttlingException")
+    return value
+
+
 def _status(value: Any) -> int:
     if not _is_int(value) or not 400 <= value <= 599:
         raise KnobError("must be an HTTP error status (400-599)")
@@ -151,6 +161,8 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "reset": _flag,
     "cut_after_tokens": _optional_count,
     "stall_after_tokens": _optional_count,
+    "stream_exception_after_tokens": _optional_count,
+    "stream_exception": _name,
     "bad_status_body": _bad_status_body,
     "max_running": _slots,
     "force_waiting": _optional_count,

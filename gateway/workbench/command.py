@@ -55,7 +55,7 @@ class Outcome:
 
 
 def targets_for(loaded: LoadedPolicy, model: str, names: list[str] | None) -> list[Target]:
-    catalog = build_catalog(loaded.policy, providers_for(loaded.secrets))
+    catalog = build_catalog(loaded.policy, providers_for(loaded.secrets, loaded.policy.backends))
     targets = catalog.targets.get(model)
     if not targets:
         known = ", ".join(sorted(catalog.targets)) or "none"
