@@ -31,23 +31,15 @@ def _median(xs: list[float]) -> float:
     return sorted(xs)[len(xs) // 2]
 
 
-def servers(
-    policy: Path, upstream_root: str, baseline: Path, *, access_log: bool = True
-) -> list[targets.Spec]:
+def servers(policy: Path, upstream_root: str, baseline: Path) -> list[targets.Spec]:
     refs, _ = targets.references(
         {REF: procs.free_port(), "asgi-aiohttp": 0, "fastapi-httpx": 0, "fastapi-httpx-aiohttp": 0},
         upstream_root,
         bench_venv(install=True),
     )
     ref = next(s for s in refs if s.name == REF)
-    now = targets.routeway(procs.free_port(), policy, access_log=access_log, name=NOW)
-    before = targets.routeway(
-        procs.free_port(),
-        policy,
-        access_log=access_log,
-        name=BEFORE,
-        settings={"PYTHONPATH": str(baseline)},
-    )
+    now = targets.routeway(procs.free_port(), policy, name=NOW)
+    before = targets.routeway(procs.free_port(), policy, name=BEFORE, settings={"PYTHONPATH": str(baseline)})
     return [ref, now, before]
 
 
