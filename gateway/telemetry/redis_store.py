@@ -3,12 +3,16 @@
 Data layout (prefix `routeway:telemetry:v1` by default):
 
 - `{prefix}:replicas`, a hash: field = replica id, value = that replica's whole local aggregate as one orjson
-  blob `{"t": epoch_s, "k": [[backend, model_id, in_flight, retry_at, headroom_at, headroom, vector], ...]}`
+  blob `{"t": epoch_s, "k": [[backend, model_id, in_flight, retry_at, headroom_at, headroom, vector,
+  estimates, stuck_since], ...]}`
   where each vector holds that replica's decayed sums brought to `t`. A replica only ever overwrites its own
   field, so a write is idempotent: a retry cannot double-count, and after an outage the next write is the
   full resync. A reader decays every other replica's vectors from its `t` to now and adds them (decayed
   sums are additive), sums the in-flight counts, takes the newest headroom, the latest Retry-After, and
-  ignores blobs older than `replica_ttl_s` (a dead replica stops counting). The AIMD limit is per replica
+  ignores blobs older than `replica_ttl_s` (a dead replica stops counting). The recency-weighted estimates
+  (telemetry/estimators.py, fed last wins: a probe's result reaches every replica) and the start of the
+  oldest attempt overdue for its first byte (stuck_since, the earliest wins: a backend that hangs is
+  demoted on every replica) ride in the same entry. The AIMD limit is per replica
   and not shared: every replica runs its own AIMD against the common upstream, as TCP flows share a link.
 - `{prefix}:cooldowns`, a hash: field = breaker name, value = until (epoch s). Set through a Lua script that
   only extends, so concurrent openers agree on the latest deadline; cleared with HDEL.
@@ -39,6 +43,7 @@ from typing import Any
 import orjson
 
 from gateway.telemetry import redis_client
+from gateway.telemetry.estimators import Estimates
 from gateway.telemetry.headroom import Headroom
 from gateway.telemetry.store import Key, MemoryStore, Remote, RemoteView
 from gateway.telemetry.window import WIDTH, Sample
@@ -239,8 +244,8 @@ class RedisStore(MemoryStore):
 
     def _encode(self, now: float) -> bytes:
         entries = [
-            [key[0], key[1], in_flight, retry_at, hr_at, _hr_list(hr), vec]
-            for key, vec, in_flight, hr, hr_at, retry_at in self._local_entries(now)
+            [key[0], key[1], in_flight, retry_at, hr_at, _hr_list(hr), vec, est.to_list(), stuck]
+            for key, vec, in_flight, hr, hr_at, retry_at, est, stuck in self._local_entries(now)
         ]
         return orjson.dumps({"t": now, "k": entries})
 
@@ -282,9 +287,12 @@ class RedisStore(MemoryStore):
 
 
 def _merge(keys: dict[Key, Remote], entries: list[Any], factor: float) -> None:
-    for backend, model_id, in_flight, retry_at, hr_at, hr, vec in entries:
+    for entry in entries:
+        backend, model_id, in_flight, retry_at, hr_at, hr, vec = entry[:7]
         if len(vec) != WIDTH:
             continue
+        est = Estimates.from_list(entry[7]) if len(entry) > 7 else None
+        stuck = float(entry[8]) if len(entry) > 8 and entry[8] is not None else None
         key = (str(backend), str(model_id))
         part = keys.get(key)
         if part is None:
@@ -297,6 +305,10 @@ def _merge(keys: dict[Key, Remote], entries: list[Any], factor: float) -> None:
             part.headroom, part.headroom_at = Headroom(*hr), float(hr_at)
         if retry_at is not None and (part.retry_at is None or retry_at > part.retry_at):
             part.retry_at = float(retry_at)
+        if est is not None:
+            part.est = est if part.est is None else part.est.merge(est)
+        if stuck is not None and (part.stuck_since is None or stuck < part.stuck_since):
+            part.stuck_since = stuck
 
 
 def _hr_list(hr: Headroom | None) -> list[float | int | None] | None:
