@@ -4,12 +4,13 @@ and constraints to a ranked list, with a reason for every candidate dropped."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.policy.model import Objective, Weights
 from gateway.providers.base import Target
 from gateway.routing.hardware import joules_per_token
 from gateway.telemetry import Stats
+from gateway.telemetry.estimators import Estimates
 
 # Priors for a backend that declares no speed and has no telemetry: conservative, so known-fast ones lead.
 DEFAULT_TTFT_MS = 1000.0
@@ -18,12 +19,14 @@ PREFILL_ENERGY_SHARE = 0.1  # a prompt token costs about a tenth of a generated 
 FRESH_SAMPLES = 0.5  # decayed attempts below which telemetry is too thin to trust
 QUEUE_SLOTS = 32.0  # in-flight requests a backend absorbs before queueing shows in latency
 LOW_HEADROOM = 0.1  # below this share of the rate limit left, a backend is demoted
+FORGIVEN = 0.05  # an estimate decayed by more than this share leads only as a probe (it is a guess)
 
 
 @dataclass(frozen=True, slots=True)
 class Estimate:
     input_tokens: int
     output_tokens: int
+    bounded: bool = False  # the output is capped by the request (max_tokens) or has none (embeddings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,10 @@ class Scored:
     requests_remaining: int | None = None
     demoted: str | None = None  # why it ranks after every healthy candidate
     fresh: bool = False  # ranked on live telemetry, not only on declared priors
+    age_s: float | None = None  # seconds since the estimate was last fed by a measurement (None: never)
+    forgiven: bool = False  # ranked on a peak (or failure share) decayed with its age
+    # Leads only thanks to that decay (unforgiven it would break a speed constraint or rank lower): a probe.
+    forgiven_lead: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,16 +83,46 @@ class _View:
     remaining: int | None = None
     demoted: str | None = None
     fresh: bool = False
+    age_s: float | None = None
+    forgiven: bool = False
+    raw: _View | None = None  # the same candidate with nothing forgiven (set only when something was)
+    raw_slow: bool = False  # unforgiven, it breaks a speed constraint
 
 
-def observe(t: Target, st: Stats | None, est: Estimate, now: float, waiting_ms: float = 0.0) -> _View:
+def observe(
+    t: Target,
+    st: Stats | None,
+    est: Estimate,
+    now: float,
+    waiting_ms: float = 0.0,
+    forgive_s: float | None = None,
+) -> _View:
+    """What we believe about `t` now. `waiting_ms`: the oldest attempt still waiting on it (this replica or
+    another); `forgive_s`: the half-life with which an unrefreshed peak decays toward the last-good figure
+    (None: exploration is off, the peak stands until the backend is measured again)."""
     ttft, tps = t.ttft_ms, t.tokens_per_s
     observed_latency: float | None = None
     fresh = st is not None and st.samples >= FRESH_SAMPLES
+    e = st.est if st is not None else None
+    # While something waits on it, the backend is being tried: nothing to forgive until it answers.
+    forgive = forgive_s if waiting_ms <= 0 else None
+    decayed = False
+    age: float | None = None
+    if e is not None and e.ttft.value is not None:
+        prior = t.ttft_ms / 1000 if t.ttft_ms is not None else None
+        seen = e.ttft.view(now, prior, forgive) or 0.0
+        decayed = seen < e.ttft.value * (1 - FORGIVEN)
+        ttft, age = seen * 1000, now - e.ttft.at
+        tps = (st.tokens_per_s if st is not None else None) or tps
+    elif e is not None and e.latency.value is not None:
+        seen = e.latency.view(now, None, forgive) or 0.0
+        decayed = seen < e.latency.value * (1 - FORGIVEN)
+        observed_latency = ttft = seen * 1000  # non-streaming only: an upper bound of TTFT
+        age = now - e.latency.at
     # Measurements beat declared priors even once old: decay shrinks their weight, not their value, and
     # falling back to a prior would send a herd to a backend just dropped for being slow. Freshness only
     # decides exploration, which is what renews old numbers.
-    if st is not None and st.ttft_p50_s is not None and st.ttft_samples > 0:
+    elif st is not None and st.ttft_p50_s is not None and st.ttft_samples > 0:
         ttft = st.ttft_p50_s * 1000
         tps = st.tokens_per_s or tps
     elif st is not None and st.latency_s is not None:
@@ -102,15 +139,29 @@ def observe(t: Target, st: Stats | None, est: Estimate, now: float, waiting_ms: 
     energy = joules_per_token(t.hardware, t.joules_per_token) * (
         est.output_tokens + est.input_tokens * PREFILL_ENERGY_SHARE
     )
-    view = _View(ttft, tps, latency, cost, energy, fresh=fresh)
+    view = _View(ttft, tps, latency, cost, energy, fresh=fresh, age_s=age, forgiven=decayed)
     if st is not None:
         view.latency_ms *= 1 + st.in_flight / QUEUE_SLOTS
-        view.failure_rate = st.failure_rate if fresh else 0.0
+        view.failure_rate = rate = _failure_rate(st, e, now, forgive)
+        if e is not None and e.failure.value is not None and rate < e.failure.value - FORGIVEN:
+            view.forgiven = True
         view.remaining = st.requests_remaining(now)
         limit = st.headroom.requests_limit if st.headroom else None
         if view.remaining is not None and limit and view.remaining < LOW_HEADROOM * limit:
             view.demoted = f"rate-limit headroom low: {view.remaining}/{limit} requests left"
+    if view.forgiven:  # what it would be without forgiving: whether it leads only thanks to its age
+        view.raw = observe(t, st, est, now, waiting_ms, None)
     return view
+
+
+def _failure_rate(st: Stats, e: Estimates | None, now: float, forgive_s: float | None) -> float:
+    """The recency-weighted failure share (decaying with its age when forgiving), else the window's."""
+    if e is None or e.failure.value is None:
+        return st.failure_rate if st.samples >= FRESH_SAMPLES else 0.0
+    rate = e.failure.value
+    if forgive_s is not None and forgive_s > 0:
+        rate *= 2.0 ** (-max(0.0, now - e.failure.at) / forgive_s)
+    return rate
 
 
 def violation(t: Target, v: _View, c: Constraints, est: Estimate) -> str | None:
@@ -157,9 +208,16 @@ def rank(
     weights: Weights | None = None,
     now: float = 0.0,
     waiting_ms: Mapping[tuple[str, str], float] | None = None,
+    stuck_ms: Mapping[tuple[str, str], float] | None = None,
+    forgive_s: float | None = None,
 ) -> tuple[list[Scored], list[Dropped]]:
-    """Best first: healthy before demoted, then by score, ties in policy order."""
-    kept, dropped = _screen(targets, est, telemetry, constraints or _NO_CONSTRAINTS, now, waiting_ms)
+    """Best first: healthy before demoted, then by score, ties in policy order.
+
+    `waiting_ms`: per backend, the oldest attempt still waiting for a first byte; `stuck_ms`: per backend,
+    how long an attempt overdue (well past its expected duration) has waited, on this replica; `forgive_s`:
+    the half-life of an unrefreshed estimate's decay toward its last-good figure (None: no decay)."""
+    c = constraints or _NO_CONSTRAINTS
+    kept, dropped = _screen(targets, est, telemetry, c, now, waiting_ms, stuck_ms, forgive_s)
     if not kept:
         return [], dropped
     _be_optimistic_about_the_unmeasured(kept)
@@ -173,7 +231,15 @@ def rank(
         (s.demoted is not None, s.score, s.latency_ms if by_latency else s.cost_usd, i)
         for i, s in enumerate(scored)
     )
-    return [scored[i] for *_, i in order], dropped
+    ranked = [scored[i] for *_, i in order]
+    lead = kept[order[0][-1]][1]
+    raw = lead.raw
+    second = ranked[1]
+    if raw is not None and (
+        lead.raw_slow or (second.demoted is None and _score(objective, raw, denominators, w) > second.score)
+    ):
+        ranked[0] = replace(ranked[0], forgiven_lead=True)
+    return ranked, dropped
 
 
 def _screen(
@@ -183,6 +249,8 @@ def _screen(
     c: Constraints,
     now: float,
     waiting_ms: Mapping[tuple[str, str], float] | None,
+    stuck_ms: Mapping[tuple[str, str], float] | None,
+    forgive_s: float | None,
 ) -> tuple[list[tuple[Target, _View]], list[Dropped]]:
     """Each candidate's view, split into those that may serve and those dropped (with the reason)."""
     kept: list[tuple[Target, _View]] = []
@@ -192,11 +260,16 @@ def _screen(
     for t in targets:
         key = (t.backend, t.model_id)
         st = stats_of(key) if stats_of is not None else None
-        v = observe(t, st, est, now, waited(key, 0.0) if waited is not None else 0.0)
+        v = observe(t, st, est, now, waited(key, 0.0) if waited is not None else 0.0, forgive_s)
+        stuck = _stuck(key, st, stuck_ms, now)
+        if stuck is not None:
+            v.demoted, v.forgiven, v.raw = stuck, False, None
         reason = violation(t, v, c, est)
         if reason is None and st is not None and st.saturated(now):
             reason = "rate limit exhausted until its reset (x-ratelimit / retry-after / learned limit)"
         slow = too_slow(v, c) if reason is None else None
+        if v.raw is not None and slow is None and reason is None:
+            v.raw_slow = too_slow(v.raw, c) is not None
         if slow is not None:
             dropped.append(Dropped(t.backend, slow, _scored(t, v, float("inf"))))
         elif reason is not None:
@@ -204,6 +277,19 @@ def _screen(
         else:
             kept.append((t, v))
     return kept, dropped
+
+
+def _stuck(
+    key: tuple[str, str], st: Stats | None, stuck_ms: Mapping[tuple[str, str], float] | None, now: float
+) -> str | None:
+    """Why the backend counts as failing for new requests: an attempt (here or on another replica) has
+    waited well past its expected duration without a first byte. Its timeout has not fired yet."""
+    here = stuck_ms.get(key) if stuck_ms else None
+    if here is not None:
+        return f"stuck: an attempt has waited {here / 1000:.1f}s, well past its expected duration"
+    if st is not None and st.stuck_since is not None:
+        return f"stuck: another replica's attempt has waited {now - st.stuck_since:.1f}s"
+    return None
 
 
 def _worst(kept: list[tuple[Target, _View]]) -> tuple[float, float, float]:
@@ -230,13 +316,17 @@ def _be_optimistic_about_the_unmeasured(kept: list[tuple[Target, _View]]) -> Non
 def _scored(t: Target, v: _View, score: float) -> Scored:
     return Scored(
         t, v.latency_ms, v.cost_usd, v.energy_j, score, v.ttft_ms, v.tokens_per_s, v.failure_rate,
-        v.remaining, v.demoted, v.fresh,
+        v.remaining, v.demoted, v.fresh, v.age_s, v.forgiven,
     )  # fmt: skip
 
 
+def failure_penalty(failure_rate: float) -> float:
+    """Failures cost a retry elsewhere: every objective is weighed by about the expected number of tries."""
+    return 1.0 + 2.0 * failure_rate
+
+
 def _score(objective: Objective, v: _View, worst: tuple[float, float, float], w: Weights) -> float:
-    # Failures cost a retry elsewhere: weigh every objective by the expected number of tries.
-    penalty = 1.0 + 2.0 * v.failure_rate
+    penalty = failure_penalty(v.failure_rate)
     if objective == "cheapest":
         return v.cost_usd * penalty
     if objective == "fastest":
