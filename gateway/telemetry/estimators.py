@@ -65,7 +65,8 @@ class PeakEwma:
         if base is None or value <= base:
             return value
         age = max(0.0, now - self.at)
-        return base + (value - base) * 2.0 ** (-age / half_life_s)
+        left: float = 0.5 ** (age / half_life_s)
+        return base + (value - base) * left
 
     def merge(self, other: PeakEwma) -> PeakEwma:
         """The fresher of two replicas' estimates (the one fed last knows the backend's latest state)."""

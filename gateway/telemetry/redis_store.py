@@ -204,7 +204,9 @@ class RedisStore(MemoryStore):
         assert self._redis is not None
         await redis_client.discover(self._redis, self._stale)  # before anything is taken off the queue
         self._stale = False
-        write = self._dirty or now - self._last_write >= self._ttl_s / 3
+        # While an attempt is stuck, every flush carries it: other replicas demote the backend within one.
+        stuck = self.stuck is not None and bool(self.stuck())
+        write = self._dirty or stuck or now - self._last_write >= self._ttl_s / 3
         read = now - self._last_read >= self._refresh_s
         ops = list(self._ops)
         self._ops.clear()
