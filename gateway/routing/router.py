@@ -21,7 +21,7 @@ from gateway.resilience.retry import AttemptLog, RetryPolicy, attempt
 from gateway.routing.candidates import Catalog
 from gateway.routing.preferences import Preferences
 from gateway.routing.probes import Watch
-from gateway.routing.scoring import DEFAULT_TTFT_MS, Dropped, Estimate, Scored, failure_penalty, rank
+from gateway.routing.scoring import Dropped, Estimate, Scored, failure_penalty, rank
 from gateway.telemetry import MemoryStore, TelemetryStore
 from gateway.upstream import Deadlines, Reply, Transport
 
@@ -327,8 +327,7 @@ def expected_s(plan: Plan, target: Target, *, stream: bool) -> float | None:
     its predicted whole duration otherwise (the plan's figures: telemetry, the request's max_tokens)."""
     for s in plan.ranked:
         if s.target is target:
-            ttft = s.ttft_ms if s.ttft_ms is not None else DEFAULT_TTFT_MS
-            return (ttft if stream else s.latency_ms) / 1000
+            return (s.expected_ttft_ms if stream else s.expected_ms) / 1000
     return None
 
 

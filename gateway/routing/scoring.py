@@ -61,6 +61,10 @@ class Scored:
     forgiven: bool = False  # ranked on a peak (or failure share) decayed with its age
     # Leads only thanks to that decay (unforgiven it would break a speed constraint or rank lower): a probe.
     forgiven_lead: bool = False
+    # What one attempt should take (first byte of a stream, whole answer otherwise), from the estimates
+    # before any waiting attempt inflated them: what per-try deadlines and stuck detection measure against.
+    expected_ttft_ms: float = DEFAULT_TTFT_MS
+    expected_ms: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +89,8 @@ class _View:
     fresh: bool = False
     age_s: float | None = None
     forgiven: bool = False
+    expected_ttft_ms: float = DEFAULT_TTFT_MS  # before waiting attempts inflate it
+    expected_ms: float = 0.0
     raw: _View | None = None  # the same candidate with nothing forgiven (set only when something was)
     raw_slow: bool = False  # unforgiven, it breaks a speed constraint
 
@@ -128,10 +134,16 @@ def observe(
     elif st is not None and st.latency_s is not None:
         observed_latency = st.latency_s * 1000  # non-streaming only: an upper bound of TTFT
         ttft = observed_latency
+    # What an attempt should take, before any waiting attempt inflates it: per-try deadlines and stuck
+    # detection are measured against this, not against a hang's own growing wait.
+    calm_ttft = ttft if ttft is not None else DEFAULT_TTFT_MS
+    calm = observed_latency or calm_ttft + est.output_tokens / (tps or DEFAULT_TOKENS_PER_S) * 1000.0
     if waiting_ms > (ttft or 0.0):
-        # An attempt has waited this long already: the backend is at least this slow right now.
+        # An attempt has waited this long already: the backend is at least this slow right now, and an answer
+        # late by d is expected about d later still (what has lasted t tends to last about t more), so a step
+        # across a TTFT limit drops the backend before the limit itself has passed.
         observed_latency = None
-        ttft = waiting_ms
+        ttft = waiting_ms if ttft is None else 2 * waiting_ms - ttft
     eff_ttft = ttft if ttft is not None else DEFAULT_TTFT_MS
     eff_tps = tps if tps is not None else DEFAULT_TOKENS_PER_S
     latency = observed_latency or eff_ttft + est.output_tokens / eff_tps * 1000.0
@@ -140,6 +152,7 @@ def observe(
         est.output_tokens + est.input_tokens * PREFILL_ENERGY_SHARE
     )
     view = _View(ttft, tps, latency, cost, energy, fresh=fresh, age_s=age, forgiven=decayed)
+    view.expected_ttft_ms, view.expected_ms = calm_ttft, calm
     if st is not None:
         view.latency_ms *= 1 + st.in_flight / QUEUE_SLOTS
         view.failure_rate = rate = _failure_rate(st, e, now, forgive)
@@ -316,7 +329,7 @@ def _be_optimistic_about_the_unmeasured(kept: list[tuple[Target, _View]]) -> Non
 def _scored(t: Target, v: _View, score: float) -> Scored:
     return Scored(
         t, v.latency_ms, v.cost_usd, v.energy_j, score, v.ttft_ms, v.tokens_per_s, v.failure_rate,
-        v.remaining, v.demoted, v.fresh, v.age_s, v.forgiven,
+        v.remaining, v.demoted, v.fresh, v.age_s, v.forgiven, False, v.expected_ttft_ms, v.expected_ms,
     )  # fmt: skip
 
 

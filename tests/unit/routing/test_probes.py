@@ -50,7 +50,8 @@ def test_waiting_attempt_makes_a_backend_slow_now_and_probeable() -> None:
     c = Constraints(max_ttft_ms=400)
     ranked, dropped = rank([A, B], "cheapest", EST, constraints=c, waiting_ms={("a", "m"): 900.0})
     assert [s.target.backend for s in ranked] == ["b"]
-    assert dropped[0].backend == "a" and "900 ms" in dropped[0].reason
+    # 800 ms late on its 100 ms: expected about as much later again (2 x 900 - 100)
+    assert dropped[0].backend == "a" and "1700 ms" in dropped[0].reason
     assert dropped[0].probe is not None and dropped[0].probe.target is A
 
 
@@ -112,3 +113,14 @@ def test_spending_the_allowance_bounds_probes_to_the_share() -> None:
             probes += 1
     assert 99 <= probes <= 101  # 1% of requests, plus at most the interval's allowance
     assert w.may_probe("other", 0.01, 10.0) is False  # routes are budgeted apart
+
+
+def test_a_waiting_attempt_inflates_the_ranking_figures_but_not_what_an_attempt_should_take() -> None:
+    calm, _ = rank([A], "cheapest", EST)
+    waited, _ = rank([A], "cheapest", EST, waiting_ms={("a", "m"): 900.0})
+    assert waited[0].ttft_ms == 1700.0 and calm[0].ttft_ms == 100.0
+    assert (waited[0].expected_ttft_ms, waited[0].expected_ms) == (
+        100.0,
+        200.0,
+    )  # 100 ms + 10 tokens at 100/s
+    assert (calm[0].expected_ttft_ms, calm[0].expected_ms) == (100.0, 200.0)
