@@ -95,6 +95,44 @@ class _View:
     raw_slow: bool = False  # unforgiven, it breaks a speed constraint
 
 
+@dataclass(slots=True)
+class _Speed:
+    """The speed figures one candidate is ranked on, before waiting attempts and load are applied."""
+
+    ttft_ms: float | None
+    tokens_per_s: float | None
+    latency_ms: float | None = None  # measured whole-answer latency (non-streaming only: bounds TTFT)
+    age_s: float | None = None
+    forgiven: bool = False
+
+
+def _speed(t: Target, st: Stats | None, now: float, forgive_s: float | None) -> _Speed:
+    """The recency-weighted estimates (forgiven with age when `forgive_s`), else the window's figures, else
+    the declared priors. Measurements beat declared priors even once old: falling back to a prior would
+    send a herd to a backend just dropped for being slow; forgiving lets it back only as a probe."""
+    e = st.est if st is not None else None
+    if e is not None and e.ttft.value is not None:
+        prior = t.ttft_ms / 1000 if t.ttft_ms is not None else None
+        seen = e.ttft.view(now, prior, forgive_s) or 0.0
+        tps = (st.tokens_per_s if st is not None else None) or t.tokens_per_s
+        forgiven = seen < e.ttft.value * (1 - FORGIVEN)
+        return _Speed(seen * 1000, tps, age_s=now - e.ttft.at, forgiven=forgiven)
+    if e is not None and e.latency.value is not None:
+        seen = e.latency.view(now, None, forgive_s) or 0.0
+        forgiven = seen < e.latency.value * (1 - FORGIVEN)
+        return _Speed(seen * 1000, t.tokens_per_s, seen * 1000, now - e.latency.at, forgiven)
+    if st is not None and st.ttft_p50_s is not None and st.ttft_samples > 0:
+        return _Speed(st.ttft_p50_s * 1000, st.tokens_per_s or t.tokens_per_s)
+    if st is not None and st.latency_s is not None:
+        return _Speed(st.latency_s * 1000, t.tokens_per_s, st.latency_s * 1000)
+    return _Speed(t.ttft_ms, t.tokens_per_s)
+
+
+def _latency(ttft: float | None, tps: float | None, measured: float | None, est: Estimate) -> float:
+    eff_ttft = ttft if ttft is not None else DEFAULT_TTFT_MS
+    return measured or eff_ttft + est.output_tokens / (tps or DEFAULT_TOKENS_PER_S) * 1000.0
+
+
 def observe(
     t: Target,
     st: Stats | None,
@@ -106,65 +144,43 @@ def observe(
     """What we believe about `t` now. `waiting_ms`: the oldest attempt still waiting on it (this replica or
     another); `forgive_s`: the half-life with which an unrefreshed peak decays toward the last-good figure
     (None: exploration is off, the peak stands until the backend is measured again)."""
-    ttft, tps = t.ttft_ms, t.tokens_per_s
-    observed_latency: float | None = None
-    fresh = st is not None and st.samples >= FRESH_SAMPLES
-    e = st.est if st is not None else None
     # While something waits on it, the backend is being tried: nothing to forgive until it answers.
     forgive = forgive_s if waiting_ms <= 0 else None
-    decayed = False
-    age: float | None = None
-    if e is not None and e.ttft.value is not None:
-        prior = t.ttft_ms / 1000 if t.ttft_ms is not None else None
-        seen = e.ttft.view(now, prior, forgive) or 0.0
-        decayed = seen < e.ttft.value * (1 - FORGIVEN)
-        ttft, age = seen * 1000, now - e.ttft.at
-        tps = (st.tokens_per_s if st is not None else None) or tps
-    elif e is not None and e.latency.value is not None:
-        seen = e.latency.view(now, None, forgive) or 0.0
-        decayed = seen < e.latency.value * (1 - FORGIVEN)
-        observed_latency = ttft = seen * 1000  # non-streaming only: an upper bound of TTFT
-        age = now - e.latency.at
-    # Measurements beat declared priors even once old: decay shrinks their weight, not their value, and
-    # falling back to a prior would send a herd to a backend just dropped for being slow. Freshness only
-    # decides exploration, which is what renews old numbers.
-    elif st is not None and st.ttft_p50_s is not None and st.ttft_samples > 0:
-        ttft = st.ttft_p50_s * 1000
-        tps = st.tokens_per_s or tps
-    elif st is not None and st.latency_s is not None:
-        observed_latency = st.latency_s * 1000  # non-streaming only: an upper bound of TTFT
-        ttft = observed_latency
-    # What an attempt should take, before any waiting attempt inflates it: per-try deadlines and stuck
-    # detection are measured against this, not against a hang's own growing wait.
-    calm_ttft = ttft if ttft is not None else DEFAULT_TTFT_MS
-    calm = observed_latency or calm_ttft + est.output_tokens / (tps or DEFAULT_TOKENS_PER_S) * 1000.0
+    sp = _speed(t, st, now, forgive)
+    ttft, measured = sp.ttft_ms, sp.latency_ms
     if waiting_ms > (ttft or 0.0):
         # An attempt has waited this long already: the backend is at least this slow right now, and an answer
         # late by d is expected about d later still (what has lasted t tends to last about t more), so a step
         # across a TTFT limit drops the backend before the limit itself has passed.
-        observed_latency = None
-        ttft = waiting_ms if ttft is None else 2 * waiting_ms - ttft
-    eff_ttft = ttft if ttft is not None else DEFAULT_TTFT_MS
-    eff_tps = tps if tps is not None else DEFAULT_TOKENS_PER_S
-    latency = observed_latency or eff_ttft + est.output_tokens / eff_tps * 1000.0
+        ttft, measured = (waiting_ms if ttft is None else 2 * waiting_ms - ttft), None
     cost = (est.input_tokens * t.input_price + est.output_tokens * t.output_price) / 1e6
     energy = joules_per_token(t.hardware, t.joules_per_token) * (
         est.output_tokens + est.input_tokens * PREFILL_ENERGY_SHARE
     )
-    view = _View(ttft, tps, latency, cost, energy, fresh=fresh, age_s=age, forgiven=decayed)
-    view.expected_ttft_ms, view.expected_ms = calm_ttft, calm
+    latency = _latency(ttft, sp.tokens_per_s, measured, est)
+    view = _View(ttft, sp.tokens_per_s, latency, cost, energy, age_s=sp.age_s, forgiven=sp.forgiven)
+    # What an attempt should take, before any waiting attempt inflates it: per-try deadlines and stuck
+    # detection are measured against this, not against a hang's own growing wait.
+    view.expected_ttft_ms = sp.ttft_ms if sp.ttft_ms is not None else DEFAULT_TTFT_MS
+    view.expected_ms = _latency(sp.ttft_ms, sp.tokens_per_s, sp.latency_ms, est)
     if st is not None:
-        view.latency_ms *= 1 + st.in_flight / QUEUE_SLOTS
-        view.failure_rate = rate = _failure_rate(st, e, now, forgive)
-        if e is not None and e.failure.value is not None and rate < e.failure.value - FORGIVEN:
-            view.forgiven = True
-        view.remaining = st.requests_remaining(now)
-        limit = st.headroom.requests_limit if st.headroom else None
-        if view.remaining is not None and limit and view.remaining < LOW_HEADROOM * limit:
-            view.demoted = f"rate-limit headroom low: {view.remaining}/{limit} requests left"
+        _live(view, st, now, forgive)
     if view.forgiven:  # what it would be without forgiving: whether it leads only thanks to its age
         view.raw = observe(t, st, est, now, waiting_ms, None)
     return view
+
+
+def _live(view: _View, st: Stats, now: float, forgive_s: float | None) -> None:
+    """Load, failures and rate-limit headroom from the backend's telemetry."""
+    view.fresh = st.samples >= FRESH_SAMPLES
+    view.latency_ms *= 1 + st.in_flight / QUEUE_SLOTS
+    view.failure_rate = rate = _failure_rate(st, st.est, now, forgive_s)
+    if st.est is not None and st.est.failure.value is not None and rate < st.est.failure.value - FORGIVEN:
+        view.forgiven = True
+    view.remaining = st.requests_remaining(now)
+    limit = st.headroom.requests_limit if st.headroom else None
+    if view.remaining is not None and limit and view.remaining < LOW_HEADROOM * limit:
+        view.demoted = f"rate-limit headroom low: {view.remaining}/{limit} requests left"
 
 
 def _failure_rate(st: Stats, e: Estimates | None, now: float, forgive_s: float | None) -> float:
