@@ -38,6 +38,9 @@ def candidate_json(s: Scored) -> dict[str, Any]:
         "failure_rate": round(s.failure_rate, 4),
         "requests_remaining": s.requests_remaining,
         "live_telemetry": s.fresh,
+        # How old the estimate is (its last measurement), and whether it was forgiven with that age.
+        "estimate_age_s": round(s.age_s, 3) if s.age_s is not None else None,
+        "forgiven": s.forgiven,
         "demoted": s.demoted,
         "score": s.score,
         "load": load_json(s),

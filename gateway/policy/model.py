@@ -89,6 +89,12 @@ class Timeouts(_Strict):
     first_token_s: float = Field(default=30.0, gt=0, description="until the response headers arrive")
     idle_s: float = Field(default=30.0, gt=0, description="between two chunks of a stream")
     total_s: float = Field(default=300.0, gt=0)
+    # A non-streaming attempt's own deadline, so a failover fits inside total_s (Envoy's per_try_timeout):
+    # per_try_factor x the backend's predicted duration when the request bounds its output (max_tokens),
+    # never under first_token_s, never over half of total_s while another backend could take the retry;
+    # per_try_s caps it outright. A stream's first token is bounded by first_token_s already.
+    per_try_s: float | None = Field(default=None, gt=0)
+    per_try_factor: float | None = Field(default=4.0, gt=1)
 
 
 class Hedge(_Strict):
@@ -153,7 +159,18 @@ class Route(_Strict):
     hedge: Hedge = Field(default_factory=Hedge)
     weights: Weights = Field(default_factory=Weights)
     probe_interval_s: float = Field(
-        default=10.0, ge=0, description="a backend not tried for this long gets one request (0: never)"
+        default=10.0, ge=0, description="a backend not tried for this long gets one request (0: never probe)"
+    )
+    probe_share: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="probes at most this share of the route's requests (steady load)",
+    )
+    forgive_half_life_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="an unrefreshed slow or failing estimate decays toward its last-good one",
     )
     # Hard constraints: a candidate that breaks one is dropped, with the reason in explain.
     max_ttft_ms: float | None = Field(default=None, gt=0)
@@ -181,6 +198,11 @@ class BreakerConfig(_Strict):
     half_open_trials: int = Field(default=1, ge=1, description="trial requests in flight at once")
     slow_start_s: float = Field(default=10, ge=0, description="traffic ramps up over this after closing")
     auth_cooldown_s: float = Field(default=300, gt=0, description="a backend rejecting its key (401/403)")
+    # Failing fast (a 5xx in milliseconds, a refused connection) costs a trial almost nothing: such a trip
+    # re-trials every fast_cooldown_s without doubling, and ramps back over 2x that. Hangs and timeouts
+    # keep the doubling cooldown.
+    fast_failure_s: float = Field(default=0.5, ge=0, description="a failure quicker than this is 'fast'")
+    fast_cooldown_s: float = Field(default=1.0, gt=0)
 
 
 class RetryBudgetConfig(_Strict):

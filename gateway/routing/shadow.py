@@ -61,7 +61,7 @@ class Job:
 class _Unwatched:
     """The router's probe watch is not told of shadows: they are no client request waiting on a backend."""
 
-    def started(self, target: Target, token: int) -> None:
+    def started(self, target: Target, token: int, expected_s: float | None = None) -> None:
         return None
 
     def answered(self, target: Target, token: int) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar, overload
 
+from gateway.telemetry.estimators import Estimates
 from gateway.telemetry.headroom import Headroom
 from gateway.telemetry.loadsignals import LoadSignal
 from gateway.telemetry.window import NEUTRAL, WIDTH, Aimd, Sample, Stats, Window, make_stats
@@ -23,7 +24,27 @@ Key = tuple[str, str]  # (backend, provider model id)
 _T = TypeVar("_T")
 # Outcomes whose effect on the window figures may wait `window_every_s`; any other is a failure, seen at once.
 _GRADUAL = NEUTRAL | {"ok"}
-_Live = tuple[int, int, float | None, Headroom | None, float | None, float | None]
+_Live = tuple[
+    int, int, float | None, Headroom | None, float | None, float | None, Estimates | None, float | None
+]
+
+
+_Entry = tuple[Key, list[float], int, Headroom | None, float | None, float | None, Estimates, float | None]
+
+
+def learn(est: Estimates, sample: Sample, now: float) -> None:
+    """Feeds one finished attempt to the recency-weighted estimates."""
+    outcome = sample.outcome
+    if outcome == "ok":
+        est.failure.add(0.0, now)
+        if sample.ttft_s is not None:
+            est.ttft.add(sample.ttft_s, now)
+        if sample.duration_s is not None and not sample.stream:
+            est.latency.add(sample.duration_s, now)
+    elif outcome not in NEUTRAL:
+        est.failure.add(1.0, now)
+    if sample.waited_s is not None:  # gave up without a first byte: at least this slow
+        (est.ttft if sample.stream else est.latency).censor(sample.waited_s, now)
 
 
 _NO_LOADS: Mapping[str, LoadSignal] = {}
@@ -108,6 +129,8 @@ class Remote:
     headroom: Headroom | None = None
     headroom_at: float | None = None
     retry_at: float | None = None
+    est: Estimates | None = None  # the freshest of the other replicas' estimates
+    stuck_since: float | None = None  # epoch s another replica's oldest overdue attempt began
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +150,7 @@ class _State:
     retry_at: float | None = None
     window_at: float = -float("inf")  # when a snapshot last showed new samples of this key
     window_new: bool = False  # samples added since the snapshot's figures were computed
+    est: Estimates = field(default_factory=Estimates.empty)
 
 
 class MemoryStore:
@@ -156,6 +180,9 @@ class MemoryStore:
         self._full = True  # recompute every key: decay moved them all, or the remote view changed
         self._full_at = -float("inf")
         self._cooldowns_changed = False
+        # Per key, how long (ms) the oldest overdue attempt has waited: the router's Watch.stuck_ms.
+        # Published to the other replicas (RedisStore), so every replica demotes a backend that hangs.
+        self.stuck: Callable[[], Mapping[Key, float]] | None = None
 
     def _state(self, key: Key) -> _State:
         state = self._states.get(key)
@@ -167,6 +194,7 @@ class MemoryStore:
         now = self._clock()
         state = self._state(key)
         state.window.add(sample, now)
+        learn(state.est, sample, now)
         if sample.outcome == "ok":
             state.aimd.on_success(state.in_flight)
         elif sample.outcome == "rate_limited":
@@ -281,28 +309,35 @@ class MemoryStore:
 
     @staticmethod
     def _live(state: _State | None, part: Remote | None) -> _Live:
-        """in_flight, local_in_flight, limit, headroom, headroom_at, retry_at: the figures that never wait."""
+        """in_flight, local_in_flight, limit, headroom, headroom_at, retry_at, estimates, stuck_since:
+        the figures that never wait."""
+        est: Estimates | None
         if state is None:
-            local, limit, headroom, headroom_at, retry_at = 0, None, None, None, None
+            local, limit, headroom, headroom_at, retry_at, est = 0, None, None, None, None, None
         else:
             local, limit = state.in_flight, state.aimd.limit
             headroom, headroom_at, retry_at = state.headroom, state.headroom_at, state.retry_at
+            est = state.est.copy()  # the snapshot keeps its figures while the state learns on
         if part is None:
-            return local, local, limit, headroom, headroom_at, retry_at
+            return local, local, limit, headroom, headroom_at, retry_at, est, None
         if part.headroom_at is not None and (headroom_at is None or part.headroom_at > headroom_at):
             headroom, headroom_at = part.headroom, part.headroom_at
         if part.retry_at is not None and (retry_at is None or part.retry_at > retry_at):
             retry_at = part.retry_at
-        return local + part.in_flight, local, limit, headroom, headroom_at, retry_at
+        if part.est is not None:
+            est = part.est if est is None else est.merge(part.est)
+        return local + part.in_flight, local, limit, headroom, headroom_at, retry_at, est, part.stuck_since
 
     # The local half as RedisStore publishes it.
-    def _local_entries(
-        self, now: float
-    ) -> list[tuple[Key, list[float], int, Headroom | None, float | None, float | None]]:
+    def _local_entries(self, now: float) -> list[_Entry]:
+        stuck = self.stuck() if self.stuck is not None else {}
         return [
-            (key, s.window.vector(now), s.in_flight, s.headroom, s.headroom_at, s.retry_at)
+            (
+                key, s.window.vector(now), s.in_flight, s.headroom, s.headroom_at, s.retry_at, s.est,
+                now - stuck[key] / 1000 if key in stuck else None,
+            )
             for key, s in self._states.items()
-        ]
+        ]  # fmt: skip
 
     def _set_remote(self, remote: RemoteView | None, cooldowns: dict[str, float] | None = None) -> None:
         self._remote = remote
