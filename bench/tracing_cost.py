@@ -54,9 +54,10 @@ def specs(policy: Path, endpoint: str, baseline: Path | None = None) -> list[tar
 
 
 def export_revision(rev: str, into: Path) -> Path:
-    """`gateway/` as of git revision `rev`, extracted under `into` (which then goes on PYTHONPATH)."""
+    """`gateway/` as of git revision `rev`, extracted under `into` (which then goes on PYTHONPATH), with
+    `policies/` beside it: gateway/policy/catalog.yaml is a link into it."""
     tar = subprocess.run(
-        ["git", "archive", "--format=tar", rev, "gateway"],
+        ["git", "archive", "--format=tar", rev, "gateway", "policies"],
         cwd=targets.ROOT,
         capture_output=True,
         check=True,
