@@ -1,0 +1,102 @@
+"""Python function calls per request, for this tree and earlier revisions: a steady measure of added work.
+
+`python -m bench.calls [--requests N] [--warm W] [REV ...]`: wrk's figures swing ±15% between runs on a
+shared VM, more than a refactor's budget; a count of the Python calls a request makes does not depend on
+what else the machine does. For this tree and each REV (its `gateway/` and `policies/` exported, as
+`bench.tracing_cost --baseline` does), `routeway serve` (access log on and off) runs natively with
+bench/callspy on PYTHONPATH; after W requests the hook starts counting, N small non-streaming completions
+go one after another on one keep-alive connection, and the count over N is printed with the functions whose
+counts differ most from the first server's. It counts calls, not their cost: C work (orjson, httptools,
+uvloop) is invisible, so read it beside `bench.before_after`, not instead of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+from bench import payloads, procs, targets
+from bench.options import ROOT
+from bench.tracing_cost import export_revision
+
+SPY = Path(__file__).parent / "callspy"
+
+
+def send(port: int, n: int) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        for _ in range(n):
+            conn.request("POST", payloads.CHAT_PATH, body=payloads.CHAT_BODY, headers=payloads.HEADERS)
+            resp = conn.getresponse()
+            body = resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"HTTP {resp.status}: {body[:300]!r}")
+    finally:
+        conn.close()
+
+
+def counted(spec: targets.Spec, out: Path, warm: int, n: int, logs: Path) -> dict[str, float]:
+    """Calls per request of one server: the total, and per function (name and file tail)."""
+    server = spec.start(logs)
+    try:
+        send(spec.port, warm)
+        os.kill(server.pid, signal.SIGUSR1)
+        time.sleep(0.5)
+        send(spec.port, n)
+        time.sleep(0.3)  # the access log's batch (50 ms) is part of the work
+        os.kill(server.pid, signal.SIGUSR2)
+        deadline = time.monotonic() + 10
+        while not out.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        procs.stop(server)
+    lines = out.read_text().splitlines()
+    per: dict[str, float] = {"TOTAL": int(lines[0].split()[1]) / n}
+    for line in lines[1:]:
+        count, name, filename = line.split(maxsplit=2)
+        where = filename.split("/gateway/")[-1] if "/gateway/" in filename else Path(filename).name
+        per[f"{name} ({where})"] = int(count) / n
+    return per
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("revisions", nargs="*", help="git revisions to compare with this tree")
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--warm", type=int, default=200)
+    args = parser.parse_args()
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        logs = Path(tmp)
+        up = targets.upstream(procs.free_port(), slow_events=1, slow_interval=1.0)
+        stack.enter_context(procs.running(up.start(logs)))
+        policy = targets.write_policy(logs / "policy.yaml", up.port)
+        trees = [("this tree", ROOT)] + [
+            (rev, export_revision(rev, logs / f"src-{rev}")) for rev in args.revisions
+        ]
+        for label, src in trees:
+            for log in (True, False):
+                name = f"{label}, access log {'on' if log else 'off'}"
+                out = logs / f"calls-{len(results)}.txt"
+                env = {"PYTHONPATH": f"{SPY}:{src}", "CALLSPY_OUT": str(out)}
+                spec = targets.routeway(
+                    procs.free_port(), policy, access_log=log, name=f"calls-{len(results)}", settings=env
+                )
+                results[name] = counted(spec, out, args.warm, args.requests, logs)
+                print(f"{name:<36} {results[name]['TOTAL']:>7.1f} Python calls per request", flush=True)
+    first = next(iter(results.values()))
+    for name, per in list(results.items())[1:]:
+        moved = sorted(set(per) | set(first), key=lambda k: -abs(per.get(k, 0) - first.get(k, 0)))[1:9]
+        print(f"\n{name} vs {next(iter(results))}:")
+        for key in moved:
+            print(f"  {per.get(key, 0) - first.get(key, 0):+6.2f}  {key}")
+
+
+if __name__ == "__main__":
+    main()
