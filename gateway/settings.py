@@ -91,6 +91,17 @@ class Settings(BaseSettings):
     # Shadow traffic (a route's `shadow:` in the policy): shadow requests in flight at once in this process;
     # a sampled request beyond it is not mirrored (counted in routeway_shadow_skipped_total).
     shadow_max_concurrent: int = Field(default=16, ge=1, le=1024)
+    # Vertex backends' Application Default Credentials file (a service account key, an authorized user or a
+    # workload identity federation config), under Google's standard name; unset: google-auth's own search
+    # (gcloud's ADC file, then the metadata server of GCE, GKE workload identity or Cloud Run).
+    google_application_credentials: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "ROUTEWAY_GOOGLE_APPLICATION_CREDENTIALS",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "google_application_credentials",
+        ),
+    )
     # Prometheus text at GET /metrics.
     metrics: bool = True
     # With --workers > 1: the folder where workers share their metrics (made fresh by `routeway serve`;
@@ -149,6 +160,6 @@ def read_secret(env_name: str) -> Secret | None:
 def export_for_workers(settings: Settings) -> None:
     """Hands CLI-chosen settings to uvicorn worker processes, which rebuild Settings from the environment."""
     names = ("config", "host", "port", "log_level", "access_log", "reload_policies", "allow_open", "workers")
-    for name in (*names, "metrics_dir"):
+    for name in (*names, "metrics_dir", "google_application_credentials"):
         if getattr(settings, name) is not None:
             os.environ[f"ROUTEWAY_{name.upper()}"] = str(getattr(settings, name))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -10,6 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# No test reaches a metadata server: google-auth's search for Application Default Credentials (a Vertex
+# backend without GOOGLE_APPLICATION_CREDENTIALS) stops before probing GCE's, here and in child processes.
+os.environ["NO_GCE_CHECK"] = "True"
 
 # The Redis Cluster fixtures (a module of their own: they import free_port from here).
 pytest_plugins = ("tests.redis_cluster",)

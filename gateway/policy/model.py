@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from gateway.policy.urls import check_base_url
 
 Objective = Literal["cheapest", "fastest", "balanced", "greenest"]
 ModelType = Literal["chat", "embedding"]
+# Google Cloud project ids (6-30 chars: lowercase letters, digits, hyphens; a letter first; optionally
+# domain-scoped, `example.com:my-project`) and Vertex AI locations (`us-central1`, `europe-west4`, `global`).
+_GCP_PROJECT = r"^([a-z][a-z0-9.-]{0,61}[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$"
+_GCP_LOCATION = r"^(global|[a-z]{2,}-[a-z]+[0-9]{1,2})$"
 
 
 class _Strict(BaseModel):
@@ -32,15 +38,50 @@ class ModelEntry(_Strict):
 
 
 class Backend(_Strict):
-    provider: str = Field(min_length=1, description="adapter kind: openai, ...")
-    base_url: Annotated[str, AfterValidator(check_base_url)] = Field(
-        description="http(s) URL of the API root, e.g. .../v1; no credentials, query or fragment"
+    provider: str = Field(min_length=1, description="adapter kind: openai, vertex, ...")
+    base_url: Annotated[str, AfterValidator(check_base_url)] | None = Field(
+        default=None,
+        validate_default=True,
+        description="http(s) URL of the API root, e.g. .../v1; no credentials, query or fragment "
+        "(vertex: optional, scheme and host only)",
     )
     api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     hardware: str | None = None
     joules_per_token: float | None = Field(default=None, gt=0, description="overrides the hardware catalog")
     headers: dict[str, str] = Field(default_factory=dict, description="static headers sent upstream")
     models: dict[str, ModelEntry] = Field(min_length=1)
+    # provider: vertex (gateway/providers/google/): where its OpenAI-compatible endpoint is,
+    # https://{location}-aiplatform.googleapis.com/v1/projects/{project}/locations/{location}/endpoints/{endpoint}
+    project: str | None = Field(default=None, validate_default=True, pattern=_GCP_PROJECT)
+    location: str | None = Field(default=None, validate_default=True, pattern=_GCP_LOCATION)
+    endpoint: str | None = Field(default=None, pattern=r"^(openapi|[1-9][0-9]{0,18})$")
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, url: str | None, info: ValidationInfo) -> str | None:
+        vertex = info.data.get("provider") == "vertex"
+        if url is None and not vertex:
+            raise PydanticCustomError("missing", "Field required")
+        if url is not None and vertex and urlsplit(url).path not in ("", "/"):
+            raise ValueError("for vertex, only a scheme and host: the /v1/projects/... path is Vertex's")
+        return url
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _no_key_for_vertex(cls, name: str | None, info: ValidationInfo) -> str | None:
+        if name is not None and info.data.get("provider") == "vertex":
+            raise ValueError("vertex authenticates with Application Default Credentials, not a key")
+        return name
+
+    @field_validator("project", "location", "endpoint")
+    @classmethod
+    def _vertex_only(cls, value: str | None, info: ValidationInfo) -> str | None:
+        vertex = info.data.get("provider") == "vertex"
+        if value is None and vertex and info.field_name != "endpoint":
+            raise PydanticCustomError("missing", "Field required")
+        if value is not None and not vertex:
+            raise ValueError("only for provider vertex")
+        return value
 
 
 class RouteMatch(_Strict):

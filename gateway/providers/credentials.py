@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from gateway.providers.base import ProviderError, Target, UpstreamRequest
 from gateway.secret import Secret
+
+if TYPE_CHECKING:
+    from gateway.policy.model import Backend
 
 log = logging.getLogger("routeway.credentials")
 
@@ -74,9 +78,40 @@ class StaticKey:
         return "StaticKey(**********)"
 
 
-def providers_for(secrets: Mapping[str, Secret | None]) -> dict[str, CredentialProvider]:
-    """One provider per backend that has a credential; the only place that picks a provider's kind."""
-    return {name: StaticKey(secret) for name, secret in secrets.items() if secret}
+@runtime_checkable
+class Renewable(Protocol):
+    """A provider whose credential can be renewed (an OAuth token): told when the backend rejected it."""
+
+    def rejected(self) -> None: ...
+
+
+def renew_rejected(target: Target) -> bool:
+    """After a 401: asks the target's credential to renew itself; False when it cannot (a static key)."""
+    cred = target.credential
+    if not isinstance(cred, Renewable):
+        return False
+    cred.rejected()
+    return True
+
+
+def providers_for(
+    secrets: Mapping[str, Secret | None],
+    backends: Mapping[str, Backend] | None = None,
+    *,
+    google_credentials: Path | None = None,
+) -> dict[str, CredentialProvider]:
+    """One provider per backend that has a credential; the only place that picks a provider's kind.
+    `google_credentials`: settings' GOOGLE_APPLICATION_CREDENTIALS, for vertex backends."""
+    providers: dict[str, CredentialProvider] = {
+        name: StaticKey(secret) for name, secret in secrets.items() if secret
+    }
+    vertex = [name for name, b in (backends or {}).items() if b.provider == "vertex"]
+    if vertex:
+        from gateway.providers.google.credentials import GoogleCredentials, adc_loader  # google-auth: lazily
+
+        for name in vertex:
+            providers[name] = GoogleCredentials(name, adc_loader(google_credentials))
+    return providers
 
 
 async def start_all(providers: Iterable[CredentialProvider]) -> None:

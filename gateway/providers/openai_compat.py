@@ -31,7 +31,7 @@ _PATHS: dict[Operation, str] = {
 }
 
 # Context-length wording of OpenAI, Groq, vLLM, NIM (vLLM/TRT-LLM based), Bedrock and Vertex.
-_CONTEXT_LENGTH = re.compile(
+CONTEXT_LENGTH = re.compile(
     r"context[_ ]length|maximum context length|context window|reduce the length|too many (input )?tokens"
     r"|input is too long|prompt is too long|exceeds? the maximum (number of )?tokens|input token count",
     re.IGNORECASE,
@@ -81,7 +81,7 @@ class OpenAICompatAdapter:
         text, limit = _error_message(doc, body)
         message = scrub(text, target.api_key, limit=limit)
         kind = _STATUS_KIND.get(status) or ("server" if status >= 500 else "client")
-        if kind == "client" and _CONTEXT_LENGTH.search(message):
+        if kind == "client" and CONTEXT_LENGTH.search(message):
             kind = "context_length"
         return ProviderError(
             kind,

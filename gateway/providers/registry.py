@@ -1,13 +1,17 @@
-"""The only switch on provider kind: maps a policy's `provider:` value to its adapter."""
+"""The only switch on provider kind: maps a policy's `provider:` value to its adapter and its API root."""
 
 from __future__ import annotations
 
+from gateway.policy.model import Backend
 from gateway.providers.base import Adapter
+from gateway.providers.google import vertex
 from gateway.providers.openai_compat import OpenAICompatAdapter
 
 _ADAPTERS: dict[str, Adapter] = {
     # Any server that speaks OpenAI's wire format: OpenAI, Groq, NIM, vLLM, TGI, Together, Fireworks...
     "openai": OpenAICompatAdapter(),
+    # Vertex AI's OpenAI-compatible endpoint (TPU-served models), OAuth from Application Default Credentials.
+    "vertex": vertex.VertexAdapter(),
 }
 
 
@@ -28,3 +32,14 @@ def adapter_for(kind: str) -> Adapter:
         return _ADAPTERS[kind]
     except KeyError:
         raise ValueError(f"unknown provider {kind!r}; known: {', '.join(known_kinds())}") from None
+
+
+def api_root(backend: Backend) -> str:
+    """The URL a backend's operation paths are appended to: its base_url, or what its keys spell (vertex)."""
+    if backend.provider == "vertex":
+        assert backend.project is not None and backend.location is not None  # the schema requires them
+        return vertex.api_root(
+            backend.project, backend.location, backend.endpoint or "openapi", backend.base_url
+        )
+    assert backend.base_url is not None  # required for every other kind
+    return backend.base_url.rstrip("/")

@@ -11,7 +11,7 @@ from gateway.errors import BadRequest, ModelNotFound
 from gateway.policy.model import ModelType, Policy, Route
 from gateway.providers.base import Adapter, Target
 from gateway.providers.credentials import CredentialProvider
-from gateway.providers.registry import adapter_for
+from gateway.providers.registry import adapter_for, api_root
 from gateway.routing.preferences import Preferences, constraints_for, route_constraints
 from gateway.routing.scoring import Constraints
 
@@ -94,7 +94,7 @@ def build_catalog(
                 Target(
                     backend=name,
                     provider=backend.provider,
-                    base_url=backend.base_url.rstrip("/"),
+                    base_url=api_root(backend),
                     model=logical,
                     model_id=entry.id,
                     headers=dict(backend.headers),
