@@ -174,9 +174,11 @@ def demo(
 
     _exit_on_bad_policy(config)
 
-    def serve_demo(policy: Path) -> None:
+    def serve_demo(policy: Path, google_credentials: Path | None) -> None:
         typer.echo(f"routeway on http://{host}:{port}/v1 (demo policy from {config}, simulated providers)")
-        run_server(Settings(config=policy, host=host, port=port))
+        run_server(
+            Settings(config=policy, host=host, port=port, google_application_credentials=google_credentials)
+        )
 
     try:
         run_demo(config, host, port, sim_port, serve_demo)

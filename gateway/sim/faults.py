@@ -100,9 +100,9 @@ async def injected_fault(request: web.BaseRequest, state: SimState) -> web.Strea
     if state.roll(knobs.error_rate):
         status = knobs.error_status
         message = _SERVER_ERRORS.get(status, f"Simulated error {status}.")
-        return ApiError(status, message, error_type_for(status)).response()
+        raise ApiError(status, message, error_type_for(status))  # rendered in the route's error shape
     if state.roll(knobs.rate_limit_rate):
-        return _simulated_429(state).response()
+        raise _simulated_429(state)
     return None
 
 
@@ -111,9 +111,7 @@ def _fixed_response(spec: dict[str, Any]) -> web.Response:
     headers: dict[str, str] = spec.get("headers") or {}
     body = spec.get("body")
     if body is None:
-        return ApiError(
-            status, f"Simulated error {status}.", error_type_for(status), headers=headers
-        ).response()
+        raise ApiError(status, f"Simulated error {status}.", error_type_for(status), headers=headers)
     if isinstance(body, str):
         return web.Response(text=body, status=status, headers=headers)
     return json_response(body, status, headers)

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway.sim import generate as gen
 from gateway.sim import responses as out
+from gateway.sim import vertex
 from gateway.sim.faults import (
     ABORTED,
     ApiError,
@@ -50,10 +51,15 @@ def create_app(profile: Profile) -> web.Application:
     app.router.add_post("/sim/reset", _post_reset)
     app.router.add_get("/sim/stats", _get_stats)
     app.router.add_get("/sim/profile", _get_profile)
+    if profile.vertex is not None:
+        app.router.add_post(vertex.CHAT_PATH, _tracked(_chat, inference=True, google=True))
+        vertex.add_routes(app, profile)
     return app
 
 
-def _tracked(handler: Handler, inference: bool) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def _tracked(
+    handler: Handler, inference: bool, google: bool = False
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """Wrap an API handler with statistics, authentication, injected faults and error rendering.
 
     Only hang and reset reach `/v1/models`: a dead server is dead for probes too, while error and
@@ -68,7 +74,7 @@ def _tracked(handler: Handler, inference: bool) -> Callable[[web.Request], Await
         try:
             body = await _read_body(request) if request.can_read_body else None
             stats.record_body(arrival, None if body is _MALFORMED else body)
-            response = await _respond(request, state, handler, arrival, body, inference)
+            response = await _respond(request, state, handler, arrival, body, inference, google)
         except (asyncio.CancelledError, ConnectionResetError):
             if not request.get(ABORTED):
                 stats.record_cancel()
@@ -85,10 +91,19 @@ def _tracked(handler: Handler, inference: bool) -> Callable[[web.Request], Await
 
 
 async def _respond(
-    request: web.Request, state: SimState, handler: Handler, arrival: Arrival, body: Any, inference: bool
+    request: web.Request,
+    state: SimState,
+    handler: Handler,
+    arrival: Arrival,
+    body: Any,
+    inference: bool,
+    google: bool,
 ) -> web.StreamResponse:
     try:
-        _authorise(request, state.profile)
+        if google:
+            vertex.authorise(request, state.profile)
+        else:
+            _authorise(request, state.profile)
         if inference:
             fault = await injected_fault(request, state)
             if fault is not None:
@@ -100,7 +115,7 @@ async def _respond(
             return web.Response(status=500)
         return await handler(request, state, arrival, body)
     except ApiError as error:
-        return error.response()
+        return vertex.error_response(error, state.profile) if google else error.response()
 
 
 async def _read_body(request: web.Request) -> Any:
@@ -209,6 +224,8 @@ async def _chat(request: web.Request, state: SimState, arrival: Arrival, raw: An
     prompt = gen.messages_tokens(messages)
     _check_context(state.profile, prompt, cap or 0)
     rate_headers = admit(state, model, prompt + (cap or gen.DEFAULT_MAX_TOKENS) * min(n, _MAX_N))
+    if request.get(vertex.GOOGLE):
+        rate_headers = {}  # Vertex sends no x-ratelimit-* headers
     reply = _reply(state, "chatcmpl", model, body)
     answers = [_chat_answer(body, index, cap, reply.id) for index in range(min(n, _MAX_N))]
     headers = _headers(state, rate_headers, reply.id)

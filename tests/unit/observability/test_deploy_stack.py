@@ -81,9 +81,9 @@ def test_prometheus_scrapes_the_gateway(compose: dict[str, Any]) -> None:
 def test_deploy_policy_is_the_demo_policy_pointed_at_the_sim_service() -> None:
     loaded = load_policy(DEPLOY / "policies")
     ports = sorted(p.port for p in DEMO_FLEET.values())
-    urls = [urlsplit(b.base_url) for b in loaded.policy.backends.values()]
+    urls = [urlsplit(b.base_url or "") for b in loaded.policy.backends.values()]
     assert {u.hostname for u in urls} == {"sim"}
-    assert sorted(u.port or 0 for u in urls) == ports
+    assert sorted({u.port or 0 for u in urls}) == ports  # the Vertex and OpenAI layouts share a simulator
     deploy = yaml.safe_load((DEPLOY / "policies" / "demo.yaml").read_text())
     shipped = yaml.safe_load((ROOT / "policies" / "demo.yaml").read_text())
     for backend in shipped["backends"].values():
