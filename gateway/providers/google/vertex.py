@@ -110,11 +110,11 @@ def _bad_field(details: list[dict[str, Any]]) -> str | None:
 
 def failure_kind(http_status: int, err: GoogleError) -> FailureKind | None:
     """The router's kind for a Google status (None: unknown name, judge by the HTTP status)."""
+    if http_status == 429:  # whatever the body names, the HTTP status says: come back later
+        return "rate_limited"
     kind = _KINDS.get(err.status)
     if kind == "client" and CONTEXT_LENGTH.search(err.message):
         return "context_length"
-    if kind is None and http_status == 429:
-        return "rate_limited"
     return kind
 
 

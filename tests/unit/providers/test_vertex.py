@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gateway.endpoints import ENDPOINTS
 from gateway.errors import UpstreamRejected
@@ -217,3 +219,52 @@ def test_a_401_with_a_static_key_still_cools_the_backend_down() -> None:
     rig = Rig(vx_first(_status_reply(401, "UNAUTHENTICATED")))
     asyncio.run(rig.complete({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
     assert rig.health.blocked(rig.catalog.targets["m"][0]) is not None
+
+
+PROPS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats() | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=25,
+)
+status_names = st.sampled_from(
+    ["RESOURCE_EXHAUSTED", "UNAUTHENTICATED", "INVALID_ARGUMENT", "NOT_FOUND", "X"]
+)
+details = st.lists(
+    st.fixed_dictionaries(
+        {
+            "@type": st.sampled_from(
+                ["type.googleapis.com/google.rpc.RetryInfo", "type.googleapis.com/google.rpc.BadRequest"]
+            )
+        },
+        optional={"retryDelay": json_values | st.text(max_size=8), "fieldViolations": json_values},
+    )
+    | json_values,
+    max_size=5,
+)
+google_errors = st.fixed_dictionaries(
+    {},
+    optional={
+        "code": json_values,
+        "message": json_values,
+        "status": status_names | json_values,
+        "details": details | json_values,
+    },
+)
+error_docs = st.fixed_dictionaries({"error": google_errors})
+
+
+@PROPS
+@given(
+    st.one_of(json_values, error_docs, st.lists(error_docs, max_size=2)).map(orjson.dumps)
+    | st.binary(max_size=200),
+    st.sampled_from([400, 401, 403, 404, 429, 500, 503, 504]),
+)
+def test_any_error_body_is_a_typed_error_with_a_bounded_message(body: bytes, status: int) -> None:
+    target = build_catalog(policy(), {"vx": StaticKey(Secret(TOKEN))}).targets["m"][0]
+    err = VertexAdapter().parse_error(status, {}, body, target)
+    assert err.kind in ("rate_limited", "auth", "client", "context_length", "server", "timeout")
+    assert len(err.message) <= 503 and TOKEN not in err.message
+    assert err.retry_after is None or err.retry_after >= 0
+    if status == 429:
+        assert err.kind == "rate_limited"
