@@ -90,8 +90,9 @@ def backoff(failures: int) -> float:
 
 
 class _BoundedSession(requests.Session):
-    """requests' session with every answer read to at most MAX_TOKEN_RESPONSE_BYTES (decompressed), and no
-    proxy or .netrc taken from the environment, as the upstream transport (upstream.py)."""
+    """requests' session with every answer read to at most MAX_TOKEN_RESPONSE_BYTES (decompressed), no
+    redirect followed (a signed assertion goes only where the credentials say), and no proxy or .netrc
+    taken from the environment, as the upstream transport (upstream.py)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -99,6 +100,7 @@ class _BoundedSession(requests.Session):
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs["stream"] = True
+        kwargs["allow_redirects"] = False
         response = super().request(method, url, *args, **kwargs)
         with response:
             data = response.raw.read(MAX_TOKEN_RESPONSE_BYTES + 1, decode_content=True)

@@ -207,6 +207,7 @@ class _Adapter(requests.adapters.BaseAdapter):
         raw = urllib3.HTTPResponse(io.BytesIO(data), headers=headers, status=200, preload_content=False)
         response = requests.Response()
         response.status_code, response.raw, response.url = 200, raw, request.url or ""
+        response.request = request
         response.headers = requests.structures.CaseInsensitiveDict(headers)
         return response
 
@@ -244,3 +245,19 @@ def test_a_service_account_file_loads_by_its_own_loader_without_a_call(tmp_path:
     path.write_bytes(b" " * (gc.MAX_CREDENTIALS_FILE_BYTES + 1))
     with pytest.raises(ValueError, match="larger than a credentials file"):
         gc.adc_loader(path)()
+
+
+def test_token_endpoint_redirects_are_not_followed() -> None:
+    sent: list[str] = []
+
+    class Redirecting(_Adapter):
+        def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+            sent.append(request.url or "")
+            response = super().send(request, **kwargs)
+            response.status_code, response.headers["location"] = 302, "http://elsewhere/steal"
+            return response
+
+    session = gc._BoundedSession()
+    session.mount("http://", Redirecting(b"moved"))
+    assert session.post("http://token", data={"assertion": "jwt"}).status_code == 302
+    assert sent == ["http://token/"]
