@@ -151,7 +151,8 @@ class GoogleCredentials:
         self._min_renew_s = min_renew_s
         self._creds: google.auth.credentials.Credentials | None = None
         self._lock = threading.Lock()  # a fetch abandoned by its caller may still run in its thread
-        self._http = _Request(_BoundedSession())
+        self._session = _BoundedSession()
+        self._http = _Request(self._session)
         self._secret: Secret | None = None
         self._header: str | None = None
         self._quota: str | None = None
@@ -221,6 +222,7 @@ class GoogleCredentials:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._loop = self._inflight = None
+        self._session.close()  # its pooled connections; a fetch still in its thread fails and is dropped
 
     async def _keep_fresh(self) -> None:
         while True:
