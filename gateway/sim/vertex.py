@@ -267,24 +267,27 @@ async def _post_tokens(request: web.Request) -> web.Response:
 
 
 async def _mint_service_account(request: web.Request) -> web.Response:
-    """A new service account for the simulator only: its key is generated here and trusted from now on; its
-    token_uri is this server as the caller reached it. What `routeway demo` hands its gateway."""
-    state = request.app[VERTEX]
+    """A service account for the simulator only, its token_uri this server as the caller reached it: what
+    `routeway demo` hands its gateway."""
+    token_uri = f"{request.scheme}://{request.host}{TOKEN_PATH}"
+    return json_response(mint_service_account(request.app[VERTEX], token_uri))
+
+
+def mint_service_account(state: VertexState, token_uri: str) -> dict[str, str]:
+    """A new service-account key file whose RSA key is generated here and trusted from now on."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     email = f"routeway-sim-{secrets.token_hex(3)}@{state.profile.project}.iam.gserviceaccount.com"
     state.trusted[email] = key.public_key()
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    return json_response(
-        {
-            "type": "service_account",
-            "project_id": state.profile.project,
-            "private_key_id": secrets.token_hex(20),
-            "private_key": pem,
-            "client_email": email,
-            "client_id": str(secrets.randbelow(10**20)),
-            "token_uri": f"{request.scheme}://{request.host}{TOKEN_PATH}",
-            "universe_domain": "googleapis.com",
-        }
-    )
+    return {
+        "type": "service_account",
+        "project_id": state.profile.project,
+        "private_key_id": secrets.token_hex(20),
+        "private_key": pem,
+        "client_email": email,
+        "client_id": str(secrets.randbelow(10**20)),
+        "token_uri": token_uri,
+        "universe_domain": "googleapis.com",
+    }

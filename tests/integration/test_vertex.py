@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from google.oauth2 import service_account
 
 from gateway.sim import Profile, SimThread, VertexProfile
+from tests.conftest import free_port
 from tests.integration.conftest import GatewayThread
 
 PROJECT, LOCATION = "routeway-test", "us-central1"
@@ -295,3 +299,38 @@ def test_a_minted_service_account_works_with_google_auth(vsims: SimThread) -> No
     creds = _google_credentials(info)
     creds.refresh(google.auth.transport.requests.Request())
     assert creds.token and creds.token.startswith("ya29.sim-")
+
+
+def test_the_sim_command_writes_a_service_account_its_vertex_side_trusts(tmp_path: Path) -> None:
+    """What the compose stack does: `routeway sim --service-account FILE` for a gateway elsewhere."""
+    port, account = free_port(), tmp_path / "vertex-sa.json"
+    args = ["sim", "--profile", "tpu-v5e", "--port", str(port), "--service-account", str(account)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", *args, "--token-host", "localhost"],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not account.exists():  # written whole, then renamed into place
+            assert proc.poll() is None and time.monotonic() < deadline, "no service account written"
+            time.sleep(0.05)
+        assert account.stat().st_mode & 0o077 == 0  # a private key: the owner's only
+        info = json.loads(account.read_text())
+        assert info["token_uri"] == f"http://localhost:{port}/token"
+        creds = _google_credentials(info)
+        creds.refresh(google.auth.transport.requests.Request())
+        demo_path = "/v1/projects/routeway-demo/locations/us-central1/endpoints/openapi/chat/completions"
+        chat = httpx.post(
+            f"http://127.0.0.1:{port}{demo_path}",
+            json={"model": "meta/llama-3.3-70b-instruct-maas", "messages": MSG, "max_tokens": 2},
+            headers={"authorization": f"Bearer {creds.token}"},
+            timeout=10,
+        )
+        assert chat.status_code == 200, chat.text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=15)
+    assert f"vertex service account in {account}" in stdout
