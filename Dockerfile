@@ -5,6 +5,8 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
+# gateway/policy/catalog.yaml links to policies/catalog.yaml: the wheel takes the file's content.
+COPY policies ./policies
 RUN pip install --no-cache-dir --prefix=/install .
 
 # Final stage: the installed packages only, no pip cache, no build tools, no sources.

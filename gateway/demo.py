@@ -19,7 +19,9 @@ import httpx
 import yaml
 
 from gateway.policy.loader import YAML_SUFFIXES
+from gateway.settings import use_aws_keys
 from gateway.sim import DEMO_FLEET
+from gateway.sim.profiles import DEMO_AWS_KEYS
 
 SIM_HOST = "127.0.0.1"
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost"})
@@ -59,18 +61,20 @@ def check_ports_free(pairs: list[tuple[str, int]]) -> None:
 
 
 def rewrite_base_urls(data: Any, moved: dict[int, int]) -> Any:
-    """One policy file's data with each local base_url on a moved port pointed at its new port."""
+    """One policy file's data with each local base_url (and metrics_url) on a moved port pointed at its new
+    port."""
     backends = data.get("backends") if isinstance(data, dict) else None
     if not isinstance(backends, dict):
         return data
     for backend in backends.values():
-        url = backend.get("base_url") if isinstance(backend, dict) else None
-        if not isinstance(url, str):
-            continue
-        parts = urlsplit(url)
-        if parts.hostname in LOCAL_HOSTS and parts.port in moved:
-            netloc = f"{parts.hostname}:{moved[parts.port]}"
-            backend["base_url"] = parts._replace(netloc=netloc).geturl()
+        for key in ("base_url", "metrics_url"):
+            url = backend.get(key) if isinstance(backend, dict) else None
+            if not isinstance(url, str):
+                continue
+            parts = urlsplit(url)
+            if parts.hostname in LOCAL_HOSTS and parts.port in moved:
+                netloc = f"{parts.hostname}:{moved[parts.port]}"
+                backend[key] = parts._replace(netloc=netloc).geturl()
     return data
 
 
@@ -167,6 +171,7 @@ def run_demo(
         proc = start_sims(ports)
         try:
             wait_for_sims(proc, ports)
+            use_aws_keys(*DEMO_AWS_KEYS)  # the simulated Bedrock account's keys: the gateway signs with them
             serve(policy, vertex_service_account(ports, Path(tmp)))
         except KeyboardInterrupt:
             pass  # the requested way to stop

@@ -27,6 +27,7 @@ from gateway.routing.shadow import Shadow
 from gateway.routing.shadow_cap import DailyCap, LocalCap, RedisCap
 from gateway.settings import Settings
 from gateway.telemetry import TelemetryRecorder, TelemetryStore, make_store
+from gateway.telemetry.loadsignals import LoadScraper, scrape_targets
 from gateway.upstream import AiohttpTransport
 
 
@@ -54,6 +55,7 @@ class Runtime:
     request_ids: RequestIds = field(default_factory=RequestIds)  # this runtime's own prefix and counter
     shadow: Shadow | None = None  # mirrors sampled requests of routes with `shadow:` (routing/shadow.py)
     tenancy: Tenancy | None = None  # virtual keys: their store, lookup cache, limits and ledger
+    scraper: LoadScraper | None = None  # backends' metrics pages, into the store (loadsignals.py)
     _replacing: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
@@ -92,6 +94,13 @@ class Runtime:
             replicas=lambda: getattr(store, "replicas", 1),
             on_spend=metrics.team_spend if metrics is not None else None,
         )
+        scraper = LoadScraper(
+            store,
+            max_bytes=settings.load_scrape_max_bytes,
+            timeout_s=settings.load_scrape_timeout_s,
+            on_result=metrics.load_scraped if metrics is not None else None,
+        )
+        scraper.configure(scrape_targets(loaded.policy.backends))
         return cls(
             settings=settings,
             transport=transport,
@@ -110,6 +119,7 @@ class Runtime:
             recent=recent,
             request_log=request_log,
             shadow=shadow,
+            scraper=scraper,
         )
 
     def swap(self, loaded: LoadedPolicy) -> None:
@@ -118,6 +128,8 @@ class Runtime:
         self.catalog = build_catalog(loaded.policy, self.credentials, loaded.fingerprint)
         self._replace_credentials(old)
         self.loaded = loaded
+        if self.scraper is not None:
+            self.scraper.configure(scrape_targets(loaded.policy.backends))
         if self.router.health is not None:
             self.router.health.configure(loaded.policy.resilience)
 
@@ -126,10 +138,14 @@ class Runtime:
         await start_all(self.credentials.values())
         if self.tenancy is not None:
             await self.tenancy.start()
+        if self.scraper is not None:
+            await self.scraper.start()
 
     async def close(self) -> None:
         if self.shadow is not None:
             await self.shadow.close()
+        if self.scraper is not None:
+            await self.scraper.close()
         await self.guards.drain()
         if self.tenancy is not None:
             await self.tenancy.close()

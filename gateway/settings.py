@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -102,6 +102,9 @@ class Settings(BaseSettings):
             "google_application_credentials",
         ),
     )
+    # Backends' `metrics_url` scrapes (telemetry/loadsignals.py): one page's size and time, at most.
+    load_scrape_max_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
+    load_scrape_timeout_s: float = Field(default=2.0, gt=0, le=60)
     # Prometheus text at GET /metrics.
     metrics: bool = True
     # With --workers > 1: the folder where workers share their metrics (made fresh by `routeway serve`;
@@ -155,6 +158,25 @@ def read_secret(env_name: str) -> Secret | None:
     """The value of the env var a policy names for a credential, wrapped so no log line can show it."""
     value = os.environ.get(env_name)
     return Secret(value) if value else None
+
+
+def aws_credentials() -> Any:
+    """The standard AWS credential chain as botocore resolves it (AWS_* variables, the shared config and
+    credentials files with AWS_PROFILE, web identity, container and instance roles): botocore Credentials,
+    refreshable when the source expires, or None. Blocking (it may ask a metadata service): call it in a
+    thread. botocore reads those variables itself; this is the one place that asks it to."""
+    import botocore.session  # late: only AWS backends pay for importing botocore
+
+    return botocore.session.Session().get_credentials()
+
+
+def use_aws_keys(key_id: str, secret: str) -> None:
+    """Puts AWS keys first in this process's credential chain (and its workers'), for `routeway demo`,
+    whose simulated Bedrock account verifies signatures by them; the metadata service is not asked."""
+    os.environ.update(
+        {"AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret, "AWS_EC2_METADATA_DISABLED": "true"}
+    )
+    os.environ.pop("AWS_SESSION_TOKEN", None)
 
 
 def export_for_workers(settings: Settings) -> None:

@@ -12,6 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from gateway.settings import use_aws_keys
+from gateway.sim.profiles import DEMO_AWS_KEYS
+
+# The demo policy's Bedrock backend signs with the simulator's dummy keys, as `routeway demo` arranges; in
+# the suite the AWS chain never reads ~/.aws nor asks a metadata service (gateway subprocesses inherit it).
+use_aws_keys(*DEMO_AWS_KEYS)
+os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent/routeway-tests"
 # No test reaches a metadata server: google-auth's search for Application Default Credentials (a Vertex
 # backend without GOOGLE_APPLICATION_CREDENTIALS) stops before probing GCE's, here and in child processes.
 os.environ["NO_GCE_CHECK"] = "True"

@@ -29,6 +29,7 @@ def candidate_json(s: Scored) -> dict[str, Any]:
         "backend": s.target.backend,
         "model_id": s.target.model_id,
         "hardware": s.target.hardware,
+        "quantization": s.target.quantization,
         "predicted_latency_ms": round(s.latency_ms, 3),
         "predicted_cost_usd": round(s.cost_usd, 10),
         "predicted_energy_j": round(s.energy_j, 4),
@@ -37,8 +38,27 @@ def candidate_json(s: Scored) -> dict[str, Any]:
         "failure_rate": round(s.failure_rate, 4),
         "requests_remaining": s.requests_remaining,
         "live_telemetry": s.fresh,
+        # How old the estimate is (its last measurement), and whether it was forgiven with that age.
+        "estimate_age_s": round(s.age_s, 3) if s.age_s is not None else None,
+        "forgiven": s.forgiven,
         "demoted": s.demoted,
         "score": s.score,
+        "load": load_json(s),
+    }
+
+
+def load_json(s: Scored) -> dict[str, Any] | None:
+    """A self-hosted candidate's scraped gauges and how old they were when it was ranked (None: none)."""
+    load = s.load
+    if load is None:
+        return None
+    return {
+        "requests_waiting": load.waiting,
+        "requests_running": load.running,
+        "kv_cache_usage": load.kv_cache,
+        "max_running": load.max_running,
+        "source": load.source,
+        "age_s": round(s.load_age_s or 0.0, 3),
     }
 
 

@@ -191,13 +191,16 @@ def _account(req: RequestRecord, target: Target, usage: Usage | None) -> None:
 def _route_headers(req: RequestRecord, target: Target) -> dict[str, str]:
     if req.candidates and req.candidates[0].target is not target:
         req.pick = "fallback"  # a later candidate answered (failover or hedge): the plan's label is moot
-    return {
+    headers = {
         "x-request-id": req.request_id,
         "x-routeway-backend": target.backend,
         "x-routeway-model": target.model_id,
         "x-routeway-attempts": str(len(req.attempts)),
         "x-routeway-pick": req.pick or "best",
     }
+    if req.pick == "probe":  # sent to renew a backend's figures, not because it looked best: say so
+        headers["x-routeway-probe"] = "true"
+    return headers
 
 
 def _error_headers(err: GatewayError, req: RequestRecord) -> None:

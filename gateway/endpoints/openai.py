@@ -135,16 +135,17 @@ def estimate_completion(body: Body, route: Route) -> Estimate:
 
 
 def estimate_embeddings(body: Body, route: Route) -> Estimate:
-    return Estimate(max(1, chars_of(body.get("input")) // 4), 0)
+    return Estimate(max(1, chars_of(body.get("input")) // 4), 0, bounded=True)
 
 
 def _generation(chars: int, body: Body, route: Route) -> Estimate:
     out = body.get("max_completion_tokens") or body.get("max_tokens")
     n = body.get("n")
     n = n if isinstance(n, int) else 1
+    bounded = isinstance(out, int)
     if not isinstance(out, int):
         out = route.expected_output_tokens
-    return Estimate(max(1, chars // 4), out * max(1, n))
+    return Estimate(max(1, chars // 4), out * max(1, n), bounded)
 
 
 def chars_of(value: Any) -> int:

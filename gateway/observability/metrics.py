@@ -202,6 +202,11 @@ class Metrics(Observer):
             ["backend"],
             _TTFT_BUCKETS,
         )
+        self.load_scrapes = _Series(
+            "routeway_load_scrapes",
+            "Scrapes of self-hosted backends' load pages (metrics_url), by backend and outcome (ok, failed).",
+            ["backend", "outcome"],
+        )
         self._families: tuple[_Series | _Histogram, ...] = (
             self.requests,
             self.in_flight,
@@ -223,6 +228,7 @@ class Metrics(Observer):
             self.shadow_in_flight,
             self.shadow_duration,
             self.shadow_ttft,
+            self.load_scrapes,
         )
         # Other --workers processes: this one's values reach their scrapes within share_interval_s.
         gauges = frozenset(f.name for f in self._families if f.gauge)
@@ -290,6 +296,11 @@ class Metrics(Observer):
             self.shadow_ttft.observe((backend,), att.ttft_s)
         if cost_usd:
             self.shadow_cost.add((route, backend), cost_usd)
+        self._touched()
+
+    def load_scraped(self, backend: str, ok: bool) -> None:
+        """The load scraper's hook (telemetry/loadsignals.py): a failed scrape changes nothing else."""
+        self.load_scrapes.add((backend, "ok" if ok else "failed"))
         self._touched()
 
     def team_spend(self, team: str, input_tokens: int, output_tokens: int, cost_usd: float) -> None:

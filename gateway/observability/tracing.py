@@ -430,6 +430,7 @@ class SpanBuilder:
             "routeway.objective": req.objective,
             "routeway.backend": req.backend,
             "routeway.cost_usd": req.cost_usd,
+            "routeway.probe": True if req.pick == "probe" else None,
             "error.type": req.error,
         }
         attrs.update((k, v) for k, v in optional.items() if v is not None)

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
+from gateway.policy.quantization import Quantization, lower
 from gateway.policy.urls import check_base_url
 
 Objective = Literal["cheapest", "fastest", "balanced", "greenest"]
 ModelType = Literal["chat", "embedding"]
+# Case-insensitive in YAML (FP8 or fp8); the vocabulary and its order are in gateway/policy/quantization.py.
+Precision = Annotated[Quantization, BeforeValidator(lower)]
+PrecisionOrUnknown = Annotated[Quantization | Literal["unknown"], BeforeValidator(lower)]
 # Google Cloud project ids (6-30 chars: lowercase letters, digits, hyphens; a letter first; optionally
 # domain-scoped, `example.com:my-project`) and Vertex AI locations (`us-central1`, `europe-west4`, `global`).
 _GCP_PROJECT = r"^([a-z][a-z0-9.-]{0,61}[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$"
@@ -35,53 +46,59 @@ class ModelEntry(_Strict):
     # Declared expectations, used to rank until live telemetry exists for this backend.
     ttft_ms: float | None = Field(default=None, gt=0)
     tokens_per_s: float | None = Field(default=None, gt=0)
+    quantization: Precision | None = Field(default=None, description="serving precision; absent: undeclared")
 
 
 class Backend(_Strict):
-    provider: str = Field(min_length=1, description="adapter kind: openai, vertex, ...")
+    provider: str = Field(min_length=1, description="adapter kind: openai, bedrock, sagemaker, vertex, ...")
     base_url: Annotated[str, AfterValidator(check_base_url)] | None = Field(
         default=None,
-        validate_default=True,
-        description="http(s) URL of the API root, e.g. .../v1; no credentials, query or fragment "
-        "(vertex: optional, scheme and host only)",
+        description="http(s) URL of the API root, e.g. .../v1; no credentials, query or fragment. Required "
+        "for openai; for bedrock and sagemaker it replaces the region's AWS endpoint (VPC endpoint, tests); "
+        "for vertex, scheme and host only (Private Service Connect, tests)",
+    )
+    region: str | None = Field(
+        default=None,
+        pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$",
+        description="AWS region of a bedrock or sagemaker backend, e.g. us-east-1",
     )
     api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     hardware: str | None = None
     joules_per_token: float | None = Field(default=None, gt=0, description="overrides the hardware catalog")
     headers: dict[str, str] = Field(default_factory=dict, description="static headers sent upstream")
     models: dict[str, ModelEntry] = Field(min_length=1)
+    # OpenAI-compatible hosts and self-hosted servers (docs/fleet.md): the host's dialect (rate-limit headers,
+    # error shape, quirks), and the Prometheus page whose queue and KV-cache gauges scoring reads.
+    dialect: str | None = Field(
+        default=None, description="openai (default), groq, together, vllm, tgi, nim..."
+    )
+    metrics_url: Annotated[str, AfterValidator(check_base_url)] | None = None
+    metrics_interval_s: float = Field(default=5.0, ge=0.5, le=300, description="between two scrapes")
     # provider: vertex (gateway/providers/google/): where its OpenAI-compatible endpoint is,
     # https://{location}-aiplatform.googleapis.com/v1/projects/{project}/locations/{location}/endpoints/{endpoint}
-    project: str | None = Field(default=None, validate_default=True, pattern=_GCP_PROJECT)
-    location: str | None = Field(default=None, validate_default=True, pattern=_GCP_LOCATION)
-    endpoint: str | None = Field(default=None, pattern=r"^(openapi|[1-9][0-9]{0,18})$")
+    project: str | None = Field(default=None, pattern=_GCP_PROJECT, description="Google Cloud project id")
+    location: str | None = Field(default=None, pattern=_GCP_LOCATION, description="e.g. us-central1, global")
+    endpoint: str | None = Field(
+        default=None,
+        pattern=r"^(openapi|[1-9][0-9]{0,18})$",
+        description="openapi (default) or an endpoint id",
+    )
 
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, url: str | None, info: ValidationInfo) -> str | None:
-        vertex = info.data.get("provider") == "vertex"
-        if url is None and not vertex:
-            raise PydanticCustomError("missing", "Field required")
-        if url is not None and vertex and urlsplit(url).path not in ("", "/"):
-            raise ValueError("for vertex, only a scheme and host: the /v1/projects/... path is Vertex's")
-        return url
+    @model_validator(mode="after")
+    def _fits_provider(self) -> Backend:
+        """The keys its provider kind needs (base_url for openai, region for AWS, project and location for
+        vertex), none it cannot use."""
+        from gateway.providers.registry import config_problems, missing_keys  # late: imports every adapter
 
-    @field_validator("api_key_env")
-    @classmethod
-    def _no_key_for_vertex(cls, name: str | None, info: ValidationInfo) -> str | None:
-        if name is not None and info.data.get("provider") == "vertex":
-            raise ValueError("vertex authenticates with Application Default Credentials, not a key")
-        return name
-
-    @field_validator("project", "location", "endpoint")
-    @classmethod
-    def _vertex_only(cls, value: str | None, info: ValidationInfo) -> str | None:
-        vertex = info.data.get("provider") == "vertex"
-        if value is None and vertex and info.field_name != "endpoint":
-            raise PydanticCustomError("missing", "Field required")
-        if value is not None and not vertex:
-            raise ValueError("only for provider vertex")
-        return value
+        fields = self.model_dump(exclude={"models", "headers"})
+        problems = config_problems(self.provider, fields)
+        if problems:
+            raise ValueError("; ".join(problems))
+        missing = missing_keys(self.provider, fields)
+        if missing:  # a "missing" error: what an offer leaves out, the backend using it gives (loader.py)
+            message = "; ".join(f"{key} is required for provider {self.provider}" for key in missing)
+            raise PydanticCustomError("missing", message)
+        return self
 
 
 class RouteMatch(_Strict):
@@ -93,6 +110,12 @@ class Timeouts(_Strict):
     first_token_s: float = Field(default=30.0, gt=0, description="until the response headers arrive")
     idle_s: float = Field(default=30.0, gt=0, description="between two chunks of a stream")
     total_s: float = Field(default=300.0, gt=0)
+    # A non-streaming attempt's own deadline, so a failover fits inside total_s (Envoy's per_try_timeout):
+    # per_try_factor x the backend's predicted duration when the request bounds its output (max_tokens),
+    # never under first_token_s, never over half of total_s while another backend could take the retry;
+    # per_try_s caps it outright. A stream's first token is bounded by first_token_s already.
+    per_try_s: float | None = Field(default=None, gt=0)
+    per_try_factor: float | None = Field(default=4.0, gt=1)
 
 
 class Hedge(_Strict):
@@ -100,6 +123,19 @@ class Hedge(_Strict):
 
     enabled: bool = False
     after_ms: float | None = Field(default=None, gt=0, description="default: the backend's p95 TTFT")
+
+
+class QuantizationFilter(_Strict):
+    """A route's limit on serving precision: an allow list (`unknown` admits undeclared) and/or a minimum."""
+
+    allow: list[PrecisionOrUnknown] | None = Field(default=None, min_length=1)
+    min_precision: Precision | None = Field(default=None, description="e.g. fp8: 8 bits or more")
+
+
+class HardwareSpec(_Strict):
+    """One hardware label of a policy's (or the shipped catalog's) `hardware:` section."""
+
+    joules_per_token: float = Field(gt=0, description="energy per output token, for `greenest`")
 
 
 class HardwareFilter(_Strict):
@@ -144,7 +180,18 @@ class Route(_Strict):
     hedge: Hedge = Field(default_factory=Hedge)
     weights: Weights = Field(default_factory=Weights)
     probe_interval_s: float = Field(
-        default=10.0, ge=0, description="a backend not tried for this long gets one request (0: never)"
+        default=10.0, ge=0, description="a backend not tried for this long gets one request (0: never probe)"
+    )
+    probe_share: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="probes at most this share of the route's requests (steady load)",
+    )
+    forgive_half_life_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="an unrefreshed slow or failing estimate decays toward its last-good one",
     )
     # Hard constraints: a candidate that breaks one is dropped, with the reason in explain.
     max_ttft_ms: float | None = Field(default=None, gt=0)
@@ -152,6 +199,7 @@ class Route(_Strict):
     max_input_price: float | None = Field(default=None, ge=0)
     max_output_price: float | None = Field(default=None, ge=0)
     hardware: HardwareFilter = Field(default_factory=HardwareFilter)
+    quantization: QuantizationFilter = Field(default_factory=QuantizationFilter)
     min_context_window: int | None = Field(default=None, gt=0)
     shadow: Shadow | None = Field(default=None, description="off unless given")
     # Once a virtual key has spent this share of its daily or monthly budget, its requests on this route
@@ -171,6 +219,11 @@ class BreakerConfig(_Strict):
     half_open_trials: int = Field(default=1, ge=1, description="trial requests in flight at once")
     slow_start_s: float = Field(default=10, ge=0, description="traffic ramps up over this after closing")
     auth_cooldown_s: float = Field(default=300, gt=0, description="a backend rejecting its key (401/403)")
+    # Failing fast (a 5xx in milliseconds, a refused connection) costs a trial almost nothing: such a trip
+    # re-trials every fast_cooldown_s without doubling, and ramps back over 2x that. Hangs and timeouts
+    # keep the doubling cooldown.
+    fast_failure_s: float = Field(default=0.5, ge=0, description="a failure quicker than this is 'fast'")
+    fast_cooldown_s: float = Field(default=1.0, gt=0)
 
 
 class RetryBudgetConfig(_Strict):
@@ -188,3 +241,5 @@ class Policy(_Strict):
     backends: dict[str, Backend] = Field(min_length=1)
     routes: list[Route] = Field(default_factory=lambda: [Route(name="default")])
     resilience: Resilience = Field(default_factory=Resilience)
+    # Labels added to (or figures overriding) the shipped hardware catalog (gateway/routing/hardware.py).
+    hardware: dict[str, HardwareSpec] = Field(default_factory=dict)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -39,9 +40,23 @@ class PolicyWatcher:
         """Watch until cancelled; a failed reload is logged and the watch goes on."""
         # Catch up first: the files may have changed since `current` was loaded.
         await self._reload_logged()
-        watched = self._path if self._folder else self._path.parent
-        async for _changes in awatch(watched, watch_filter=self._is_relevant, recursive=False):
-            await self._reload_logged()
+        while True:
+            folders = self._folders()
+            changes = awatch(*folders, watch_filter=self._is_relevant, recursive=False)
+            async with contextlib.aclosing(changes):
+                async for _changes in changes:
+                    await self._reload_logged()
+                    if self._folders() != folders:
+                        break  # an include was added or dropped: watch the folders of the files now read
+            await self._reload_logged()  # what changed while the watch restarted
+
+    def _folders(self) -> tuple[Path, ...]:
+        """The policy's folder (a file's parent) and those of the files it includes."""
+        files = self._current.files if self._current is not None else ()
+        found = {self._path.resolve() if self._folder else self._path.resolve().parent}
+        found.update(f.resolve().parent for f in files)
+        # A folder removed since the last good load is not watched (watching it would end the watch).
+        return tuple(sorted(f for f in found if f.is_dir()))
 
     async def reload_once(self) -> LoadedPolicy | None:
         """Load the policy now; return it if valid (applying it if changed), else log why and return None."""
@@ -77,6 +92,6 @@ class PolicyWatcher:
         # never change; such names count as a change too.
         if name.startswith(".."):
             return True
-        if self._folder:
-            return name.endswith(YAML_SUFFIXES) and not name.startswith(".")
-        return name == self._path.name
+        # Any policy file in a watched folder: the policy's own, one it includes, or one an include being
+        # fixed will name. A reload that changes nothing is cheap: its fingerprint shows nothing to apply.
+        return name.endswith(YAML_SUFFIXES) and not name.startswith(".")

@@ -36,8 +36,15 @@ class Target:
     ttft_ms: float | None
     tokens_per_s: float | None
     joules_per_token: float | None = None
+    quantization: str | None = None  # serving precision (gateway/policy/quantization.py); None: undeclared
     # The backend's provider, shared by its targets and replaced with the policy: the key is not copied here.
     credential: CredentialProvider | None = field(default=None, repr=False, compare=False)
+    dialect: str | None = None  # an OpenAI-compatible host's dialect (providers/dialects.py); None: default
+
+    @property
+    def adapter_key(self) -> str:
+        """This target's entry in a catalog's `adapters`: the provider kind, and its dialect when named."""
+        return self.provider if self.dialect is None else f"{self.provider}/{self.dialect}"
 
     @property
     def api_key(self) -> Secret | None:

@@ -101,17 +101,26 @@ def providers_for(
     google_credentials: Path | None = None,
 ) -> dict[str, CredentialProvider]:
     """One provider per backend that has a credential; the only place that picks a provider's kind.
-    `google_credentials`: settings' GOOGLE_APPLICATION_CREDENTIALS, for vertex backends."""
-    providers: dict[str, CredentialProvider] = {
+    A key named by `api_key_env` is a Bearer token (Bedrock API keys too); an AWS backend without one
+    signs with SigV4 from the standard AWS credential chain; a vertex backend gets OAuth tokens from
+    Application Default Credentials (`google_credentials`: settings' GOOGLE_APPLICATION_CREDENTIALS, else
+    google-auth's own search)."""
+    from gateway.providers.registry import sigv4_service, uses_google_adc  # late: imports every adapter
+
+    out: dict[str, CredentialProvider] = {
         name: StaticKey(secret) for name, secret in secrets.items() if secret
     }
-    vertex = [name for name, b in (backends or {}).items() if b.provider == "vertex"]
-    if vertex:
-        from gateway.providers.google.credentials import GoogleCredentials, adc_loader  # google-auth: lazily
+    for name, backend in (backends or {}).items():
+        service = sigv4_service(backend.provider)
+        if name not in out and service is not None and backend.region is not None:
+            from gateway.providers.aws.sigv4 import SigV4Credentials  # late: imports botocore
 
-        for name in vertex:
-            providers[name] = GoogleCredentials(name, adc_loader(google_credentials))
-    return providers
+            out[name] = SigV4Credentials(service, backend.region)
+        elif uses_google_adc(backend.provider):
+            from gateway.providers.google.credentials import GoogleCredentials, adc_loader  # google-auth
+
+            out[name] = GoogleCredentials(name, adc_loader(google_credentials))
+    return out
 
 
 async def start_all(providers: Iterable[CredentialProvider]) -> None:

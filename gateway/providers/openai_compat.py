@@ -19,10 +19,11 @@ from gateway.providers.base import (
     UpstreamRequest,
     Usage,
 )
+from gateway.providers.dialects import OPENAI, Dialect, dig
 from gateway.providers.sse import SSEDecoder
 from gateway.redact import scrub
 from gateway.secret import Secret
-from gateway.telemetry.headroom import Headroom, parse_headroom
+from gateway.telemetry.headroom import DEFAULT_TABLE, Headroom
 
 _PATHS: dict[Operation, str] = {
     "chat": "/chat/completions",
@@ -30,10 +31,11 @@ _PATHS: dict[Operation, str] = {
     "embeddings": "/embeddings",
 }
 
-# Context-length wording of OpenAI, Groq, vLLM, NIM (vLLM/TRT-LLM based), Bedrock and Vertex.
+# Context-length wording of OpenAI, Groq, vLLM, NIM (vLLM/TRT-LLM based), TGI, Bedrock and Vertex.
 CONTEXT_LENGTH = re.compile(
     r"context[_ ]length|maximum context length|context window|reduce the length|too many (input )?tokens"
-    r"|input is too long|prompt is too long|exceeds? the maximum (number of )?tokens|input token count",
+    r"|input is too long|prompt is too long|exceeds? the maximum (number of )?tokens|input token count"
+    r"|max_new_tokens. must be <=",
     re.IGNORECASE,
 )
 
@@ -52,14 +54,31 @@ _CONFORM: dict[Operation, Callable[[dict[str, Any], str], bool]] = {
 }
 
 
+_CAPS = ("max_tokens", "max_completion_tokens")
+
+
 class OpenAICompatAdapter:
-    """Rewrites the model id, completes spec fields on the way back (the key is set by credentials.py)."""
+    """Rewrites the model id, completes spec fields on the way back (the key is set by credentials.py).
+
+    One instance per dialect (providers/dialects.py): the host's rate-limit headers, error shape and quirks
+    are read from its table."""
+
+    dialect: Dialect = OPENAI  # a subclass that sets up its own __init__ keeps the default
+
+    def __init__(self, dialect: Dialect = OPENAI) -> None:
+        self.dialect = dialect
 
     def build_request(self, op: Operation, body: dict[str, Any], target: Target) -> UpstreamRequest:
         out = dict(body)  # shallow copy: the caller's body is reused on a retry to another backend
         out["model"] = target.model_id
+        quirks = self.dialect
         if op != "embeddings" and body.get("stream") is True:
-            out["stream_options"] = _with_usage(body.get("stream_options"))
+            if quirks.stream_options:
+                out["stream_options"] = with_usage(body.get("stream_options"))
+            else:
+                out.pop("stream_options", None)
+        if op == "chat" and quirks.max_tokens_field is not None:
+            _rename_cap(out, quirks.max_tokens_field)
         headers = {"content-type": "application/json", **target.headers}
         return UpstreamRequest("POST", target.base_url + _PATHS[op], headers, orjson.dumps(out))
 
@@ -78,30 +97,45 @@ class OpenAICompatAdapter:
     ) -> ProviderError:
         doc = _json_or_none(body)
         # Some upstreams repeat the credential they were sent in their error text: never pass it on.
-        text, limit = _error_message(doc, body)
+        text, limit = _error_message(doc, body, self.dialect)
         message = scrub(text, target.api_key, limit=limit)
-        kind = _STATUS_KIND.get(status) or ("server" if status >= 500 else "client")
+        kind = self._kind(status, doc)
         if kind == "client" and CONTEXT_LENGTH.search(message):
             kind = "context_length"
+        room = self.dialect.rate_limits.parse(headers)
         return ProviderError(
             kind,
             message,
             backend=target.backend,
             status=status,
-            retry_after=retry_after(headers),
+            retry_after=room.retry_after_s if room is not None else None,
             body=_scrubbed_error(doc, target.api_key),
+        )
+
+    def _kind(self, status: int, doc: Any) -> FailureKind:
+        """The error type the dialect knows, else the status's meaning (the dialect's, then HTTP's)."""
+        shape = self.dialect.errors
+        if shape.kinds:
+            for path in shape.type:
+                named = dig(doc, path)
+                if isinstance(named, str) and named in shape.kinds:
+                    return shape.kinds[named]
+        return (
+            self.dialect.status_kinds.get(status)
+            or _STATUS_KIND.get(status)
+            or ("server" if status >= 500 else "client")
         )
 
     def stream_decoder(self, op: Operation, target: Target, *, max_event_bytes: int) -> SSEDecoder:
         return SSEDecoder(max_event_bytes)
 
     def headroom(self, headers: Mapping[str, str] | None) -> Headroom | None:
-        """`x-ratelimit-*` (OpenAI, Groq, most compatible servers), `anthropic-ratelimit-*` (Anthropic's
-        OpenAI-compatible endpoint), `retry-after-ms` / `retry-after`."""
-        return parse_headroom(headers)
+        """The dialect's rate-limit headers (openai: x-ratelimit-*, anthropic-ratelimit-*) and retry-after."""
+        return self.dialect.rate_limits.parse(headers)
 
     def stream_translator(self, op: Operation, target: Target, *, show_usage: bool = True) -> ChunkTranslator:
-        return ChunkTranslator(op, target.model_id, target.api_key, show_usage=show_usage)
+        more = self.dialect.more_usage
+        return ChunkTranslator(op, target.model_id, target.api_key, show_usage=show_usage, usage_at=more)
 
 
 DONE = b"[DONE]"
@@ -114,10 +148,25 @@ class ChunkTranslator:
     With `show_usage=False` (the client did not ask for usage; the gateway did, to bill the stream) the
     usage-only final chunk is dropped and a `usage` key on other chunks removed."""
 
-    __slots__ = ("_conform", "_model", "_secret", "_hide_usage", "usage", "ended", "output_chars")
+    __slots__ = (
+        "_conform",
+        "_model",
+        "_secret",
+        "_hide_usage",
+        "_usage_at",
+        "usage",
+        "ended",
+        "output_chars",
+    )
 
     def __init__(
-        self, op: Operation, model: str, secret: Secret | None = None, *, show_usage: bool = True
+        self,
+        op: Operation,
+        model: str,
+        secret: Secret | None = None,
+        *,
+        show_usage: bool = True,
+        usage_at: tuple[tuple[str, ...], ...] = (),
     ) -> None:
         self._conform: Callable[[dict[str, Any], str], bool] = (
             conform.chat_chunk if op == "chat" else _text_chunk
@@ -125,6 +174,7 @@ class ChunkTranslator:
         self._model = model
         self._secret = secret
         self._hide_usage = not show_usage
+        self._usage_at = usage_at  # where else than `usage` the dialect puts a chunk's usage
         self.usage: Usage | None = None
         self.ended = False
         self.output_chars = 0
@@ -147,6 +197,8 @@ class ChunkTranslator:
                 msg = "error"
             raise ProviderError("server", scrub(f"upstream error in stream: {msg}", self._secret, limit=300))
         usage = _usage(doc.get("usage"))
+        if usage is None and self._usage_at:
+            usage = next((u for p in self._usage_at if (u := _usage(dig(doc, p))) is not None), None)
         if usage is not None:
             self.usage = usage
         self.output_chars += _generated_chars(doc.get("choices"))
@@ -175,7 +227,15 @@ def _generated_chars(choices: Any) -> int:
     return total
 
 
-def _with_usage(opts: Any) -> dict[str, Any]:
+def _rename_cap(body: dict[str, Any], name: str) -> None:
+    """The output-token cap under the one name the server knows (the client's own value kept if both)."""
+    for other in _CAPS:
+        if other != name and other in body:
+            value = body.pop(other)
+            body.setdefault(name, value)
+
+
+def with_usage(opts: Any) -> dict[str, Any]:
     """The client's stream_options with usage asked for: every stream is billed, asked or not."""
     if isinstance(opts, dict):
         return {**opts, "include_usage": True}
@@ -221,16 +281,13 @@ _NOT_SPACE = re.compile(rb"\S")
 _BODY_TEXT = 4096  # bytes of a non-JSON error body looked at; scrub() cuts the text to 200 afterwards
 
 
-def _error_message(doc: Any, body: bytes) -> tuple[str, int]:
+def _error_message(doc: Any, body: bytes, dialect: Dialect = OPENAI) -> tuple[str, int]:
     """The upstream's error text, whole, and how much of it the client may see (cut after scrubbing)."""
     if isinstance(doc, dict):
-        err = doc.get("error", doc)
-        if isinstance(err, dict):
-            for key in ("message", "detail", "msg"):
-                if isinstance(err.get(key), str):
-                    return str(err[key]), 500
-        elif isinstance(err, str):
-            return err, 500
+        for path in dialect.errors.message:
+            text = dig(doc, path)
+            if isinstance(text, str):
+                return text, 500
     first = _NOT_SPACE.search(body)
     if first is None:
         return "no error body", 500
@@ -240,5 +297,5 @@ def _error_message(doc: Any, body: bytes) -> tuple[str, int]:
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait from `retry-after-ms`, else `retry-after` (seconds or an HTTP date)."""
-    room = parse_headroom(headers)
+    room = DEFAULT_TABLE.parse(headers)
     return room.retry_after_s if room is not None else None

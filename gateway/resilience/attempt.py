@@ -14,7 +14,7 @@ from gateway.upstream import Reply
 class InFlight(Protocol):
     """The attempts still waiting for a first byte (implemented by routing.probes.Watch)."""
 
-    def started(self, target: Target, token: int) -> None: ...
+    def started(self, target: Target, token: int, expected_s: float | None = None) -> None: ...
 
     def answered(self, target: Target, token: int) -> None: ...
 
@@ -35,6 +35,7 @@ class Attempt:
         headers: dict[str, str],
         inflight: InFlight,
         observers: Observers,
+        expected_s: float | None = None,
     ) -> None:
         self.req = req
         self.record = AttemptRecord(target, len(req.attempts) + 1)
@@ -43,7 +44,7 @@ class Attempt:
         self._observers = observers
         self._done = False
         req.attempts.append(self.record)
-        inflight.started(target, id(self.record))
+        inflight.started(target, id(self.record), expected_s)  # past ~4x expected it counts as stuck
         observers.attempt_started(req, self.record, headers)
 
     @property

@@ -52,6 +52,7 @@ class _Breaker:
     cooldown_s: float = 0.0
     trials_in_flight: int = 0
     closed_at: float = -1e18  # long ago: no slow start for a backend never opened
+    fast: bool = False  # the last trip was on a fast failure: short cooldown, short ramp back
 
 
 class Breakers:
@@ -114,7 +115,9 @@ class Breakers:
         b = self._items.get(key)
         if b is None or b.state != "closed" or self.config.slow_start_s <= 0:
             return 1.0
-        ramp = (self._clock() - b.closed_at) / self.config.slow_start_s
+        cfg = self.config
+        span = min(cfg.slow_start_s, 2 * cfg.fast_cooldown_s) if b.fast else cfg.slow_start_s
+        ramp = (self._clock() - b.closed_at) / span
         return 1.0 if ramp >= 1.0 else max(0.1, ramp)
 
     def success(self, key: str) -> None:
@@ -126,21 +129,22 @@ class Breakers:
             b.state, b.cooldown_s, b.closed_at, b.trials_in_flight = "closed", 0.0, now, 0
             b.window.clear()
 
-    def failure(self, key: str, *, hard: bool = False) -> bool:
-        """Counts a failure; returns True when this failure opened the breaker."""
+    def failure(self, key: str, *, hard: bool = False, fast: bool = False) -> bool:
+        """Counts a failure; returns True when this failure opened the breaker. `fast`: it failed in
+        milliseconds (a 503, a refused connection), so re-trialling it is cheap."""
         b = self._get(key)
         now = self._clock()
         b.window.add(now, False)
         b.consecutive += 1
         if b.state == "half_open" or hard:
-            return self._trip(b, now)
+            return self._trip(b, now, fast)
         if b.state == "open":
             return False
         ok, bad = b.window.totals(now)
         cfg = self.config
         by_rate = ok + bad >= cfg.min_requests and bad / (ok + bad) >= cfg.error_rate
         if b.consecutive >= cfg.consecutive_failures or by_rate:
-            return self._trip(b, now)
+            return self._trip(b, now, fast)
         return False
 
     def release(self, key: str) -> None:
@@ -156,10 +160,17 @@ class Breakers:
         if b.state != "open" or b.open_until < now + seconds:
             b.state, b.open_until, b.trials_in_flight = "open", now + seconds, 0
 
-    def _trip(self, b: _Breaker, now: float) -> bool:
+    def _trip(self, b: _Breaker, now: float, fast: bool = False) -> bool:
+        """Opens: after a fast failure for `fast_cooldown_s` (a trial costs milliseconds: re-trial about
+        every second), else for a cooldown that doubles on each re-open (a hang costs a whole timeout)."""
         cfg = self.config
-        b.cooldown_s = min(cfg.max_cooldown_s, b.cooldown_s * 2 if b.cooldown_s else cfg.cooldown_s)
-        b.state, b.open_until, b.trials_in_flight = "open", now + b.cooldown_s, 0
+        if fast:
+            b.cooldown_s = 0.0  # the next slow trip starts the doubling afresh
+            wait = cfg.fast_cooldown_s
+        else:
+            b.cooldown_s = min(cfg.max_cooldown_s, b.cooldown_s * 2 if b.cooldown_s else cfg.cooldown_s)
+            wait = b.cooldown_s
+        b.state, b.open_until, b.trials_in_flight, b.fast = "open", now + wait, 0, fast
         return True
 
     def states(self) -> dict[str, State]:

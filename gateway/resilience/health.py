@@ -18,6 +18,8 @@ from gateway.telemetry import TelemetryStore
 
 # Attempt outcomes that say the backend is unwell; the client's own errors and cancellations say nothing.
 BREAKER_FAILURES = frozenset({"connect", "timeout", "server", "protocol"})
+# Failures that can be fast (a 5xx, a refused connection): when quick, re-trialling costs next to nothing.
+FAST_KINDS = frozenset({"connect", "server"})
 T = TypeVar("T")
 SHARED_PREFIX = "breaker:"  # cooldown names in the shared store
 
@@ -94,6 +96,11 @@ class Health(Observer):
             return False
         return self.breakers.admit(key)
 
+    def trial_ready(self, target: Target) -> bool:
+        """Whether the target's breaker waits for a half-open trial that may be sent now (a query)."""
+        key = health_key(target)
+        return self.cooldowns.remaining(key) <= 0 and self.breakers.peek(key) == ("half_open", 0.0)
+
     def demote_slow_starters(self, items: list[T], target_of: Callable[[T], Target]) -> list[T]:
         """A backend whose breaker just closed takes a growing share of traffic, not a herd at once."""
         keep: list[T] = []
@@ -120,7 +127,9 @@ class Health(Observer):
             kind == "auth" and att.status == 401 and renew_rejected(att.target)
         ):
             # A rejected OAuth token is being renewed: a failure like any other, not a key that stays bad.
-            if self.breakers.failure(key):
+            took = att.duration_s
+            fast = kind in FAST_KINDS and took is not None and took < self.config.breaker.fast_failure_s
+            if self.breakers.failure(key, fast=fast):
                 self._share(key, self.breakers.peek(key)[1])
         elif kind == "auth":
             self.breakers.force_open(key, self.config.breaker.auth_cooldown_s)

@@ -11,7 +11,7 @@ from gateway.errors import BadRequest, ModelNotFound
 from gateway.policy.model import ModelType, Policy, Route
 from gateway.providers.base import Adapter, Target
 from gateway.providers.credentials import CredentialProvider
-from gateway.providers.registry import adapter_for, api_root
+from gateway.providers.registry import adapter_for, base_url_of
 from gateway.routing.preferences import Preferences, constraints_for, route_constraints
 from gateway.routing.scoring import Constraints
 
@@ -89,12 +89,15 @@ def build_catalog(
     targets: dict[str, list[Target]] = {}
     models: dict[str, LogicalModel] = {}
     for name, backend in policy.backends.items():
+        # A policy's own hardware figure (its `hardware:` section) beats the shipped catalog's.
+        spec = policy.hardware.get(backend.hardware or "")
+        joules = backend.joules_per_token or (spec.joules_per_token if spec is not None else None)
         for logical, entry in backend.models.items():
             targets.setdefault(logical, []).append(
                 Target(
                     backend=name,
                     provider=backend.provider,
-                    base_url=api_root(backend),
+                    base_url=base_url_of(backend),
                     model=logical,
                     model_id=entry.id,
                     headers=dict(backend.headers),
@@ -104,15 +107,17 @@ def build_catalog(
                     context_window=entry.context_window,
                     ttft_ms=entry.ttft_ms,
                     tokens_per_s=entry.tokens_per_s,
-                    joules_per_token=backend.joules_per_token,
+                    joules_per_token=joules,
+                    quantization=entry.quantization,
                     credential=credentials.get(name),
+                    dialect=backend.dialect,
                 )
             )
             known = models.get(logical)
             if known is None or (known.type is None and entry.type is not None):
                 # One backend declaring the type is enough to restrict the logical model.
                 models[logical] = LogicalModel(logical, entry.type, "routeway")
-    adapters = {b.provider: adapter_for(b.provider) for b in policy.backends.values()}
+    adapters = {t.adapter_key: adapter_for(t.provider, t.dialect) for ts in targets.values() for t in ts}
     return Catalog(
         list(policy.routes), targets, sorted(models.values(), key=lambda m: m.name), adapters, fingerprint
     )

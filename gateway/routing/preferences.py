@@ -8,12 +8,14 @@ from typing import Any
 
 from gateway.errors import BadRequest
 from gateway.policy.model import Route
+from gateway.policy.quantization import OPENROUTER
 from gateway.routing.scoring import Constraints
 
 OBJECTIVES: frozenset[str] = frozenset({"cheapest", "fastest", "balanced", "greenest"})
 # OpenRouter's provider.sort values, as our objectives.
 _SORT = {"price": "cheapest", "throughput": "fastest", "latency": "fastest"}
-_KEYS = frozenset({"sort", "order", "only", "ignore", "allow_fallbacks", "max_price"})
+_KEYS = frozenset({"sort", "order", "only", "ignore", "allow_fallbacks", "max_price", "quantizations"})
+_MAX_QUANTIZATIONS = len(OPENROUTER)  # each value at most once
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +27,7 @@ class Preferences:
     allow_fallbacks: bool = True
     max_input_price: float | None = None
     max_output_price: float | None = None
+    quantizations: frozenset[str] | None = None  # OpenRouter's values; None: no filter
 
 
 def take_preferences(body: dict[str, Any], headers: Mapping[str, str]) -> Preferences:
@@ -59,6 +62,7 @@ def take_preferences(body: dict[str, Any], headers: Mapping[str, str]) -> Prefer
         allow_fallbacks=fallbacks,
         max_input_price=prompt,
         max_output_price=completion,
+        quantizations=_quantizations(raw.get("quantizations")),
     )
 
 
@@ -69,6 +73,22 @@ def _names(raw: dict[str, Any], key: str) -> list[str] | None:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise BadRequest(f"'provider.{key}' must be an array of backend names", param=f"provider.{key}")
     return value
+
+
+def _quantizations(value: Any) -> frozenset[str] | None:
+    """OpenRouter's `provider.quantizations`: an array of its precision names; empty or absent: no filter."""
+    param = "provider.quantizations"
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) > _MAX_QUANTIZATIONS:
+        raise BadRequest(f"'{param}' must be an array of at most {_MAX_QUANTIZATIONS} strings", param=param)
+    names: set[str] = set()
+    for item in value:
+        if not isinstance(item, str) or item.lower() not in OPENROUTER:
+            shown = repr(item)[:40] if isinstance(item, str) else f"a {type(item).__name__}"
+            raise BadRequest(f"'{param}' has {shown}; known: {', '.join(OPENROUTER)}", param=param)
+        names.add(item.lower())
+    return frozenset(names) or None
 
 
 def _max_price(value: Any) -> tuple[float | None, float | None]:
@@ -104,12 +124,14 @@ def constraints_for(route: Route, prefs: Preferences, base: Constraints | None =
         and not prefs.ignore
         and prefs.max_input_price is None
         and prefs.max_output_price is None
+        and prefs.quantizations is None
     ):
         return base if base is not None else _build(route, _NO_PREFERENCES)
     return _build(route, prefs)
 
 
 def _build(route: Route, prefs: Preferences) -> Constraints:
+    precision = route.quantization
     return Constraints(
         max_ttft_ms=route.max_ttft_ms,
         min_tokens_per_s=route.min_tokens_per_s,
@@ -120,6 +142,9 @@ def _build(route: Route, prefs: Preferences) -> Constraints:
         min_context_window=route.min_context_window,
         only=prefs.only,
         ignore=prefs.ignore,
+        quantization_allow=frozenset(precision.allow) if precision.allow is not None else None,
+        min_precision=precision.min_precision,
+        quantizations=prefs.quantizations,
     )
 
 

@@ -1,34 +1,54 @@
-"""What the router knows between samples: attempts still waiting for a first token, and when each backend
-was last tried, so every backend gets one probe per interval instead of a share of all traffic."""
+"""What the router knows between samples: attempts still waiting for a first byte (and which of them are
+overdue: stuck), when each backend was last tried, and each route's probe allowance, so exploration renews
+old figures without costing more than a bounded share of the route's requests."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from gateway.providers.base import Target
 
 Key = tuple[str, str]
+
+# An attempt is stuck once it has waited this many times its expected duration for a first byte...
+STUCK_FACTOR = 4.0
+STUCK_MIN_S = 1.0  # ...and at least this long: a loaded event loop or a cold connection is no hang
+PROBE_CREDIT_CAP = 2.0  # probes a quiet route may save up
 
 
 def key_of(target: Target) -> Key:
     return target.backend, target.model_id
 
 
+@dataclass(slots=True)
+class _Allowance:
+    """One route's probe budget: `share` of a credit per planned request, and one per `interval_s`."""
+
+    credit: float
+    last: float  # monotonic time of the last probe (or of the route's first request)
+
+
 class Watch:
-    """Per-process and cheap: dict operations per attempt, nothing shared (yet) through the store."""
+    """Per-process and cheap: dict operations per attempt. What other replicas must know of it (stuck
+    attempts) reaches them through the telemetry store, which reads `stuck_ms`."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._last_tried: dict[Key, float] = {}
         # Only backends with an attempt waiting; insertion order: the first entry is the oldest.
-        self._waiting: dict[Key, dict[int, float]] = {}
+        # token -> (started, due): past `due` without a first byte, the attempt is stuck.
+        self._waiting: dict[Key, dict[int, tuple[float, float]]] = {}
+        self._allowance: dict[str, _Allowance] = {}
 
-    def started(self, target: Target, token: int) -> None:
+    def started(self, target: Target, token: int, expected_s: float | None = None) -> None:
+        """An attempt began; `expected_s` is how long its first byte should take (the plan's prediction)."""
         now = self._clock()
         key = key_of(target)
         self._last_tried[key] = now
-        self._waiting.setdefault(key, {})[token] = now
+        patience = max(STUCK_MIN_S, STUCK_FACTOR * expected_s) if expected_s is not None else float("inf")
+        self._waiting.setdefault(key, {})[token] = (now, now + patience)
 
     def answered(self, target: Target, token: int) -> None:
         """The first token arrived, or the attempt ended without one: it no longer counts as waiting."""
@@ -46,7 +66,39 @@ class Watch:
         if not self._waiting:
             return {}
         now = self._clock()
-        return {k: (now - next(iter(w.values()))) * 1000 for k, w in self._waiting.items()}
+        return {k: (now - next(iter(w.values()))[0]) * 1000 for k, w in self._waiting.items()}
+
+    def stuck_ms(self) -> dict[Key, float]:
+        """Per backend with an overdue attempt (waiting past its due time), how long the oldest one waited."""
+        if not self._waiting:
+            return {}
+        now = self._clock()
+        out: dict[Key, float] = {}
+        for key, attempts in self._waiting.items():
+            overdue = [started for started, due in attempts.values() if now >= due]
+            if overdue:
+                out[key] = (now - min(overdue)) * 1000
+        return out
+
+    def may_probe(self, route: str, share: float, interval_s: float) -> bool:
+        """Counts one planned request of `route` and says whether it may be a probe: the route has saved a
+        credit (`share` per request, so probes stay within that share at steady load) or sent no probe for
+        `interval_s` (so a quiet route still renews its figures). `spend` takes the allowance."""
+        now = self._clock()
+        allowance = self._allowance.get(route)
+        if allowance is None:
+            if len(self._allowance) >= 10_000:  # route names come from the policy, but stay bounded
+                self._allowance.clear()
+            allowance = self._allowance[route] = _Allowance(0.0, now)
+        allowance.credit = min(PROBE_CREDIT_CAP, allowance.credit + share)
+        return allowance.credit >= 1.0 - 1e-9 or now - allowance.last >= interval_s
+
+    def spend(self, route: str) -> None:
+        """A probe was sent on `route`: one credit (or the interval's allowance) is used."""
+        allowance = self._allowance.get(route)
+        if allowance is not None:
+            allowance.credit = max(0.0, allowance.credit - 1.0)  # or the interval's: never below 0
+            allowance.last = self._clock()
 
     def pick_probe(self, candidates: Sequence[Target], interval_s: float) -> Target | None:
         """The candidate tried least recently, if that was at least `interval_s` ago (never: right away)."""

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from gateway.errors import ContextLengthExceeded, GatewayError, RateLimited, ServiceUnavailable
+from gateway.errors import BadRequest, ContextLengthExceeded, GatewayError, RateLimited, ServiceUnavailable
 from gateway.events import Observers, RequestRecord
 from gateway.policy.model import Objective, Route
 from gateway.providers.base import Adapter, Operation, Parsed, ProviderError, Target, Usage
@@ -21,8 +21,8 @@ from gateway.resilience.retry import AttemptLog, RetryPolicy, attempt
 from gateway.routing.candidates import Catalog
 from gateway.routing.preferences import Preferences
 from gateway.routing.probes import Watch
-from gateway.routing.scoring import Dropped, Estimate, Scored, rank
-from gateway.telemetry import TelemetryStore
+from gateway.routing.scoring import Dropped, Estimate, Scored, failure_penalty, rank
+from gateway.telemetry import MemoryStore, TelemetryStore
 from gateway.upstream import Deadlines, Reply, Transport
 
 if TYPE_CHECKING:
@@ -79,6 +79,8 @@ class Router:
         self.health = health
         self.store = store
         self.watch = Watch()
+        if isinstance(store, MemoryStore):  # stuck attempts reach the other replicas with the telemetry
+            store.stuck = self.watch.stuck_ms
 
     def plan(
         self,
@@ -100,6 +102,7 @@ class Router:
             req.route, req.objective = route.name, chosen
         est = endpoint.estimate(body, route)
         snap = self.store.snapshot() if self.store is not None else None
+        explore = route.probe_interval_s > 0
         ranked, dropped = rank(
             targets,
             chosen,
@@ -109,35 +112,72 @@ class Router:
             weights=route.weights,
             now=time.time(),
             waiting_ms=self.watch.waiting_ms(),
+            loads=snap.loads if snap is not None else None,
+            stuck_ms=self.watch.stuck_ms(),
+            forgive_s=route.forgive_half_life_s if explore else None,
         )
         if not ranked:
             # Every backend breaks a speed constraint by what was measured: the least slow still serves.
             ranked = sorted((d.probe for d in dropped if d.probe is not None), key=lambda p: p.latency_ms)
         if not ranked:
-            raise _nothing_eligible(est, dropped)
+            raise _nothing_eligible(body["model"], est, dropped)
         if self.health is not None:
             if probe:  # a transition, kept out of the queries below (explain changes nothing)
                 self.health.sync()
             ranked = self._healthy(ranked, dropped)
-        if prefs.order or not prefs.allow_fallbacks:
+        ordered = bool(prefs.order) or not prefs.allow_fallbacks
+        if ordered:
             ranked = _apply_order(ranked, prefs)
-        elif probe:
-            probed = self._probe(ranked, dropped, route.probe_interval_s)
-            if probed is not ranked:
-                return Plan(op, route, chosen, est, probed, dropped, catalog.adapters, "probe", endpoint)
         pick = "unmeasured" if ranked[0].ttft_ms is None else "best"
+        if probe and explore and not ordered:
+            ranked, pick = self._explore(route, ranked, pick)
         return Plan(op, route, chosen, est, ranked, dropped, catalog.adapters, pick, endpoint)
 
-    def _probe(self, ranked: list[Scored], dropped: list[Dropped], interval_s: float) -> list[Scored]:
-        """One request per interval to a backend not tried lately (one dropped for its measured speed
-        included), so its numbers stay true and a backend that recovers wins its traffic back."""
+    def _explore(self, route: Route, ranked: list[Scored], pick: str) -> tuple[list[Scored], str]:
+        """Exploration by expected gain, within the route's probe allowance. A candidate that leads only on
+        an estimate forgiven with age (it was slow or failing, it is cheaper or was faster when well) is the
+        probe with the most to gain: it goes first when the allowance has room, else behind the others.
+        A backend whose breaker waits for its half-open trial, and would lead once well, gets it first.
+        Otherwise, now and then, the candidate tried least recently gets one request (it could not win on
+        what we know, so only at `probe_interval_s`). A candidate dropped for breaking the request's speed
+        constraint is never probed while another may serve: its forgiven estimate must meet the constraint
+        first, which is when it leads here."""
+        allowed = self.watch.may_probe(route.name, route.probe_share, route.probe_interval_s)
+        trial = self._trial(ranked) if allowed else None
+        if trial is not None:  # a breaker's half-open trial: the cheapest way to learn it is well again
+            self.watch.spend(route.name)
+            return [trial, *(s for s in ranked if s is not trial)], "probe"
+        if ranked[0].forgiven_lead:
+            if allowed:
+                self.watch.spend(route.name)
+                return ranked, "probe"
+            ranked = [*ranked[1:], ranked[0]]  # not now: where its unforgiven figures would put it, or near
+            return ranked, "unmeasured" if ranked[0].ttft_ms is None else "best"
+        if not allowed:
+            return ranked, pick
         others = [s for s in ranked[1:] if s.demoted is None]
-        others += [d.probe for d in dropped if d.probe is not None and self._can_take(d.probe.target)]
-        pick = self.watch.pick_probe([s.target for s in others], interval_s)
-        if pick is None:
-            return ranked
-        chosen = next(s for s in others if s.target is pick)
-        return [chosen, *(s for s in ranked if s is not chosen)]
+        target = self.watch.pick_probe([s.target for s in others], route.probe_interval_s)
+        if target is None:
+            return ranked, pick
+        self.watch.spend(route.name)
+        chosen = next(s for s in others if s.target is target)
+        return [chosen, *(s for s in ranked if s is not chosen)], "probe"
+
+    def _trial(self, ranked: list[Scored]) -> Scored | None:
+        """A candidate whose breaker waits for its half-open trial and that, once well, would lead: its
+        score without the failure penalty beats the leader's."""
+        health = self.health
+        if health is None:
+            return None
+        lead = ranked[0].score
+        for s in ranked[1:]:
+            if (
+                s.demoted is None
+                and s.score / failure_penalty(s.failure_rate) < lead
+                and health.trial_ready(s.target)
+            ):
+                return s
+        return None
 
     def _healthy(self, ranked: list[Scored], dropped: list[Dropped]) -> list[Scored]:
         """Drops backends that are cooling down or whose circuit is open; fails fast when none is left."""
@@ -195,18 +235,23 @@ class Router:
     def _can_take(self, target: Target) -> bool:
         return self.health is None or self.health.blocked(target) is None
 
-    def _begin(self, req: RequestRecord, target: Target, headers: dict[str, str]) -> Attempt:
-        return Attempt(req, target, headers, self.watch, self.observers)
+    def _begin(
+        self, req: RequestRecord, target: Target, headers: dict[str, str], expected_s: float | None
+    ) -> Attempt:
+        return Attempt(req, target, headers, self.watch, self.observers, expected_s)
 
     async def complete(self, plan: Plan, body: dict[str, Any], req: RequestRecord) -> Completed:
         t = plan.route.timeouts
-        deadlines = Deadlines(t.connect_s, t.total_s, t.idle_s, t.total_s)
         log = AttemptLog()
+        started = time.monotonic()
 
         async def send(target: Target) -> Completed:
-            adapter = plan.adapters[target.provider]
+            adapter = plan.adapters[target.adapter_key]
             upstream = adapter.build_request(plan.op, body, target)
-            att = self._begin(req, target, upstream.headers)
+            expected = expected_s(plan, target, stream=False)
+            per_try = per_try_s(plan, expected, t.total_s - (time.monotonic() - started))
+            deadlines = Deadlines(t.connect_s, per_try, t.idle_s, per_try)
+            att = self._begin(req, target, upstream.headers, expected)
             try:
                 if not authorize_now(upstream, target):  # signed last: observers' headers are in
                     upstream = await authorize(upstream, target)
@@ -237,9 +282,9 @@ class Router:
         show_usage = isinstance(opts, dict) and opts.get("include_usage") is True
 
         async def send(target: Target) -> OpenStream:
-            adapter = plan.adapters[target.provider]
+            adapter = plan.adapters[target.adapter_key]
             upstream = adapter.build_request(plan.op, body, target)
-            att = self._begin(req, target, upstream.headers)
+            att = self._begin(req, target, upstream.headers, expected_s(plan, target, stream=True))
             try:
                 if not authorize_now(upstream, target):  # signed last: observers' headers are in
                     upstream = await authorize(upstream, target)
@@ -278,7 +323,31 @@ async def _first_chunks(
     return OpenStream(target, log, att, reply, stream, first)
 
 
-def _nothing_eligible(est: Estimate, dropped: list[Dropped]) -> GatewayError:
+def expected_s(plan: Plan, target: Target, *, stream: bool) -> float | None:
+    """How long `target` should take to its first byte for this request: its predicted TTFT for a stream,
+    its predicted whole duration otherwise (the plan's figures: telemetry, the request's max_tokens)."""
+    for s in plan.ranked:
+        if s.target is target:
+            return (s.expected_ttft_ms if stream else s.expected_ms) / 1000
+    return None
+
+
+def per_try_s(plan: Plan, expected: float | None, left_s: float) -> float:
+    """A non-streaming attempt's deadline: `per_try_factor` x its predicted duration when the request bounds
+    its output, never under first_token_s; at most half of total_s while another backend could take the
+    retry, `per_try_s` when set, and what is left of the request's deadline."""
+    t = plan.route.timeouts
+    limit = t.total_s
+    if t.per_try_factor is not None and expected is not None and plan.estimate.bounded:
+        limit = max(t.first_token_s, t.per_try_factor * expected)
+        if len(plan.ranked) > 1 and plan.route.max_attempts > 1:
+            limit = min(limit, max(t.first_token_s, t.total_s / 2))
+    if t.per_try_s is not None:
+        limit = min(limit, t.per_try_s)
+    return max(0.001, min(limit, left_s))
+
+
+def _nothing_eligible(model: str, est: Estimate, dropped: list[Dropped]) -> GatewayError:
     reasons = "; ".join(f"{d.backend}: {d.reason}" for d in dropped)
     if all("context window" in d.reason for d in dropped):
         return ContextLengthExceeded(
@@ -287,6 +356,14 @@ def _nothing_eligible(est: Estimate, dropped: list[Dropped]) -> GatewayError:
         )
     if all("rate limit" in d.reason for d in dropped):
         return RateLimited(f"Every backend is at its rate limit: {reasons}", retry_after=1.0)
+    if all("the request's provider." in d.reason for d in dropped) and any(
+        "provider.quantizations" in d.reason for d in dropped
+    ):
+        # The client's own filter leaves nothing (no retry helps): say which precision each backend serves.
+        return BadRequest(
+            f"No backend serves '{model[:200]}' at the requested quantizations: {reasons}",
+            param="provider.quantizations",
+        )
     return ServiceUnavailable(f"No backend meets the route's constraints: {reasons}")
 
 

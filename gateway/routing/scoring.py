@@ -4,12 +4,15 @@ and constraints to a ranked list, with a reason for every candidate dropped."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.policy.model import Objective, Weights
+from gateway.policy.quantization import quantization_violation
 from gateway.providers.base import Target
 from gateway.routing.hardware import joules_per_token
 from gateway.telemetry import Stats
+from gateway.telemetry.estimators import Estimates
+from gateway.telemetry.loadsignals import LoadSignal
 
 # Priors for a backend that declares no speed and has no telemetry: conservative, so known-fast ones lead.
 DEFAULT_TTFT_MS = 1000.0
@@ -18,12 +21,16 @@ PREFILL_ENERGY_SHARE = 0.1  # a prompt token costs about a tenth of a generated 
 FRESH_SAMPLES = 0.5  # decayed attempts below which telemetry is too thin to trust
 QUEUE_SLOTS = 32.0  # in-flight requests a backend absorbs before queueing shows in latency
 LOW_HEADROOM = 0.1  # below this share of the rate limit left, a backend is demoted
+KV_KNEE = 0.8  # KV-cache use above which a self-hosted server starts preempting and queueing
+KV_FULL = 0.95  # ...and at which it is treated as saturated, like a queue
+FORGIVEN = 0.05  # an estimate decayed by more than this share leads only as a probe (it is a guess)
 
 
 @dataclass(frozen=True, slots=True)
 class Estimate:
     input_tokens: int
     output_tokens: int
+    bounded: bool = False  # the output is capped by the request (max_tokens) or has none (embeddings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +46,10 @@ class Constraints:
     min_context_window: int | None = None
     only: frozenset[str] | None = None
     ignore: frozenset[str] = frozenset()
+    # Serving precision: the route's allow list and minimum, the request's provider.quantizations.
+    quantization_allow: frozenset[str] | None = None
+    min_precision: str | None = None
+    quantizations: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +65,16 @@ class Scored:
     requests_remaining: int | None = None
     demoted: str | None = None  # why it ranks after every healthy candidate
     fresh: bool = False  # ranked on live telemetry, not only on declared priors
+    load: LoadSignal | None = None  # the self-hosted server's own gauges, when scraped and fresh
+    load_age_s: float | None = None  # how old they were when ranked
+    age_s: float | None = None  # seconds since the estimate was last fed by a measurement (None: never)
+    forgiven: bool = False  # ranked on a peak (or failure share) decayed with its age
+    # Leads only thanks to that decay (unforgiven it would break a speed constraint or rank lower): a probe.
+    forgiven_lead: bool = False
+    # What one attempt should take (first byte of a stream, whole answer otherwise), from the estimates
+    # before any waiting attempt inflated them: what per-try deadlines and stuck detection measure against.
+    expected_ttft_ms: float = DEFAULT_TTFT_MS
+    expected_ms: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,41 +97,129 @@ class _View:
     remaining: int | None = None
     demoted: str | None = None
     fresh: bool = False
+    load: LoadSignal | None = None
+    load_age_s: float | None = None
+    age_s: float | None = None
+    forgiven: bool = False
+    expected_ttft_ms: float = DEFAULT_TTFT_MS  # before waiting attempts inflate it
+    expected_ms: float = 0.0
+    raw: _View | None = None  # the same candidate with nothing forgiven (set only when something was)
+    raw_slow: bool = False  # unforgiven, it breaks a speed constraint
 
 
-def observe(t: Target, st: Stats | None, est: Estimate, now: float, waiting_ms: float = 0.0) -> _View:
-    ttft, tps = t.ttft_ms, t.tokens_per_s
-    observed_latency: float | None = None
-    fresh = st is not None and st.samples >= FRESH_SAMPLES
-    # Measurements beat declared priors even once old: decay shrinks their weight, not their value, and
-    # falling back to a prior would send a herd to a backend just dropped for being slow. Freshness only
-    # decides exploration, which is what renews old numbers.
+@dataclass(slots=True)
+class _Speed:
+    """The speed figures one candidate is ranked on, before waiting attempts and load are applied."""
+
+    ttft_ms: float | None
+    tokens_per_s: float | None
+    latency_ms: float | None = None  # measured whole-answer latency (non-streaming only: bounds TTFT)
+    age_s: float | None = None
+    forgiven: bool = False
+
+
+def _speed(t: Target, st: Stats | None, now: float, forgive_s: float | None) -> _Speed:
+    """The recency-weighted estimates (forgiven with age when `forgive_s`), else the window's figures, else
+    the declared priors. Measurements beat declared priors even once old: falling back to a prior would
+    send a herd to a backend just dropped for being slow; forgiving lets it back only as a probe."""
+    e = st.est if st is not None else None
+    if e is not None and e.ttft.value is not None:
+        prior = t.ttft_ms / 1000 if t.ttft_ms is not None else None
+        seen = e.ttft.view(now, prior, forgive_s) or 0.0
+        tps = (st.tokens_per_s if st is not None else None) or t.tokens_per_s
+        forgiven = seen < e.ttft.value * (1 - FORGIVEN)
+        return _Speed(seen * 1000, tps, age_s=now - e.ttft.at, forgiven=forgiven)
+    if e is not None and e.latency.value is not None:
+        seen = e.latency.view(now, None, forgive_s) or 0.0
+        forgiven = seen < e.latency.value * (1 - FORGIVEN)
+        return _Speed(seen * 1000, t.tokens_per_s, seen * 1000, now - e.latency.at, forgiven)
     if st is not None and st.ttft_p50_s is not None and st.ttft_samples > 0:
-        ttft = st.ttft_p50_s * 1000
-        tps = st.tokens_per_s or tps
-    elif st is not None and st.latency_s is not None:
-        observed_latency = st.latency_s * 1000  # non-streaming only: an upper bound of TTFT
-        ttft = observed_latency
-    if waiting_ms > (ttft or 0.0):
-        # An attempt has waited this long already: the backend is at least this slow right now.
-        observed_latency = None
-        ttft = waiting_ms
+        return _Speed(st.ttft_p50_s * 1000, st.tokens_per_s or t.tokens_per_s)
+    if st is not None and st.latency_s is not None:
+        return _Speed(st.latency_s * 1000, t.tokens_per_s, st.latency_s * 1000)
+    return _Speed(t.ttft_ms, t.tokens_per_s)
+
+
+def _latency(ttft: float | None, tps: float | None, measured: float | None, est: Estimate) -> float:
     eff_ttft = ttft if ttft is not None else DEFAULT_TTFT_MS
-    eff_tps = tps if tps is not None else DEFAULT_TOKENS_PER_S
-    latency = observed_latency or eff_ttft + est.output_tokens / eff_tps * 1000.0
+    return measured or eff_ttft + est.output_tokens / (tps or DEFAULT_TOKENS_PER_S) * 1000.0
+
+
+def observe(
+    t: Target,
+    st: Stats | None,
+    est: Estimate,
+    now: float,
+    waiting_ms: float = 0.0,
+    forgive_s: float | None = None,
+) -> _View:
+    """What we believe about `t` now. `waiting_ms`: the oldest attempt still waiting on it (this replica or
+    another); `forgive_s`: the half-life with which an unrefreshed peak decays toward the last-good figure
+    (None: exploration is off, the peak stands until the backend is measured again)."""
+    # While something waits on it, the backend is being tried: nothing to forgive until it answers.
+    forgive = forgive_s if waiting_ms <= 0 else None
+    sp = _speed(t, st, now, forgive)
+    ttft, measured = sp.ttft_ms, sp.latency_ms
+    if waiting_ms > (ttft or 0.0):
+        # An attempt has waited this long already: the backend is at least this slow right now, and an answer
+        # late by d is expected about d later still (what has lasted t tends to last about t more), so a step
+        # across a TTFT limit drops the backend before the limit itself has passed.
+        ttft, measured = (waiting_ms if ttft is None else 2 * waiting_ms - ttft), None
     cost = (est.input_tokens * t.input_price + est.output_tokens * t.output_price) / 1e6
     energy = joules_per_token(t.hardware, t.joules_per_token) * (
         est.output_tokens + est.input_tokens * PREFILL_ENERGY_SHARE
     )
-    view = _View(ttft, tps, latency, cost, energy, fresh=fresh)
+    latency = _latency(ttft, sp.tokens_per_s, measured, est)
+    view = _View(ttft, sp.tokens_per_s, latency, cost, energy, age_s=sp.age_s, forgiven=sp.forgiven)
+    # What an attempt should take, before any waiting attempt inflates it: per-try deadlines and stuck
+    # detection are measured against this, not against a hang's own growing wait.
+    view.expected_ttft_ms = sp.ttft_ms if sp.ttft_ms is not None else DEFAULT_TTFT_MS
+    view.expected_ms = _latency(sp.ttft_ms, sp.tokens_per_s, sp.latency_ms, est)
     if st is not None:
-        view.latency_ms *= 1 + st.in_flight / QUEUE_SLOTS
-        view.failure_rate = st.failure_rate if fresh else 0.0
-        view.remaining = st.requests_remaining(now)
-        limit = st.headroom.requests_limit if st.headroom else None
-        if view.remaining is not None and limit and view.remaining < LOW_HEADROOM * limit:
-            view.demoted = f"rate-limit headroom low: {view.remaining}/{limit} requests left"
+        _live(view, st, now, forgive)
+    if view.forgiven:  # what it would be without forgiving: whether it leads only thanks to its age
+        view.raw = observe(t, st, est, now, waiting_ms, None)
     return view
+
+
+def load_pressure(v: _View, load: LoadSignal | None, now: float) -> None:
+    """A self-hosted server's own gauges (telemetry/loadsignals.py) say it is filling up before its measured
+    latency does: queued requests and KV-cache use past the knee stretch its predicted latency now, and a
+    queue (or a nearly full cache) demotes it behind every candidate with room, so traffic overflows to
+    hosted backends instead of joining the queue. Signals older than their `stale_after_s` are ignored."""
+    if load is None or not load.fresh(now):
+        return
+    v.load, v.load_age_s = load, load.age(now)
+    queued = load.waiting or 0.0
+    kv = load.kv_cache or 0.0
+    v.latency_ms *= (1.0 + queued / max(load.running or 0.0, 1.0)) * (
+        1.0 + max(0.0, kv - KV_KNEE) / (1 - KV_KNEE)
+    )
+    if v.demoted is None and (queued >= 1.0 or kv >= KV_FULL):
+        v.demoted = f"saturated: {queued:g} requests queued, KV cache {kv:.0%} ({v.load_age_s:.1f}s ago)"
+
+
+def _live(view: _View, st: Stats, now: float, forgive_s: float | None) -> None:
+    """Load, failures and rate-limit headroom from the backend's telemetry."""
+    view.fresh = st.samples >= FRESH_SAMPLES
+    view.latency_ms *= 1 + st.in_flight / QUEUE_SLOTS
+    view.failure_rate = rate = _failure_rate(st, st.est, now, forgive_s)
+    if st.est is not None and st.est.failure.value is not None and rate < st.est.failure.value - FORGIVEN:
+        view.forgiven = True
+    view.remaining = st.requests_remaining(now)
+    limit = st.headroom.requests_limit if st.headroom else None
+    if view.remaining is not None and limit and view.remaining < LOW_HEADROOM * limit:
+        view.demoted = f"rate-limit headroom low: {view.remaining}/{limit} requests left"
+
+
+def _failure_rate(st: Stats, e: Estimates | None, now: float, forgive_s: float | None) -> float:
+    """The recency-weighted failure share (decaying with its age when forgiving), else the window's."""
+    if e is None or e.failure.value is None:
+        return st.failure_rate if st.samples >= FRESH_SAMPLES else 0.0
+    rate = e.failure.value
+    if forgive_s is not None and forgive_s > 0:
+        rate *= 2.0 ** (-max(0.0, now - e.failure.at) / forgive_s)
+    return rate
 
 
 def violation(t: Target, v: _View, c: Constraints, est: Estimate) -> str | None:
@@ -131,7 +240,7 @@ def violation(t: Target, v: _View, c: Constraints, est: Estimate) -> str | None:
         return f"input price {t.input_price:g} > max {c.max_input_price:g}"
     if c.max_output_price is not None and t.output_price > c.max_output_price:
         return f"output price {t.output_price:g} > max {c.max_output_price:g}"
-    return None
+    return quantization_violation(t.quantization, c.quantization_allow, c.min_precision, c.quantizations)
 
 
 def too_slow(v: _View, c: Constraints) -> str | None:
@@ -157,9 +266,17 @@ def rank(
     weights: Weights | None = None,
     now: float = 0.0,
     waiting_ms: Mapping[tuple[str, str], float] | None = None,
+    stuck_ms: Mapping[tuple[str, str], float] | None = None,
+    forgive_s: float | None = None,
+    loads: Mapping[str, LoadSignal] | None = None,
 ) -> tuple[list[Scored], list[Dropped]]:
-    """Best first: healthy before demoted, then by score, ties in policy order."""
-    kept, dropped = _screen(targets, est, telemetry, constraints or _NO_CONSTRAINTS, now, waiting_ms)
+    """Best first: healthy before demoted, then by score, ties in policy order.
+
+    `waiting_ms`: per backend, the oldest attempt still waiting for a first byte; `stuck_ms`: per backend,
+    how long an attempt overdue (well past its expected duration) has waited, on this replica; `forgive_s`:
+    the half-life of an unrefreshed estimate's decay toward its last-good figure (None: no decay)."""
+    c = constraints or _NO_CONSTRAINTS
+    kept, dropped = _screen(targets, est, telemetry, c, now, waiting_ms, stuck_ms, forgive_s, loads)
     if not kept:
         return [], dropped
     _be_optimistic_about_the_unmeasured(kept)
@@ -173,7 +290,15 @@ def rank(
         (s.demoted is not None, s.score, s.latency_ms if by_latency else s.cost_usd, i)
         for i, s in enumerate(scored)
     )
-    return [scored[i] for *_, i in order], dropped
+    ranked = [scored[i] for *_, i in order]
+    lead = kept[order[0][-1]][1]
+    raw = lead.raw
+    second = ranked[1]
+    if raw is not None and (
+        lead.raw_slow or (second.demoted is None and _score(objective, raw, denominators, w) > second.score)
+    ):
+        ranked[0] = replace(ranked[0], forgiven_lead=True)
+    return ranked, dropped
 
 
 def _screen(
@@ -183,6 +308,9 @@ def _screen(
     c: Constraints,
     now: float,
     waiting_ms: Mapping[tuple[str, str], float] | None,
+    stuck_ms: Mapping[tuple[str, str], float] | None,
+    forgive_s: float | None,
+    loads: Mapping[str, LoadSignal] | None = None,
 ) -> tuple[list[tuple[Target, _View]], list[Dropped]]:
     """Each candidate's view, split into those that may serve and those dropped (with the reason)."""
     kept: list[tuple[Target, _View]] = []
@@ -192,11 +320,18 @@ def _screen(
     for t in targets:
         key = (t.backend, t.model_id)
         st = stats_of(key) if stats_of is not None else None
-        v = observe(t, st, est, now, waited(key, 0.0) if waited is not None else 0.0)
+        v = observe(t, st, est, now, waited(key, 0.0) if waited is not None else 0.0, forgive_s)
+        if loads:
+            load_pressure(v, loads.get(t.backend), now)
+        stuck = _stuck(key, st, stuck_ms, now)
+        if stuck is not None:
+            v.demoted, v.forgiven, v.raw = stuck, False, None
         reason = violation(t, v, c, est)
         if reason is None and st is not None and st.saturated(now):
             reason = "rate limit exhausted until its reset (x-ratelimit / retry-after / learned limit)"
         slow = too_slow(v, c) if reason is None else None
+        if v.raw is not None and slow is None and reason is None:
+            v.raw_slow = too_slow(v.raw, c) is not None
         if slow is not None:
             dropped.append(Dropped(t.backend, slow, _scored(t, v, float("inf"))))
         elif reason is not None:
@@ -204,6 +339,19 @@ def _screen(
         else:
             kept.append((t, v))
     return kept, dropped
+
+
+def _stuck(
+    key: tuple[str, str], st: Stats | None, stuck_ms: Mapping[tuple[str, str], float] | None, now: float
+) -> str | None:
+    """Why the backend counts as failing for new requests: an attempt (here or on another replica) has
+    waited well past its expected duration without a first byte. Its timeout has not fired yet."""
+    here = stuck_ms.get(key) if stuck_ms else None
+    if here is not None:
+        return f"stuck: an attempt has waited {here / 1000:.1f}s, well past its expected duration"
+    if st is not None and st.stuck_since is not None:
+        return f"stuck: another replica's attempt has waited {now - st.stuck_since:.1f}s"
+    return None
 
 
 def _worst(kept: list[tuple[Target, _View]]) -> tuple[float, float, float]:
@@ -230,13 +378,18 @@ def _be_optimistic_about_the_unmeasured(kept: list[tuple[Target, _View]]) -> Non
 def _scored(t: Target, v: _View, score: float) -> Scored:
     return Scored(
         t, v.latency_ms, v.cost_usd, v.energy_j, score, v.ttft_ms, v.tokens_per_s, v.failure_rate,
-        v.remaining, v.demoted, v.fresh,
+        v.remaining, v.demoted, v.fresh, v.load, v.load_age_s, v.age_s, v.forgiven, False, v.expected_ttft_ms,
+        v.expected_ms,
     )  # fmt: skip
 
 
+def failure_penalty(failure_rate: float) -> float:
+    """Failures cost a retry elsewhere: every objective is weighed by about the expected number of tries."""
+    return 1.0 + 2.0 * failure_rate
+
+
 def _score(objective: Objective, v: _View, worst: tuple[float, float, float], w: Weights) -> float:
-    # Failures cost a retry elsewhere: weigh every objective by the expected number of tries.
-    penalty = 1.0 + 2.0 * v.failure_rate
+    penalty = failure_penalty(v.failure_rate)
     if objective == "cheapest":
         return v.cost_usd * penalty
     if objective == "fastest":

@@ -61,7 +61,7 @@ class Job:
 class _Unwatched:
     """The router's probe watch is not told of shadows: they are no client request waiting on a backend."""
 
-    def started(self, target: Target, token: int) -> None:
+    def started(self, target: Target, token: int, expected_s: float | None = None) -> None:
         return None
 
     def answered(self, target: Target, token: int) -> None:
@@ -188,7 +188,7 @@ class Shadow(Observer):
         assert config is not None
         rec = RequestRecord("shadow", job.op, job.path, stream=job.stream, route=job.route.name)
         rec.model = target.model
-        adapter = job.adapters[target.provider]
+        adapter = job.adapters[target.adapter_key]
         upstream = adapter.build_request(job.op, job.body, target)
         if self._metrics is not None:
             self._metrics.shadow_started()

@@ -54,6 +54,21 @@ def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | Non
     )
 
 
+def error_of(response: web.StreamResponse) -> tuple[dict[str, Any] | None, dict[str, str]] | None:
+    """A finished error response's OpenAI `error` object (None when the body is not that shape) and its
+    headers but the content ones, for a route that renders errors in its provider's shape; None for a
+    success or a stream."""
+    if response.status < 400 or not isinstance(response, web.Response):
+        return None
+    try:
+        doc = orjson.loads(bytes(response.body)) if isinstance(response.body, bytes) else None
+    except orjson.JSONDecodeError:
+        doc = None
+    error = doc.get("error") if isinstance(doc, dict) else None
+    kept = {k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")}
+    return (error if isinstance(error, dict) else None), kept
+
+
 def error_type_for(status: int) -> str:
     if status >= 500:
         return "server_error"

@@ -37,7 +37,14 @@ class Profile:
     omit_optional: bool = False
     embedding_dim: int = 8
     api_key: str | None = None
+    # (access key id, secret access key): the AWS routes then require a valid SigV4 signature by it.
+    aws_keys: tuple[str, str] | None = None
+    # Also Vertex AI's chat route, its OAuth token endpoint and google.rpc.Status errors (sim/vertex.py).
     vertex: VertexProfile | None = None
+
+
+# The demo's simulated Bedrock account: `routeway demo` gives its gateway these (and only the demo does).
+DEMO_AWS_KEYS = ("AKIDROUTEWAYDEMO0001", "routeway-demo-secret-key-for-the-simulator-only")
 
 
 def profile_with(profile: Profile, **overrides: Any) -> Profile:
@@ -77,9 +84,10 @@ DEMO_FLEET: dict[str, Profile] = {
     "inferentia2": Profile(
         name="inferentia2",
         hardware="aws-inferentia2",
-        models=["meta.llama3-3-70b-instruct"],
+        models=["meta.llama3-3-70b-instruct-v1:0"],  # served over Bedrock's Converse (gateway/sim/aws.py)
         port=9104,
         ttft_ms=400.0,
         tokens_per_s=60.0,
+        aws_keys=DEMO_AWS_KEYS,
     ),
 }

@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.sim import aws, vertex
 from gateway.sim import generate as gen
 from gateway.sim import responses as out
-from gateway.sim import vertex
 from gateway.sim.faults import (
     ABORTED,
     ApiError,
@@ -24,15 +24,18 @@ from gateway.sim.faults import (
     json_response,
     wait_forever,
 )
+from gateway.sim.metrics_page import metrics_page
 from gateway.sim.profiles import Profile
 from gateway.sim.state import Arrival, KnobError, SimState
-from gateway.sim.streaming import CLIENT_GONE, non_stream_delay, stream_events
+from gateway.sim.streaming import CLIENT_GONE, FRAMING, non_stream_delay, stream_events
 
 STATE: web.AppKey[SimState] = web.AppKey("sim_state", SimState)
 _MALFORMED = object()  # parsed-body marker for a request whose body is not JSON
 _MAX_N = 128
 
 Handler = Callable[[web.Request, SimState, Arrival, Any], Awaitable[web.StreamResponse]]
+Authorise = Callable[[web.Request, Profile], Awaitable[None]]
+Wire = Callable[[web.StreamResponse], web.StreamResponse]
 
 
 def create_app(profile: Profile) -> web.Application:
@@ -46,21 +49,31 @@ def create_app(profile: Profile) -> web.Application:
     app.router.add_post("/v1/completions", _tracked(_completions, inference=True))
     app.router.add_post("/v1/embeddings", _tracked(_embeddings, inference=True))
     app.router.add_get("/v1/models", _tracked(_models, inference=False))
+    # AWS: Bedrock Runtime's Converse (the model id in the path) and SageMaker Runtime's invoke routes.
+    for action in ("converse", "converse-stream"):
+        converse = _tracked(aws.converse, True, aws.signed_by("bedrock"), aws.bedrock_errors)
+        app.router.add_post(f"/model/{{model_id}}/{action}", converse)
+    for action in ("invocations", "invocations-response-stream"):
+        invoke = _tracked(_sagemaker, True, aws.signed_by("sagemaker"), aws.sagemaker_errors)
+        app.router.add_post(f"/endpoints/{{endpoint}}/{action}", invoke)
     app.router.add_get("/sim/control", _get_control)
     app.router.add_post("/sim/control", _post_control)
     app.router.add_post("/sim/reset", _post_reset)
     app.router.add_get("/sim/stats", _get_stats)
     app.router.add_get("/sim/profile", _get_profile)
-    if profile.vertex is not None:
-        app.router.add_post(vertex.CHAT_PATH, _tracked(_chat, inference=True, google=True))
+    app.router.add_get("/metrics", _get_metrics)  # vLLM's load gauges, from the real in-flight count
+    if profile.vertex is not None:  # Vertex AI's layout, OAuth and google.rpc.Status errors
+        chat = _tracked(_chat, True, vertex.authorise, vertex.google_errors(profile))
+        app.router.add_post(vertex.CHAT_PATH, chat)
         vertex.add_routes(app, profile)
     return app
 
 
 def _tracked(
-    handler: Handler, inference: bool, google: bool = False
+    handler: Handler, inference: bool, authorise: Authorise | None = None, wire: Wire | None = None
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """Wrap an API handler with statistics, authentication, injected faults and error rendering.
+    """Wrap an API handler with statistics, authentication, injected faults and error rendering
+    (`authorise`: the route's check, a Bearer key by default; `wire`: errors in the route's own shape).
 
     Only hang and reset reach `/v1/models`: a dead server is dead for probes too, while error and
     rate-limit dice stay on the inference routes whose retries they are meant to exercise.
@@ -74,7 +87,9 @@ def _tracked(
         try:
             body = await _read_body(request) if request.can_read_body else None
             stats.record_body(arrival, None if body is _MALFORMED else body)
-            response = await _respond(request, state, handler, arrival, body, inference, google)
+            response = await _respond(request, state, handler, arrival, body, inference, authorise or _bearer)
+            if wire is not None:
+                response = wire(response)
         except (asyncio.CancelledError, ConnectionResetError):
             if not request.get(ABORTED):
                 stats.record_cancel()
@@ -97,13 +112,10 @@ async def _respond(
     arrival: Arrival,
     body: Any,
     inference: bool,
-    google: bool,
+    authorise: Authorise,
 ) -> web.StreamResponse:
     try:
-        if google:
-            vertex.authorise(request, state.profile)
-        else:
-            _authorise(request, state.profile)
+        await authorise(request, state.profile)
         if inference:
             fault = await injected_fault(request, state)
             if fault is not None:
@@ -115,7 +127,7 @@ async def _respond(
             return web.Response(status=500)
         return await handler(request, state, arrival, body)
     except ApiError as error:
-        return vertex.error_response(error, state.profile) if google else error.response()
+        return error.response()
 
 
 async def _read_body(request: web.Request) -> Any:
@@ -124,6 +136,10 @@ async def _read_body(request: web.Request) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return _MALFORMED
+
+
+async def _bearer(request: web.Request, profile: Profile) -> None:
+    _authorise(request, profile)
 
 
 def _authorise(request: web.Request, profile: Profile) -> None:
@@ -236,6 +252,16 @@ async def _chat(request: web.Request, state: SimState, arrival: Arrival, raw: An
         return await stream_events(request, state.knobs, arrival, headers, steps, tail)
     await asyncio.sleep(non_stream_delay(state.knobs, max(a.tokens for a in answers)))
     return json_response(out.chat_completion(reply, answers, prompt), headers=headers)
+
+
+async def _sagemaker(request: web.Request, state: SimState, arrival: Arrival, raw: Any) -> web.StreamResponse:
+    """InvokeEndpoint(WithResponseStream) on an LMI/vLLM-style container: OpenAI's chat body and answer;
+    the stream's SSE bytes go out inside PayloadPart messages."""
+    body = aws.sagemaker_model(request, state, raw)
+    arrival.model = body["model"]
+    if request.path.endswith("-response-stream"):
+        request[FRAMING] = aws.PAYLOAD_PART_FRAMING
+    return await _chat(request, state, arrival, body)
 
 
 def _seed(body: dict[str, Any]) -> int:
@@ -373,6 +399,11 @@ async def _post_reset(request: web.Request) -> web.Response:
 
 async def _get_stats(request: web.Request) -> web.Response:
     return json_response(request.app[STATE].stats.to_json())
+
+
+async def _get_metrics(request: web.Request) -> web.Response:
+    body = metrics_page(request.app[STATE]).encode()
+    return web.Response(body=body, headers={"content-type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
 async def _get_profile(request: web.Request) -> web.Response:

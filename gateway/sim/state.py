@@ -37,8 +37,18 @@ class Knobs:
     reset: bool = False
     cut_after_tokens: int | None = None
     stall_after_tokens: int | None = None
+    # AWS event streams only: after this many tokens an exception message (named by stream_exception)
+    # ends the stream, as Bedrock's modelStreamErrorException or SageMaker's ModelStreamError do.
+    stream_exception_after_tokens: int | None = None
+    stream_exception: str = "modelStreamErrorException"
     # {"status": 400, "body": {...} | "text", "headers": {...}}; body defaults to an OpenAI-shaped error.
     bad_status_body: dict[str, Any] | None = None
+    # The vLLM-style `GET /metrics` page (sim/metrics_page.py): the batch holds `max_running` requests in
+    # flight and the rest count as waiting; a `force_*` value replaces what the load would show.
+    max_running: int = 64
+    force_waiting: int | None = None
+    force_running: int | None = None
+    force_kv_cache: float | None = None
 
     @classmethod
     def from_profile(cls, profile: Profile) -> Knobs:
@@ -95,9 +105,25 @@ def _optional_count(value: Any) -> int | None:
     return None if value is None else _count(value)
 
 
+def _optional_rate(value: Any) -> float | None:
+    return None if value is None else _rate(value)
+
+
+def _slots(value: Any) -> int:
+    if not _is_int(value) or value < 1:
+        raise KnobError("must be a positive integer")
+    return int(value)
+
+
 def _flag(value: Any) -> bool:
     if not isinstance(value, bool):
         raise KnobError("must be true or false")
+    return value
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not value.isidentifier():
+        raise KnobError("must be an exception name such as throttlingException")
     return value
 
 
@@ -135,7 +161,13 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "reset": _flag,
     "cut_after_tokens": _optional_count,
     "stall_after_tokens": _optional_count,
+    "stream_exception_after_tokens": _optional_count,
+    "stream_exception": _name,
     "bad_status_body": _bad_status_body,
+    "max_running": _slots,
+    "force_waiting": _optional_count,
+    "force_running": _optional_count,
+    "force_kv_cache": _optional_rate,
 }
 
 

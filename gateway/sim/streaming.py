@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import orjson
 from aiohttp import web
@@ -55,6 +56,21 @@ async def _interrupt(request: web.BaseRequest, knobs: Knobs, sent: int, at_end: 
     return False
 
 
+@dataclass(frozen=True)
+class Framing:
+    """How a stream's bytes are wrapped on the wire: SSE as is, or inside another format's messages."""
+
+    content_type: str
+    frame: Callable[[bytes], bytes]
+    # The format's exception message (name -> bytes), which `stream_exception_after_tokens` sends instead
+    # of the stream's end; None: the format has none.
+    exception: Callable[[str], bytes] | None = None
+
+
+# Set by a route that serves the OpenAI stream inside another wire format (SageMaker's PayloadPart).
+FRAMING = web.RequestKey("sim_framing", Framing)
+
+
 async def stream_events(
     request: web.BaseRequest,
     knobs: Knobs,
@@ -67,9 +83,28 @@ async def stream_events(
 
     `steps[0]` should carry the role chunks so the first byte after the headers arrives at TTFT.
     """
+    framing = request.get(FRAMING)
+    frame = framing.frame if framing is not None else bytes
+    content_type = framing.content_type if framing is not None else "text/event-stream"
+    body = [frame(encode_events(step)) for step in steps]
+    end = frame(encode_events(tail) + b"data: [DONE]\n\n")
+    after = knobs.stream_exception_after_tokens
+    if framing is not None and framing.exception is not None and after is not None:
+        body, end = body[:after] or [b""], framing.exception(knobs.stream_exception)
+    headers = {**headers, "content-type": content_type, "cache-control": "no-cache"}
+    return await paced_write(request, knobs, arrival, headers, body, end)
+
+
+async def paced_write(
+    request: web.BaseRequest,
+    knobs: Knobs,
+    arrival: Arrival,
+    headers: Mapping[str, str],
+    steps: list[bytes],
+    tail: bytes,
+) -> web.StreamResponse:
+    """Headers at once, then one step per pacing tick, then the tail; cut and stall faults apply."""
     response = web.StreamResponse(status=200, headers=headers)
-    response.headers["content-type"] = "text/event-stream"
-    response.headers["cache-control"] = "no-cache"
     try:
         await response.prepare(request)
         arrival.status = 200
@@ -78,10 +113,10 @@ async def stream_events(
             if await _interrupt(request, knobs, sent, at_end=False):
                 return response
             await pacer.wait(sent)
-            await response.write(encode_events(step))
+            await response.write(step)
         if await _interrupt(request, knobs, len(steps), at_end=True):
             return response
-        await response.write(encode_events(tail) + b"data: [DONE]\n\n")
+        await response.write(tail)
     except ConnectionResetError:
         request[CLIENT_GONE] = True
     return response

@@ -8,7 +8,7 @@ import binascii
 import math
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from gateway.sim.faults import ApiError, json_response
+from gateway.sim.faults import ApiError, error_of, json_response
 from gateway.sim.profiles import Profile, VertexProfile
 
 CHAT_PATH = "/v1/projects/{project}/locations/{location}/endpoints/{endpoint}/chat/completions"
@@ -104,7 +104,7 @@ def add_routes(app: web.Application, profile: Profile) -> None:
     app.router.add_post("/sim/service-account", _mint_service_account)
 
 
-def authorise(request: web.Request, profile: Profile) -> None:
+async def authorise(request: web.Request, profile: Profile) -> None:
     """Vertex's checks on an inference call: a Bearer token this server issued and still valid, then a
     project, location and endpoint it serves."""
     request[GOOGLE] = True
@@ -121,38 +121,53 @@ def authorise(request: web.Request, profile: Profile) -> None:
         raise ApiError(404, f"Endpoint `{name}` not found.")
 
 
-def error_response(error: ApiError, profile: Profile) -> web.Response:
-    """An ApiError as Vertex renders it: google.rpc.Status, a 429's wait in RetryInfo."""
-    status = error.status
+def google_errors(profile: Profile) -> Callable[[web.StreamResponse], web.StreamResponse]:
+    """The route's error wire: an OpenAI-shaped error (the simulator's faults, limits and checks) as
+    Vertex renders it; other bodies (a fixed one in Google's shape, HTML) pass as they are."""
+
+    def wire(response: web.StreamResponse) -> web.StreamResponse:
+        found = error_of(response)
+        error = found[0] if found is not None else None
+        if found is None or error is None or "status" in error or not isinstance(error.get("message"), str):
+            return response
+        code = error.get("code")
+        return error_response(response.status, error["message"], code, found[1], profile)
+
+    return wire
+
+
+def error_response(
+    status: int, message: str, code: object, headers: Mapping[str, str], profile: Profile
+) -> web.Response:
+    """An error as Vertex renders it: google.rpc.Status, a 429's wait in RetryInfo."""
     err: dict[str, Any] = {
         "code": status,
-        "message": _message(error, profile),
+        "message": _message(status, message, code, profile),
         "status": _STATUS_NAMES.get(status, "UNKNOWN" if status < 500 else "INTERNAL"),
     }
-    wait = _wait_s(error.headers)
+    wait = _wait_s({k.lower(): v for k, v in headers.items()})
     if status == 429 and wait is not None:
         delay = f"{wait:.3f}".rstrip("0").rstrip(".") + "s"
         err["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}]
     return json_response({"error": err}, status)
 
 
-def _message(error: ApiError, profile: Profile) -> str:
-    code = error.body["error"].get("code")
+def _message(status: int, message: str, code: object, profile: Profile) -> str:
     if code == "context_length_exceeded":
         return (
             f"The input token count exceeds the maximum number of tokens allowed ({profile.context_window})."
         )
     if code == "model_not_found" and profile.vertex is not None:
-        model = str(error).split("`")[1] if str(error).count("`") >= 2 else "model"
+        model = message.split("`")[1] if message.count("`") >= 2 else "model"
         publisher, _, name = model.rpartition("/")
         where = f"projects/{profile.vertex.project}/locations/{profile.vertex.location}"
         return (
             f"Publisher Model `{where}/publishers/{publisher or 'google'}/models/{name}` was not found or "
             "your project does not have access to it."
         )
-    if error.status == 429:
+    if status == 429:
         return "Resource exhausted. Please try again later."
-    return str(error)
+    return message
 
 
 def _wait_s(headers: Mapping[str, str]) -> float | None:

@@ -12,6 +12,9 @@ from gateway.telemetry.headroom import Headroom
 from gateway.telemetry.store import Key, TelemetryStore
 from gateway.telemetry.window import Sample
 
+# Ended without a first byte and without a verdict from the backend (hedged away, client gone, our own
+# deadline): its wait is a censored figure, "at least this long".
+_CENSORED = frozenset({"cancelled", "timeout"})
 _OPEN = "telemetry.in_flight"  # set in AttemptRecord.context while this attempt counts as in flight
 
 
@@ -41,7 +44,8 @@ class TelemetryRecorder(Observer):
     def attempt_finished(self, req: RequestRecord, att: AttemptRecord) -> None:
         key = key_of(att)
         # The adapter knows its provider's rate-limit headers (x-ratelimit-*, Bedrock's, Anthropic's...).
-        headroom = self._adapter_for(att.target.provider).headroom(att.headers) if att.headers else None
+        t = att.target
+        headroom = self._adapter_for(t.provider, t.dialect).headroom(att.headers) if att.headers else None
         if att.retry_after is not None and (headroom is None or headroom.retry_after_s is None):
             headroom = replace(headroom or Headroom(), retry_after_s=att.retry_after)
         if headroom is not None and headroom.retry_after_s is not None:
@@ -56,6 +60,8 @@ class TelemetryRecorder(Observer):
             duration_s=att.duration_s,
             output_tokens=att.output_tokens,
             headroom=headroom,
+            waited_s=att.duration_s if att.ttft_s is None and att.outcome in _CENSORED else None,
+            stream=req.stream,
         )
         # Recorded while still counted in flight, so AIMD sees the concurrency the outcome came from.
         self._store.record(key, sample)

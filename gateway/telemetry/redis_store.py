@@ -3,13 +3,19 @@
 Data layout (prefix `routeway:telemetry:v1` by default):
 
 - `{prefix}:replicas`, a hash: field = replica id, value = that replica's whole local aggregate as one orjson
-  blob `{"t": epoch_s, "k": [[backend, model_id, in_flight, retry_at, headroom_at, headroom, vector], ...]}`
-  where each vector holds that replica's decayed sums brought to `t`. A replica only ever overwrites its own
+  blob `{"t": epoch_s, "k": [[backend, model_id, in_flight, retry_at, headroom_at, headroom, vector,
+  estimates, stuck_since], ...], "l": {backend: load}}`
+  where each vector holds that replica's decayed sums brought to `t`, and `"l"` the replica's latest scrape
+  of each self-hosted server's metrics page (LoadSignal.to_list). A replica only ever overwrites its own
   field, so a write is idempotent: a retry cannot double-count, and after an outage the next write is the
   full resync. A reader decays every other replica's vectors from its `t` to now and adds them (decayed
-  sums are additive), sums the in-flight counts, takes the newest headroom, the latest Retry-After, and
-  ignores blobs older than `replica_ttl_s` (a dead replica stops counting). The AIMD limit is per replica
-  and not shared: every replica runs its own AIMD against the common upstream, as TCP flows share a link.
+  sums are additive), sums the in-flight counts, takes the newest headroom, the latest Retry-After and the
+  newest load signal per backend, and ignores blobs older than `replica_ttl_s` (a dead replica stops
+  counting). The recency-weighted estimates (telemetry/estimators.py, fed last wins: a probe's result
+  reaches every replica) and the start of the oldest attempt overdue for its first byte (stuck_since, the
+  earliest wins: a backend that hangs is demoted on every replica) ride in the same entry. The AIMD limit
+  is per replica and not shared: every replica runs its own AIMD against the common upstream, as TCP flows
+  share a link.
 - `{prefix}:cooldowns`, a hash: field = breaker name, value = until (epoch s). Set through a Lua script that
   only extends, so concurrent openers agree on the latest deadline; cleared with HDEL.
 
@@ -39,7 +45,9 @@ from typing import Any
 import orjson
 
 from gateway.telemetry import redis_client
+from gateway.telemetry.estimators import Estimates
 from gateway.telemetry.headroom import Headroom
+from gateway.telemetry.loadsignals import LoadSignal
 from gateway.telemetry.store import Key, MemoryStore, Remote, RemoteView
 from gateway.telemetry.window import WIDTH, Sample
 
@@ -129,6 +137,10 @@ class RedisStore(MemoryStore):
         super().add_in_flight(key, delta)
         self._dirty = True
 
+    def set_load(self, backend: str, signal: LoadSignal) -> None:
+        super().set_load(backend, signal)
+        self._dirty = True
+
     def set_cooldown(self, name: str, until: float) -> None:
         # Not later than what this replica already knows (from Redis or still queued): nothing to send.
         if until > self._cooldowns.get(name, 0.0):
@@ -199,7 +211,9 @@ class RedisStore(MemoryStore):
         assert self._redis is not None
         await redis_client.discover(self._redis, self._stale)  # before anything is taken off the queue
         self._stale = False
-        write = self._dirty or now - self._last_write >= self._ttl_s / 3
+        # While an attempt is stuck, every flush carries it: other replicas demote the backend within one.
+        stuck = self.stuck is not None and bool(self.stuck())
+        write = self._dirty or stuck or now - self._last_write >= self._ttl_s / 3
         read = now - self._last_read >= self._refresh_s
         ops = list(self._ops)
         self._ops.clear()
@@ -239,14 +253,16 @@ class RedisStore(MemoryStore):
 
     def _encode(self, now: float) -> bytes:
         entries = [
-            [key[0], key[1], in_flight, retry_at, hr_at, _hr_list(hr), vec]
-            for key, vec, in_flight, hr, hr_at, retry_at in self._local_entries(now)
+            [key[0], key[1], in_flight, retry_at, hr_at, _hr_list(hr), vec, est.to_list(), stuck]
+            for key, vec, in_flight, hr, hr_at, retry_at, est, stuck in self._local_entries(now)
         ]
-        return orjson.dumps({"t": now, "k": entries})
+        loads = {backend: signal.to_list() for backend, signal in self._loads.items()}
+        return orjson.dumps({"t": now, "k": entries, "l": loads})
 
     def _absorb(self, blobs: dict[bytes, bytes], cooldowns: dict[bytes, bytes], now: float) -> None:
         me = self.replica_id.encode()
         keys: dict[Key, Remote] = {}
+        loads: dict[str, LoadSignal] = {}
         live = 1
         for rid, blob in blobs.items():
             if rid == me:
@@ -259,6 +275,7 @@ class RedisStore(MemoryStore):
                         self._prune_replicas.append(rid)
                     continue
                 _merge(keys, doc["k"], 2.0 ** (-max(0.0, now - t) / self.half_life_s))
+                _newest_loads(loads, doc.get("l"))
                 live += 1
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
                 continue  # another version's or a damaged blob: skip it rather than stop sharing
@@ -277,14 +294,17 @@ class RedisStore(MemoryStore):
                 shared.pop(name, None)
             elif op > shared.get(name, 0.0):
                 shared[name] = op
-        self._set_remote(RemoteView(now, keys), shared)
+        self._set_remote(RemoteView(now, keys, loads), shared)
         self.replicas = live
 
 
 def _merge(keys: dict[Key, Remote], entries: list[Any], factor: float) -> None:
-    for backend, model_id, in_flight, retry_at, hr_at, hr, vec in entries:
+    for entry in entries:
+        backend, model_id, in_flight, retry_at, hr_at, hr, vec = entry[:7]
         if len(vec) != WIDTH:
             continue
+        est = Estimates.from_list(entry[7]) if len(entry) > 7 else None
+        stuck = float(entry[8]) if len(entry) > 8 and entry[8] is not None else None
         key = (str(backend), str(model_id))
         part = keys.get(key)
         if part is None:
@@ -297,6 +317,20 @@ def _merge(keys: dict[Key, Remote], entries: list[Any], factor: float) -> None:
             part.headroom, part.headroom_at = Headroom(*hr), float(hr_at)
         if retry_at is not None and (part.retry_at is None or retry_at > part.retry_at):
             part.retry_at = float(retry_at)
+        if est is not None:
+            part.est = est if part.est is None else part.est.merge(est)
+        if stuck is not None and (part.stuck_since is None or stuck < part.stuck_since):
+            part.stuck_since = stuck
+
+
+def _newest_loads(loads: dict[str, LoadSignal], shared: Any) -> None:
+    """Adds one replica's load signals, keeping the newest per backend; skips what does not parse."""
+    if not isinstance(shared, dict):
+        return
+    for backend, raw in shared.items():
+        signal = LoadSignal.from_list(raw)
+        if signal is not None and (backend not in loads or signal.at > loads[backend].at):
+            loads[str(backend)] = signal
 
 
 def _hr_list(hr: Headroom | None) -> list[float | int | None] | None:

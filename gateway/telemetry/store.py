@@ -15,25 +15,58 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar, overload
 
+from gateway.telemetry.estimators import Estimates
 from gateway.telemetry.headroom import Headroom
+from gateway.telemetry.loadsignals import LoadSignal
 from gateway.telemetry.window import NEUTRAL, WIDTH, Aimd, Sample, Stats, Window, make_stats
 
 Key = tuple[str, str]  # (backend, provider model id)
 _T = TypeVar("_T")
 # Outcomes whose effect on the window figures may wait `window_every_s`; any other is a failure, seen at once.
 _GRADUAL = NEUTRAL | {"ok"}
-_Live = tuple[int, int, float | None, Headroom | None, float | None, float | None]
+_Live = tuple[
+    int, int, float | None, Headroom | None, float | None, float | None, Estimates | None, float | None
+]
+
+
+_Entry = tuple[Key, list[float], int, Headroom | None, float | None, float | None, Estimates, float | None]
+
+
+def learn(est: Estimates, sample: Sample, now: float) -> None:
+    """Feeds one finished attempt to the recency-weighted estimates."""
+    outcome = sample.outcome
+    if outcome == "ok":
+        est.failure.add(0.0, now)
+        if sample.ttft_s is not None:
+            est.ttft.add(sample.ttft_s, now)
+        if sample.duration_s is not None and not sample.stream:
+            est.latency.add(sample.duration_s, now)
+    elif outcome not in NEUTRAL:
+        est.failure.add(1.0, now)
+    if sample.waited_s is not None:  # gave up without a first byte: at least this slow
+        (est.ttft if sample.stream else est.latency).censor(sample.waited_s, now)
+
+
+_NO_LOADS: Mapping[str, LoadSignal] = {}
 
 
 class Snapshot(Mapping[Key, Stats]):
-    """An immutable view at one moment: Stats per key plus the shared cooldowns (name -> until, epoch s)."""
+    """An immutable view at one moment: Stats per key plus the shared cooldowns (name -> until, epoch s)
+    and the self-hosted servers' load signals (backend -> the newest scrape any replica made)."""
 
-    __slots__ = ("_stats", "cooldowns", "at")
+    __slots__ = ("_stats", "cooldowns", "at", "loads")
 
-    def __init__(self, stats: Mapping[Key, Stats], cooldowns: Mapping[str, float], at: float) -> None:
+    def __init__(
+        self,
+        stats: Mapping[Key, Stats],
+        cooldowns: Mapping[str, float],
+        at: float,
+        loads: Mapping[str, LoadSignal] = _NO_LOADS,
+    ) -> None:
         self._stats = stats
         self.cooldowns = cooldowns
         self.at = at
+        self.loads = loads
 
     def __getitem__(self, key: Key) -> Stats:
         return self._stats[key]
@@ -76,6 +109,10 @@ class TelemetryStore(Protocol):
 
     def clear_cooldown(self, name: str) -> None: ...
 
+    def set_load(self, backend: str, signal: LoadSignal) -> None:
+        """A self-hosted server's scraped load (telemetry/loadsignals.py); the newest per backend wins."""
+        ...
+
     def snapshot(self) -> Snapshot: ...
 
     async def start(self) -> None: ...
@@ -92,12 +129,15 @@ class Remote:
     headroom: Headroom | None = None
     headroom_at: float | None = None
     retry_at: float | None = None
+    est: Estimates | None = None  # the freshest of the other replicas' estimates
+    stuck_since: float | None = None  # epoch s another replica's oldest overdue attempt began
 
 
 @dataclass(frozen=True, slots=True)
 class RemoteView:
     at: float
     keys: Mapping[Key, Remote] = field(default_factory=dict)
+    loads: Mapping[str, LoadSignal] = field(default_factory=dict)  # the newest of other replicas' scrapes
 
 
 @dataclass(slots=True)
@@ -110,6 +150,7 @@ class _State:
     retry_at: float | None = None
     window_at: float = -float("inf")  # when a snapshot last showed new samples of this key
     window_new: bool = False  # samples added since the snapshot's figures were computed
+    est: Estimates = field(default_factory=Estimates.empty)
 
 
 class MemoryStore:
@@ -129,6 +170,8 @@ class MemoryStore:
         self._window_every = window_every_s  # 0: every snapshot shows every sample
         self._states: dict[Key, _State] = {}
         self._cooldowns: dict[str, float] = {}
+        self._loads: dict[str, LoadSignal] = {}  # this replica's scrapes
+        self._loads_changed = False
         self._remote: RemoteView | None = None
         self._snap = Snapshot({}, {}, -float("inf"))
         self._changed: set[Key] = set()  # keys to refresh at the next snapshot
@@ -137,6 +180,9 @@ class MemoryStore:
         self._full = True  # recompute every key: decay moved them all, or the remote view changed
         self._full_at = -float("inf")
         self._cooldowns_changed = False
+        # Per key, how long (ms) the oldest overdue attempt has waited: the router's Watch.stuck_ms.
+        # Published to the other replicas (RedisStore), so every replica demotes a backend that hangs.
+        self.stuck: Callable[[], Mapping[Key, float]] | None = None
 
     def _state(self, key: Key) -> _State:
         state = self._states.get(key)
@@ -148,6 +194,7 @@ class MemoryStore:
         now = self._clock()
         state = self._state(key)
         state.window.add(sample, now)
+        learn(state.est, sample, now)
         if sample.outcome == "ok":
             state.aimd.on_success(state.in_flight)
         elif sample.outcome == "rate_limited":
@@ -177,6 +224,10 @@ class MemoryStore:
         if self._cooldowns.pop(name, None) is not None:
             self._cooldowns_changed = True
 
+    def set_load(self, backend: str, signal: LoadSignal) -> None:
+        self._loads[backend] = signal
+        self._loads_changed = True
+
     async def start(self) -> None:
         return None
 
@@ -192,10 +243,11 @@ class MemoryStore:
             self._changed |= self._deferred
             self._deferred.clear()
             self._deferred_since = float("inf")
-        if not (self._full or self._changed or self._cooldowns_changed):
+        if not (self._full or self._changed or self._cooldowns_changed or self._loads_changed):
             return self._snap
         remote = self._remote
-        if self._full:
+        full = self._full  # the remote view may have changed: its load signals too
+        if full:
             keys = self._states.keys() | remote.keys.keys() if remote is not None else self._states.keys()
             stats = {key: self._stats(key, remote, now) for key in keys}
             self._full, self._full_at = False, now
@@ -208,8 +260,23 @@ class MemoryStore:
         self._changed.clear()
         self._cooldowns_changed = False
         cooldowns = {name: until for name, until in self._cooldowns.items() if until > now}
-        self._snap = Snapshot(stats, cooldowns, now)
+        loads = self._snap.loads
+        if self._loads_changed or full:
+            self._loads_changed = False
+            loads = self._merged_loads(remote)
+        self._snap = Snapshot(stats, cooldowns, now, loads)
         return self._snap
+
+    def _merged_loads(self, remote: RemoteView | None) -> Mapping[str, LoadSignal]:
+        """Per backend, the newest scrape this replica or any other made."""
+        if remote is None or not remote.loads:
+            return dict(self._loads) if self._loads else _NO_LOADS
+        merged = dict(remote.loads)
+        for backend, mine in self._loads.items():
+            theirs = merged.get(backend)
+            if theirs is None or mine.at >= theirs.at:
+                merged[backend] = mine
+        return merged
 
     def _refresh(self, key: Key, prev: Stats | None, remote: RemoteView | None, now: float) -> Stats:
         """A changed key's Stats: its window figures recomputed if new samples may show, else carried over."""
@@ -242,28 +309,35 @@ class MemoryStore:
 
     @staticmethod
     def _live(state: _State | None, part: Remote | None) -> _Live:
-        """in_flight, local_in_flight, limit, headroom, headroom_at, retry_at: the figures that never wait."""
+        """in_flight, local_in_flight, limit, headroom, headroom_at, retry_at, estimates, stuck_since:
+        the figures that never wait."""
+        est: Estimates | None
         if state is None:
-            local, limit, headroom, headroom_at, retry_at = 0, None, None, None, None
+            local, limit, headroom, headroom_at, retry_at, est = 0, None, None, None, None, None
         else:
             local, limit = state.in_flight, state.aimd.limit
             headroom, headroom_at, retry_at = state.headroom, state.headroom_at, state.retry_at
+            est = state.est.copy()  # the snapshot keeps its figures while the state learns on
         if part is None:
-            return local, local, limit, headroom, headroom_at, retry_at
+            return local, local, limit, headroom, headroom_at, retry_at, est, None
         if part.headroom_at is not None and (headroom_at is None or part.headroom_at > headroom_at):
             headroom, headroom_at = part.headroom, part.headroom_at
         if part.retry_at is not None and (retry_at is None or part.retry_at > retry_at):
             retry_at = part.retry_at
-        return local + part.in_flight, local, limit, headroom, headroom_at, retry_at
+        if part.est is not None:
+            est = part.est if est is None else est.merge(part.est)
+        return local + part.in_flight, local, limit, headroom, headroom_at, retry_at, est, part.stuck_since
 
     # The local half as RedisStore publishes it.
-    def _local_entries(
-        self, now: float
-    ) -> list[tuple[Key, list[float], int, Headroom | None, float | None, float | None]]:
+    def _local_entries(self, now: float) -> list[_Entry]:
+        stuck = self.stuck() if self.stuck is not None else {}
         return [
-            (key, s.window.vector(now), s.in_flight, s.headroom, s.headroom_at, s.retry_at)
+            (
+                key, s.window.vector(now), s.in_flight, s.headroom, s.headroom_at, s.retry_at, s.est,
+                now - stuck[key] / 1000 if key in stuck else None,
+            )
             for key, s in self._states.items()
-        ]
+        ]  # fmt: skip
 
     def _set_remote(self, remote: RemoteView | None, cooldowns: dict[str, float] | None = None) -> None:
         self._remote = remote

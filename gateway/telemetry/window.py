@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from gateway.telemetry.estimators import Estimates
 from gateway.telemetry.headroom import Headroom
 
 OUTCOMES = (
@@ -48,6 +49,10 @@ class Sample:
     duration_s: float | None = None
     output_tokens: int | None = None
     headroom: Headroom | None = None
+    # Ended (hedged away, cancelled, timed out) after waiting this long without a first byte: a censored
+    # figure, "at least this long", for the TTFT (a stream) or the latency (a whole answer).
+    waited_s: float | None = None
+    stream: bool = False
 
 
 def bucket(ttft_s: float) -> int:
@@ -186,6 +191,8 @@ class Stats:
     headroom: Headroom | None  # the latest an upstream told any replica
     headroom_at: float | None  # wall-clock epoch seconds of that response
     retry_at: float | None  # epoch s before which an upstream asked (Retry-After) not to be called again
+    est: Estimates | None = None  # peak-sensitive, recency-weighted figures (telemetry/estimators.py)
+    stuck_since: float | None = None  # epoch s: another replica's oldest overdue attempt began (stuck)
 
     def with_live(
         self,
@@ -195,12 +202,14 @@ class Stats:
         headroom: Headroom | None,
         headroom_at: float | None,
         retry_at: float | None,
+        est: Estimates | None = None,
+        stuck_since: float | None = None,
     ) -> Stats:
         """The same window figures with new live ones: `dataclasses.replace` at a third of its cost."""
         return Stats(
             self.samples, self.outcomes, self.failure_rate, self.rate_limited_rate, self.ttft_s,
             self.ttft_p50_s, self.ttft_p95_s, self.ttft_samples, self.tokens_per_s, self.latency_s,
-            in_flight, local_in_flight, limit, headroom, headroom_at, retry_at,
+            in_flight, local_in_flight, limit, headroom, headroom_at, retry_at, est, stuck_since,
         )  # fmt: skip
 
     def requests_remaining(self, now: float) -> int | None:
@@ -231,6 +240,8 @@ def make_stats(
     headroom: Headroom | None,
     headroom_at: float | None,
     retry_at: float | None,
+    est: Estimates | None = None,
+    stuck_since: float | None = None,
 ) -> Stats:
     """Stats from a vector already decayed to the moment of the snapshot."""
     outcomes = MappingProxyType(dict(zip(OUTCOMES, vec[:_N_OUT], strict=True)))
@@ -256,4 +267,6 @@ def make_stats(
         headroom=headroom,
         headroom_at=headroom_at,
         retry_at=retry_at,
+        est=est,
+        stuck_since=stuck_since,
     )

@@ -152,7 +152,7 @@ async def _run_all(
         return list(
             await asyncio.gather(
                 *(
-                    replay(t, adapters[t.provider], transport, cycle(items), load, cap, progress)
+                    replay(t, adapters[t.adapter_key], transport, cycle(items), load, cap, progress)
                     for t in targets
                 )
             )

@@ -14,7 +14,7 @@ from gateway.providers.base import Adapter, ProviderError, Target, Usage
 from gateway.providers.credentials import authorize, authorize_now
 from gateway.providers.stream import UpstreamStream
 from gateway.routing.router import cost_usd
-from gateway.telemetry.headroom import Headroom, parse_headroom
+from gateway.telemetry.headroom import Headroom
 from gateway.upstream import Deadlines, Transport
 from gateway.workbench.workload import Item
 
@@ -169,7 +169,7 @@ async def send_one(target: Target, adapter: Adapter, transport: Transport, item:
         if not authorize_now(upstream, target):  # signed last, as the router does
             upstream = await authorize(upstream, target)
         reply = await transport.send(upstream, DEADLINES)
-        sample.headroom = parse_headroom(reply.headers)
+        sample.headroom = adapter.headroom(reply.headers)  # in the backend's dialect
         if reply.status >= 300:
             raise adapter.parse_error(reply.status, reply.headers, await reply.read(), target)
         stream = UpstreamStream(

@@ -68,13 +68,25 @@ def test_a_probe_says_so_then_the_objective_wins_again(
 ) -> None:
     caplog.set_level(logging.INFO, logger="routeway")
     policy = default_policy(sims)
-    policy["routes"][0]["probe_interval_s"] = 60  # `fast` was never tried: due at once, then not for 60 s
+    # `fast` was never tried: due at once, then not for 60 s. A route saves its probe share up before its
+    # first probe (a newcomer's first answers follow the objective): a share of 1 allows one at once.
+    policy["routes"][0].update(probe_interval_s=60, probe_share=1.0)
     with GatewayThread(policy, tmp_path, reload_policies=False) as gw:
         first = chat_raw(gw, "pick-probe")
         assert (first.headers["x-routeway-backend"], first.headers["x-routeway-pick"]) == ("fast", "probe")
+        assert first.headers["x-routeway-probe"] == "true"
         assert access_line(caplog, "pick-probe")["pick"] == "probe"
         second = chat_raw(gw, "pick-after-probe")
         assert (second.headers["x-routeway-backend"], second.headers["x-routeway-pick"]) == ("cheap", "best")
+        assert "x-routeway-probe" not in second.headers
+
+
+def test_a_fresh_route_does_not_probe_a_newcomers_first_requests(sims: SimThread, tmp_path: Path) -> None:
+    policy = default_policy(sims)
+    policy["routes"][0]["probe_interval_s"] = 60  # the default probe_share (1%) saves up for 100 requests
+    with GatewayThread(policy, tmp_path, reload_policies=False) as gw:
+        seen = [chat_raw(gw, f"newcomer-{i}").headers for i in range(5)]
+    assert [(h["x-routeway-backend"], h["x-routeway-pick"]) for h in seen] == [("cheap", "best")] * 5
 
 
 def test_an_unmeasured_backend_first_try_says_so(sims: SimThread, tmp_path: Path) -> None:

@@ -202,7 +202,12 @@ def test_explain_ranks_without_calling_upstream(gateway: GatewayThread, sims: Si
     assert after == before
 
 
-def test_objective_header_changes_the_choice(client: openai.OpenAI) -> None:
+def test_objective_header_changes_the_choice(client: openai.OpenAI, sims: SimThread) -> None:
+    # Both simulated backends answer in ~2 ms: earlier tests in this module measured them alike, so give
+    # `fastest` a real difference to act on, and let the gateway measure it (a stream: a TTFT sample).
+    sims.control("cheap", ttft_ms=60)
+    for _ in client.chat.completions.create(model="chat", messages=MSG, max_tokens=2, stream=True):
+        pass
     raw = client.chat.completions.with_raw_response.create(
         model="chat", messages=MSG, max_tokens=2, extra_headers={"x-routeway-objective": "fastest"}
     )

@@ -91,7 +91,14 @@ def replica_policy(sims: SimThread) -> dict[str, Any]:
     for name in ("fast", "cheap"):
         policy["backends"][name]["models"]["chat"].pop("ttft_ms", None)
     policy["resilience"] = {
-        "breaker": {"consecutive_failures": 3, "cooldown_s": 30, "max_cooldown_s": 30, "slow_start_s": 0}
+        # The sims' 503s are fast failures, re-trialled every fast_cooldown_s by default: stay open here.
+        "breaker": {
+            "consecutive_failures": 3,
+            "cooldown_s": 30,
+            "max_cooldown_s": 30,
+            "slow_start_s": 0,
+            "fast_cooldown_s": 30,
+        }
     }
     return policy
 

@@ -314,3 +314,28 @@ def test_a_cluster_failover_is_an_outage_then_sharing_resumes_on_the_promoted_re
     finally:
         cluster.stop()
     assert any("again" in r.getMessage() for r in logs.records)  # the outage was seen and ended
+
+
+def test_replicas_agree_on_the_newest_load_signal(redis_url: str) -> None:
+    """A self-hosted server scraped by one replica is seen by the other (telemetry/loadsignals.py), and
+    when both scrape it the newest scrape wins on both sides."""
+    from gateway.telemetry.loadsignals import LoadSignal
+
+    async def scenario() -> None:
+        a, b = pair(SharedRedis((redis_url,), cluster=False))
+        await a.start()
+        await b.start()
+        try:
+            now = time.time()
+            full = LoadSignal(now, 6.0, 8.0, 0.97, None, "vllm")
+            a.set_load("local-vllm", full)
+            await within(1.0, b, lambda s: s.loads.get("local-vllm") == full)
+            drained = LoadSignal(now + 0.5, 0.0, 2.0, 0.2, None, "vllm")
+            b.set_load("local-vllm", drained)  # b's own scrape, newer
+            await within(1.0, a, lambda s: s.loads.get("local-vllm") == drained)
+            assert b.snapshot().loads["local-vllm"] == drained
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(scenario())

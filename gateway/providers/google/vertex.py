@@ -5,13 +5,17 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import orjson
 
 from gateway.providers.base import FailureKind, ProviderError, Target
 from gateway.providers.openai_compat import CONTEXT_LENGTH, OpenAICompatAdapter, retry_after
 from gateway.redact import scrub
+
+if TYPE_CHECKING:
+    from gateway.policy.model import Backend
 
 GLOBAL_HOST = "https://aiplatform.googleapis.com"
 
@@ -50,6 +54,24 @@ def api_root(project: str, location: str, endpoint: str = "openapi", base_url: s
     else:
         host = f"https://{location}-aiplatform.googleapis.com"
     return f"{host}/v1/projects/{project}/locations/{location}/endpoints/{endpoint}"
+
+
+def backend_root(backend: Backend) -> str:
+    """A vertex backend's API root from its keys (the registry's `root` for this kind)."""
+    assert backend.project is not None and backend.location is not None  # the schema requires them
+    return api_root(backend.project, backend.location, backend.endpoint or "openapi", backend.base_url)
+
+
+def config_problems(fields: Mapping[str, Any]) -> list[str]:
+    """What a vertex backend may not have beyond the keys the registry checks: a key (it authenticates
+    with Application Default Credentials), or a base_url with a path (the path is Vertex's)."""
+    problems = []
+    if fields.get("api_key_env") is not None:
+        problems.append("vertex authenticates with Application Default Credentials, not api_key_env")
+    url = fields.get("base_url")
+    if isinstance(url, str) and urlsplit(url).path not in ("", "/"):
+        problems.append("vertex's base_url is a scheme and host only: the /v1/projects/... path is Vertex's")
+    return problems
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,7 +96,9 @@ def test_deploy_policy_is_the_demo_policy_pointed_at_the_sim_service() -> None:
     deploy = yaml.safe_load((DEPLOY / "policies" / "demo.yaml").read_text())
     shipped = yaml.safe_load((ROOT / "policies" / "demo.yaml").read_text())
     for backend in shipped["backends"].values():
-        backend["base_url"] = backend["base_url"].replace("127.0.0.1", "sim")
+        for key in ("base_url", "metrics_url"):
+            if key in backend:
+                backend[key] = backend[key].replace("127.0.0.1", "sim")
     assert deploy == shipped
 
 

@@ -120,6 +120,10 @@ class PrometheusClientMetrics:
         self.shadow_in_flight = Gauge(name, docs[name][0], docs[name][1], registry=r)
         self.shadow_duration = histogram("routeway_shadow_duration_seconds", lat)
         self.shadow_ttft = histogram("routeway_shadow_ttft_seconds", ttft)
+        self.load_scrapes = counter("routeway_load_scrapes")
+
+    def load_scraped(self, backend: str, ok: bool) -> None:
+        self.load_scrapes.labels(backend, "ok" if ok else "failed").inc()
 
     def team_spend(self, team: str, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
         self.team_tokens.labels(team, "input").inc(input_tokens)
@@ -213,6 +217,8 @@ def feed(m: Metrics | PrometheusClientMetrics, n: int) -> None:
         m.request_finished(req)
         if i % 5 == 0:  # a virtual key's settlement
             m.team_spend(f"team-{i % 3}", i % 4, i % 5, (i % 3) * 1e-5)
+        if i % 4 == 0:  # a self-hosted backend's metrics page scraped, or not
+            m.load_scraped(("local-a", "local-b")[i % 3 == 0], i % 7 != 0)
         feed_shadow(m, i)
 
 
@@ -249,6 +255,7 @@ def test_renders_exactly_like_prometheus_clients_own_metrics() -> None:
     assert 'le="+Inf"' in body and "routeway_upstream_ttft_seconds_sum{" in body
     assert 'routeway_shadow_skipped_total{reason="daily_cap",route="fast"}' in body
     assert "routeway_shadow_ttft_seconds_sum{" in body and "routeway_shadow_in_flight " in body
+    assert 'routeway_load_scrapes_total{backend="local-b",outcome="failed"}' in body
     assert body == rendered(reference)
 
 

@@ -89,7 +89,7 @@ SINGLE_FILE_CASES: list[tuple[str, dict[str, Any] | str, str, str]] = [
     ("top level list", "- backends\n", "-", "top level must be a mapping, not list"),
     ("top level scalar", "hello\n", "-", "top level must be a mapping, not str"),
     ("unknown top key", changed(("backend", {})), "backend", "unknown key"),
-    ("unknown backend key", changed(("backends|groq|region", "eu")), "backends.groq.region", "unknown key"),
+    ("unknown backend key", changed(("backends|groq|zone", "eu")), "backends.groq.zone", "unknown key"),
     (
         "unknown model key",
         changed(("backends|groq|models|llama-3.3-70b|price", 1)),
@@ -135,7 +135,7 @@ SINGLE_FILE_CASES: list[tuple[str, dict[str, Any] | str, str, str]] = [
         "unknown provider",
         changed(("backends|groq|provider", "bedrockx")),
         "backends.groq.provider",
-        "unknown provider 'bedrockx'; known: openai",
+        "unknown provider 'bedrockx'; known: bedrock, openai, sagemaker",
     ),
     (
         "route names a missing backend",

@@ -152,3 +152,45 @@ def test_run_survives_a_failing_on_change(tmp_path: Path, caplog: pytest.LogCapt
         asyncio.run(scenario())
     assert "failed; keeping the last good one" in caplog.records[0].getMessage()
     assert caplog.records[0].exc_info is not None
+
+
+def test_a_change_in_an_included_file_in_another_folder_is_applied(tmp_path: Path) -> None:
+    """The watcher watches the folders of the files the policy includes, and starts watching a folder an
+    include names once a reload brings it in."""
+    common = tmp_path / "common"
+    common.mkdir()
+    base = common / "base.yaml"
+    base.write_text(policy_text("cheapest"))
+    later = tmp_path / "later"
+    later.mkdir()
+    extra = later / "extra.yaml"
+    extra.write_text("routes: [{name: default, objective: balanced}]\n")
+    root = tmp_path / "conf"
+    root.mkdir()
+    file = root / "policy.yaml"
+    file.write_text("include: [../common/base.yaml]\n")
+    seen: list[LoadedPolicy] = []
+    watcher = PolicyWatcher(file, seen.append, logging.getLogger(LOGGER))
+
+    async def scenario() -> None:
+        task = asyncio.create_task(watcher.run())
+        try:
+            await eventually(lambda: None, lambda: len(seen) == 1)
+            assert objective_of(seen[0]) == "cheapest" and base.resolve() in {
+                f.resolve() for f in seen[0].files
+            }
+
+            await eventually(lambda: base.write_text(policy_text("fastest")), lambda: len(seen) == 2)
+            assert objective_of(seen[-1]) == "fastest"
+
+            # A new include in a folder not watched so far: its later edits are noticed too.
+            include = "include: [../common/base.yaml, ../later/extra.yaml]\n"
+            await eventually(lambda: file.write_text(include), lambda: len(seen) == 3)
+            assert objective_of(seen[-1]) == "balanced"
+            edited = "routes: [{name: default, objective: greenest}]\n"
+            await eventually(lambda: extra.write_text(edited), lambda: len(seen) == 4)
+            assert objective_of(seen[-1]) == "greenest"
+        finally:
+            await stop(task)
+
+    asyncio.run(scenario())

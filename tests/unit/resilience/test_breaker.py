@@ -104,3 +104,35 @@ def test_retry_budget() -> None:
     assert not budget.try_spend()
     clock.t += 11
     assert budget.try_spend()  # the window moved on
+
+
+def test_fast_failures_retrial_every_fast_cooldown_without_doubling() -> None:
+    b, clock = make(consecutive_failures=1, cooldown_s=5, fast_cooldown_s=1, slow_start_s=10)
+    assert b.failure("k", fast=True) is True
+    assert b.peek("k") == ("open", 1.0)
+    for _ in range(3):  # each failed trial: open again for 1 s, not 2, 4, 8
+        clock.t += 1
+        assert b.admit("k")
+        assert b.failure("k", fast=True)
+        assert b.peek("k") == ("open", 1.0)
+    clock.t += 1
+    assert b.admit("k")
+    b.success("k")
+    assert b.weight("k") == 0.1  # slow start, over 2 x fast_cooldown_s rather than slow_start_s
+    clock.t += 1
+    assert b.weight("k") == 0.5
+    clock.t += 1
+    assert b.weight("k") == 1.0
+
+
+def test_a_hang_after_fast_failures_starts_the_doubling_afresh() -> None:
+    b, clock = make(consecutive_failures=1, cooldown_s=2, max_cooldown_s=60, fast_cooldown_s=1)
+    b.failure("k", fast=True)
+    clock.t += 1
+    b.admit("k")
+    assert b.failure("k")  # a timeout: slow
+    assert b.peek("k") == ("open", 2.0)
+    clock.t += 2
+    b.admit("k")
+    b.failure("k")
+    assert b.peek("k") == ("open", 4.0)

@@ -152,3 +152,31 @@ def test_explain_plans_without_adopting_shared_openings_a_request_adopts_them() 
     assert h.breakers.peek(health_key(cheap))[0] == "closed"  # explain changed nothing
     router.plan(cat, CHAT, body())
     assert h.breakers.peek(health_key(cheap))[0] == "open"
+
+
+@pytest.mark.parametrize(
+    ("outcome", "took_s", "open_s"),
+    [
+        ("server", 0.005, 1.0),  # a 503 in milliseconds: re-trialled in a second
+        ("connect", 0.001, 1.0),  # connection refused
+        ("server", 3.0, 5.0),  # a slow 5xx: the doubling cooldown
+        ("timeout", 0.2, 5.0),  # a timeout is never 'fast', whatever its duration
+    ],
+)
+def test_what_a_failure_cost_sets_the_retrial_cadence(outcome: str, took_s: float, open_s: float) -> None:
+    h, _ = health(consecutive_failures=1, cooldown_s=5, fast_cooldown_s=1, fast_failure_s=0.5)
+    rec = AttemptRecord(A, 1, outcome=outcome, duration_s=took_s)
+    h.attempt_finished(RequestRecord("r", "chat", "/x"), rec)
+    assert h.breakers.peek(health_key(A)) == ("open", open_s)
+
+
+def test_a_half_open_breaker_is_trial_ready_until_its_trial_is_taken() -> None:
+    h, clock = health(consecutive_failures=1, fast_cooldown_s=1)
+    h.attempt_finished(
+        RequestRecord("r", "chat", "/x"), AttemptRecord(A, 1, outcome="server", duration_s=0.01)
+    )
+    assert not h.trial_ready(A) and not h.trial_ready(B)
+    clock.t += 1
+    assert h.trial_ready(A)
+    assert h.admit(A)
+    assert not h.trial_ready(A)

@@ -50,7 +50,8 @@ def test_waiting_attempt_makes_a_backend_slow_now_and_probeable() -> None:
     c = Constraints(max_ttft_ms=400)
     ranked, dropped = rank([A, B], "cheapest", EST, constraints=c, waiting_ms={("a", "m"): 900.0})
     assert [s.target.backend for s in ranked] == ["b"]
-    assert dropped[0].backend == "a" and "900 ms" in dropped[0].reason
+    # 800 ms late on its 100 ms: expected about as much later again (2 x 900 - 100)
+    assert dropped[0].backend == "a" and "1700 ms" in dropped[0].reason
     assert dropped[0].probe is not None and dropped[0].probe.target is A
 
 
@@ -73,3 +74,53 @@ def test_answered_backends_leave_the_waiting_list() -> None:
     assert w._waiting == {}  # nothing left to walk per request
     w.started(B, 3)
     assert w.waiting_ms() == {("b", "m"): 0.0}
+
+
+def test_an_attempt_is_stuck_once_well_past_its_expected_duration() -> None:
+    clock = Clock()
+    w = Watch(clock)
+    w.started(A, 1, expected_s=0.5)  # due after max(1 s, 4 x 0.5 s) = 2 s
+    w.started(B, 2, expected_s=0.1)  # due after the 1 s floor
+    w.started(C, 3)  # no expectation: never stuck
+    clock.t += 1.5
+    assert w.stuck_ms() == {("b", "m"): pytest.approx(1500.0)}
+    clock.t += 1.0
+    assert w.stuck_ms() == {("a", "m"): pytest.approx(2500.0), ("b", "m"): pytest.approx(2500.0)}
+    w.answered(A, 1)
+    w.answered(B, 2)
+    assert w.stuck_ms() == {}
+
+
+def test_probe_allowance_saves_up_a_share_per_request_or_one_per_interval() -> None:
+    clock = Clock()
+    w = Watch(clock)
+    assert not any(w.may_probe("r", 0.01, 10.0) for _ in range(99))  # a newcomer's first requests
+    assert w.may_probe("r", 0.01, 10.0) is True  # the 100th: 1% of requests
+    w.spend("r")
+    assert w.may_probe("r", 0.01, 10.0) is False
+    clock.t += 10
+    assert w.may_probe("r", 0.0, 10.0) is True  # a quiet route still renews its figures once per interval
+
+
+def test_spending_the_allowance_bounds_probes_to_the_share() -> None:
+    clock = Clock()
+    w = Watch(clock)
+    probes = 0
+    for _ in range(10_000):  # 100 s at 100 req/s
+        clock.t += 0.01
+        if w.may_probe("r", 0.01, 10.0):
+            w.spend("r")
+            probes += 1
+    assert 99 <= probes <= 101  # 1% of requests, plus at most the interval's allowance
+    assert w.may_probe("other", 0.01, 10.0) is False  # routes are budgeted apart
+
+
+def test_a_waiting_attempt_inflates_the_ranking_figures_but_not_what_an_attempt_should_take() -> None:
+    calm, _ = rank([A], "cheapest", EST)
+    waited, _ = rank([A], "cheapest", EST, waiting_ms={("a", "m"): 900.0})
+    assert waited[0].ttft_ms == 1700.0 and calm[0].ttft_ms == 100.0
+    assert (waited[0].expected_ttft_ms, waited[0].expected_ms) == (
+        100.0,
+        200.0,
+    )  # 100 ms + 10 tokens at 100/s
+    assert (calm[0].expected_ttft_ms, calm[0].expected_ms) == (100.0, 200.0)

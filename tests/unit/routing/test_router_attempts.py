@@ -11,7 +11,7 @@ import pytest
 
 from gateway.errors import AllBackendsFailed, GatewayError, RateLimited, UpstreamRejected
 from gateway.providers.base import ProviderError, UpstreamRequest
-from gateway.routing.router import Completed, OpenStream
+from gateway.routing.router import Completed, OpenStream, per_try_s
 from tests.mock_transport import HANG, MockReply, Wait, backend_of, chat_doc, chunk_doc, sse
 from tests.unit.routing.router_kit import Kit, body, catalog
 
@@ -260,3 +260,45 @@ def test_a_request_cancelled_before_its_hedge_fires_cancels_the_primary() -> Non
 
     asyncio.run(run())
     assert kit.balanced()
+
+
+# --- per-try deadlines (issue 14) ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("backends", "timeouts", "max_tokens", "expected_s", "left_s", "deadline_s"),
+    [
+        ("ab", {}, 10, 0.1, 10.0, 2.0),  # 4 x 0.1 s, but never under first_token_s
+        ("ab", {}, 10, 2.0, 10.0, 5.0),  # 4 x 2 s, but half of total_s leaves room for the failover
+        ("a", {}, 10, 2.0, 10.0, 8.0),  # no other backend to fail over to: 4 x 2 s
+        ("ab", {}, None, 0.1, 10.0, 10.0),  # unbounded output: no prediction to trust, total_s as before
+        ("ab", {"per_try_s": 1.0}, None, 0.1, 10.0, 1.0),  # an explicit cap applies to every attempt
+        ("ab", {"per_try_factor": None}, 10, 0.1, 10.0, 10.0),  # off
+        ("ab", {}, 10, 0.1, 0.5, 0.5),  # never past the request's own deadline
+    ],
+)
+def test_a_non_streaming_attempt_gets_a_per_try_deadline(
+    backends: str,
+    timeouts: dict[str, Any],
+    max_tokens: int | None,
+    expected_s: float,
+    left_s: float,
+    deadline_s: float,
+) -> None:
+    kit = Kit(scripted({}), catalog(backends, timeouts=timeouts))
+    extra = {"max_tokens": max_tokens} if max_tokens is not None else {}
+    plan = kit.plan(body(**extra))
+    assert per_try_s(plan, expected_s, left_s) == pytest.approx(deadline_s)
+
+
+def test_a_hung_backend_leaves_room_for_the_failover() -> None:
+    """Issue 14's hang: the attempt's own deadline ends it early enough for another backend to answer."""
+
+    async def handler(req: UpstreamRequest) -> MockReply:
+        await asyncio.sleep(30 if backend_of(req) == "a" else 0)
+        return MockReply(200, chat_doc())
+
+    kit = Kit(handler, catalog("ab", timeouts={"first_token_s": 0.05, "total_s": 0.6}))
+    done = asyncio.run(kit.router.complete(kit.plan(body(max_tokens=5)), body(max_tokens=5), kit.req))
+    assert done.target.backend == "b"
+    assert kit.tried() == ["a", "b"] and kit.outcomes() == ["timeout", "ok"] and kit.balanced()

@@ -9,6 +9,7 @@ import pytest
 from gateway.policy.model import Objective, Weights
 from gateway.routing.scoring import Constraints, Estimate, rank
 from gateway.telemetry import Headroom, Stats
+from gateway.telemetry.estimators import Estimates
 from tests.unit.targets import target
 
 BASE = target(backend="", ttft_ms=100, tokens_per_s=100)
@@ -184,3 +185,107 @@ def test_balanced_weighs_each_dimension_against_the_worst_candidate() -> None:
     for s in ranked:
         assert s.score == pytest.approx(s.cost_usd / worst_cost + s.latency_ms / worst_latency)
     assert by_name["fast"].score == pytest.approx(1.0 + by_name["fast"].latency_ms / worst_latency)
+
+
+# --- issue 14: recency-weighted estimates, forgiving with age, stuck attempts ---------------------------
+
+NOW = 1_000_000.0
+
+
+def estimates(
+    ttft: list[tuple[float, float]] | None = None, fail: list[tuple[float, float]] | None = None
+) -> Estimates:
+    """Estimates fed (seconds before NOW, value) pairs, oldest first."""
+    e = Estimates.empty()
+    for ago, x in ttft or []:
+        e.ttft.add(x, NOW - ago)
+    for ago, x in fail or []:
+        e.failure.add(x, NOW - ago)
+    return e
+
+
+def test_a_step_above_max_ttft_drops_the_backend_at_the_next_request() -> None:
+    """Issue 14's 'slow to notice': one slow sample after many good ones is enough."""
+    steady = [(10 - i * 0.01, 0.25) for i in range(900)]
+    e = estimates(steady + [(0.0, 0.9)])
+    live = {("cheap", "m"): stats(ttft_p50_s=0.25, ttft_samples=900.0, est=e)}
+    c = Constraints(max_ttft_ms=500)
+    ranked, dropped = rank([CHEAP_SLOW, MIDDLE], "cheapest", EST, telemetry=live, constraints=c, now=NOW)
+    assert [s.target.backend for s in ranked] == ["mid"]
+    assert dropped[0].backend == "cheap" and "900 ms" in dropped[0].reason
+
+
+@pytest.mark.parametrize(
+    ("forgive_s", "age_s", "leads", "forgiven"),
+    [
+        (None, 30.0, "mid", False),  # exploration off: the peak stands however old
+        (1.0, 0.0, "mid", False),  # just measured slow: no forgiving yet
+        (1.0, 3.0, "fast", True),  # 3 half-lives later: decayed toward its last-good 50 ms, it leads
+    ],
+)
+def test_an_old_peak_is_forgiven_with_age(
+    forgive_s: float | None, age_s: float, leads: str, forgiven: bool
+) -> None:
+    """The blocker of the earlier attempt: a backend measured slow once and then never tried is forgiven."""
+    e = estimates([(age_s + 1, 0.05), (age_s, 2.0)])
+    live = {("fast", "m"): stats(est=e)}
+    ranked, _ = rank([FAST_PRICEY, MIDDLE], "fastest", EST, telemetry=live, now=NOW, forgive_s=forgive_s)
+    assert ranked[0].target.backend == leads
+    assert ranked[0].forgiven is forgiven and ranked[0].forgiven_lead is forgiven  # leads only thanks to age
+    fast = next(s for s in ranked if s.target.backend == "fast")
+    assert fast.age_s == pytest.approx(age_s)
+
+
+def test_nothing_is_forgiven_while_an_attempt_waits_on_it() -> None:
+    e = estimates([(4.0, 0.05), (3.0, 2.0)])
+    live = {("fast", "m"): stats(est=e)}
+    waiting = {("fast", "m"): 10.0}
+    ranked, _ = rank(
+        [FAST_PRICEY, MIDDLE], "fastest", EST, telemetry=live, now=NOW, forgive_s=1.0, waiting_ms=waiting
+    )
+    assert ranked[0].target.backend == "mid"  # the probe is out: others serve until it answers
+
+
+def test_failures_weigh_recency_weighted_and_are_forgiven_with_age() -> None:
+    a = replace(MIDDLE, backend="a")
+    b = replace(MIDDLE, backend="b", input_price=0.9)  # pricier: a wins once its failures are forgiven
+    e = estimates(fail=[(3.0 - i * 0.01, 1.0) for i in range(100)])
+    live = {("a", "m"): stats(est=e)}
+    ranked, _ = rank([a, b], "cheapest", EST, telemetry=live, now=NOW)
+    assert [s.target.backend for s in ranked] == ["b", "a"]
+    ranked, _ = rank([a, b], "cheapest", EST, telemetry=live, now=NOW, forgive_s=0.5)
+    assert [s.target.backend for s in ranked] == ["a", "b"] and ranked[0].forgiven_lead
+
+
+def test_a_leader_that_would_lead_anyway_is_no_probe() -> None:
+    """Under `cheapest` a decayed TTFT peak changes nothing: the cheap backend leads on price either way."""
+    e = estimates([(4.0, 0.25), (3.0, 0.4)])
+    live = {("cheap", "m"): stats(est=e)}
+    ranked, _ = rank([CHEAP_SLOW, MIDDLE], "cheapest", EST, telemetry=live, now=NOW, forgive_s=1.0)
+    assert ranked[0].target.backend == "cheap" and ranked[0].forgiven and not ranked[0].forgiven_lead
+
+
+def test_a_backend_over_max_ttft_is_retried_once_its_forgiven_estimate_meets_it() -> None:
+    e = estimates([(4.0, 0.25), (3.0, 0.9)])
+    live = {("cheap", "m"): stats(est=e)}
+    c = Constraints(max_ttft_ms=500)
+    ranked, dropped = rank([CHEAP_SLOW, MIDDLE], "cheapest", EST, telemetry=live, constraints=c, now=NOW)
+    assert [s.target.backend for s in ranked] == ["mid"] and dropped[0].backend == "cheap"
+    ranked, dropped = rank(
+        [CHEAP_SLOW, MIDDLE], "cheapest", EST, telemetry=live, constraints=c, now=NOW, forgive_s=1.0
+    )
+    assert ranked[0].target.backend == "cheap" and ranked[0].forgiven_lead and dropped == []
+
+
+@pytest.mark.parametrize("objective", ["cheapest", "fastest", "greenest", "balanced"])
+def test_a_stuck_backend_is_demoted_under_every_objective(objective: Objective) -> None:
+    stuck = {("cheap", "m"): 4000.0}
+    ranked, _ = rank([CHEAP_SLOW, FAST_PRICEY, MIDDLE], objective, EST, stuck_ms=stuck)
+    assert ranked[-1].target.backend == "cheap" and "stuck" in (ranked[-1].demoted or "")
+
+
+def test_a_backend_stuck_on_another_replica_is_demoted_here() -> None:
+    live = {("cheap", "m"): stats(stuck_since=NOW - 3.0)}
+    ranked, _ = rank([CHEAP_SLOW, MIDDLE], "cheapest", EST, telemetry=live, now=NOW)
+    assert ranked[-1].target.backend == "cheap"
+    assert ranked[-1].demoted == "stuck: another replica's attempt has waited 3.0s"

@@ -33,7 +33,7 @@ def test_openai_compat_adapter_parses_x_ratelimit() -> None:
 
 
 def test_the_recorder_asks_the_targets_adapter(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(registry._ADAPTERS, "own", OwnHeaders())
+    monkeypatch.setitem(registry._KINDS, "own", registry.Kind(OwnHeaders()))
     store = MemoryStore()
     recorder = TelemetryRecorder(store)
     req = RequestRecord("r", "chat", "/x")

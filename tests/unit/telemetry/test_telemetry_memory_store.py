@@ -261,3 +261,60 @@ def test_snapshot_lookups() -> None:
     assert KEY in snap and OTHER not in snap
     assert snap.get(OTHER) is None and snap.get(OTHER, "none") == "none"
     assert snap.get(KEY) is snap[KEY]
+
+
+# --- issue 14: recency-weighted estimates and stuck attempts ride with the telemetry ------------------------
+
+
+@pytest.mark.parametrize(
+    ("sample", "ttft", "latency", "failure"),
+    [
+        (Sample("ok", ttft_s=0.2, duration_s=1.0, stream=True), 0.2, None, 0.0),
+        (Sample("ok", duration_s=0.7), None, 0.7, 0.0),  # a whole answer: its duration is its latency
+        (Sample("server", duration_s=0.01), None, None, 1.0),
+        (Sample("cancelled", duration_s=2.0, waited_s=2.0, stream=True), 2.0, None, None),  # censored
+        (Sample("timeout", duration_s=2.0, waited_s=2.0), None, 2.0, 1.0),
+        (Sample("client", duration_s=0.01), None, None, None),  # the caller's fault says nothing
+    ],
+)
+def test_every_outcome_feeds_the_estimates_at_once(
+    sample: Sample, ttft: float | None, latency: float | None, failure: float | None
+) -> None:
+    store, _ = make()
+    store.record(KEY, sample)
+    est = store.snapshot()[KEY].est
+    assert est is not None
+    assert (est.ttft.value, est.latency.value, est.failure.value) == (ttft, latency, failure)
+
+
+def test_a_slow_sample_shows_in_the_next_snapshot_and_the_snapshot_keeps_its_copy() -> None:
+    store, clock = make()
+    store.record(KEY, Sample("ok", ttft_s=0.25, stream=True))
+    before = store.snapshot()[KEY].est
+    clock.now += 0.001  # well inside the window figures' throttle: the estimate does not wait
+    store.record(KEY, Sample("ok", ttft_s=0.9, stream=True))
+    after = store.snapshot()[KEY].est
+    assert before is not None and after is not None
+    assert (before.ttft.value, after.ttft.value) == (0.25, 0.9)
+
+
+def test_remote_estimates_and_stuck_attempts_merge_into_the_stats() -> None:
+    from gateway.telemetry.estimators import Estimates
+    from gateway.telemetry.redis_store import _merge
+
+    mine = Estimates.empty()
+    mine.ttft.add(0.9, 1000.0)
+    theirs = Estimates.empty()
+    theirs.ttft.add(0.05, 1003.0)  # another replica's probe, later
+    entry = ["groq", KEY[1], 1, None, None, None, [0.0] * WIDTH, theirs.to_list(), 1002.5]
+    keys: dict[tuple[str, str], Remote] = {}
+    _merge(keys, [entry, [*entry[:8], 1001.0], entry[:7]], 1.0)  # two replicas, one of an older version
+    part = keys[KEY]
+    assert part.stuck_since == 1001.0 and part.est is not None and part.est.ttft.value == 0.05
+    store, clock = make()
+    clock.now = 1004.0
+    store.record(KEY, Sample("ok", ttft_s=0.9, stream=True))
+    store._states[KEY].est = mine
+    store._set_remote(RemoteView(clock.now, keys))
+    s = store.snapshot()[KEY]
+    assert s.est is not None and s.est.ttft.value == 0.05 and s.stuck_since == 1001.0

@@ -54,7 +54,8 @@ def test_stream_attempt() -> None:
     )
     [(key, sample, in_flight)] = store.samples
     assert key == KEY and in_flight == 1  # recorded while still counted, for AIMD
-    assert sample == Sample("ok", 0.3, 2.3, 100, Headroom(requests_remaining=9, requests_limit=10))
+    headroom = Headroom(requests_remaining=9, requests_limit=10)
+    assert sample == Sample("ok", 0.3, 2.3, 100, headroom, stream=True)
     s = store.snapshot()[KEY]
     assert s.in_flight == 0 and s.tokens_per_s == pytest.approx(50.0)
     assert s.headroom_at == 500.0
@@ -91,3 +92,20 @@ def test_finish_without_start_does_not_go_negative() -> None:
     rec.attempt_finished(req, att)
     rec.attempt_finished(req, att)
     assert store.snapshot()[KEY].in_flight == 0
+
+
+@pytest.mark.parametrize(
+    ("stream", "setup", "waited"),
+    [
+        (True, {"outcome": "cancelled", "duration_s": 0.8}, 0.8),  # hedged away before its first token
+        (False, {"outcome": "timeout", "duration_s": 2.0}, 2.0),  # its per-try deadline fired
+        (True, {"outcome": "cancelled", "ttft_s": 0.1, "duration_s": 0.8}, None),  # answered: not censored
+        (False, {"outcome": "server", "duration_s": 0.01}, None),  # the backend's verdict: a failure
+    ],
+)
+def test_an_attempt_ended_without_a_first_byte_is_a_censored_figure(
+    stream: bool, setup: dict[str, object], waited: float | None
+) -> None:
+    store = run(stream, setup)
+    [(_, sample, _)] = store.samples
+    assert sample.waited_s == waited and sample.stream is stream
