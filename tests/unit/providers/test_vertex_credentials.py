@@ -20,6 +20,7 @@ from gateway.providers.base import ProviderError, UpstreamRequest
 from gateway.providers.credentials import Renewable, providers_for
 from gateway.providers.google import credentials as gc
 from gateway.providers.google.credentials import GoogleCredentials, refresh_in, usable_for
+from gateway.secret import Secret
 
 
 class FakeCreds:
@@ -176,7 +177,7 @@ def test_the_loader_runs_once_in_the_worker_thread() -> None:
     assert creds.calls == 2
 
 
-def test_vertex_backends_get_google_credentials(tmp_path: Any) -> None:
+def test_each_backend_gets_its_kinds_credential(tmp_path: Any) -> None:
     from gateway.policy.model import Policy
 
     policy = Policy.model_validate(
@@ -185,11 +186,17 @@ def test_vertex_backends_get_google_credentials(tmp_path: Any) -> None:
                 "vx": {"provider": "vertex", "project": "my-project", "location": "global",
                        "models": {"m": {"id": "x"}}},
                 "o": {"provider": "openai", "base_url": "http://o/v1", "models": {"m": {"id": "y"}}},
+                "ok": {"provider": "openai", "base_url": "http://o/v1", "api_key_env": "K",
+                       "models": {"m": {"id": "y"}}},
+                "br": {"provider": "bedrock", "region": "us-east-1", "models": {"m": {"id": "z"}}},
             }
         }
     )  # fmt: skip
-    built = providers_for({"vx": None, "o": None}, policy.backends, google_credentials=tmp_path / "sa.json")
-    assert set(built) == {"vx"} and isinstance(built["vx"], GoogleCredentials)
+    secrets = {"vx": None, "o": None, "ok": Secret("sk-test"), "br": None}
+    built = providers_for(secrets, policy.backends, google_credentials=tmp_path / "sa.json")
+    kinds = {name: type(provider).__name__ for name, provider in built.items()}
+    assert kinds == {"vx": "GoogleCredentials", "ok": "StaticKey", "br": "SigV4Credentials"}
+    assert isinstance(built["vx"], GoogleCredentials)
 
 
 class _Adapter(requests.adapters.BaseAdapter):
