@@ -129,10 +129,17 @@ def sim(
     port: Annotated[
         int | None, typer.Option(help="first port (others follow); default: each profile's own")
     ] = None,
+    service_account: Annotated[
+        Path | None,
+        typer.Option(help="write a service account the Vertex simulator trusts here (a gateway's ADC file)"),
+    ] = None,
+    token_host: Annotated[
+        str | None, typer.Option(help="host in that account's token_uri (default: the simulator's address)")
+    ] = None,
 ) -> None:
-    """Run simulated OpenAI-compatible providers (hardware profiles with fault injection)."""
+    """Run simulated providers (hardware profiles with fault injection; tpu-v5e also speaks Vertex AI)."""
     from gateway.sim import DEMO_FLEET
-    from gateway.sim.fleet import RunningSim, serve_fleet_forever
+    from gateway.sim.fleet import RunningSim, serve_fleet_forever, write_service_account
 
     if fleet != "demo":
         raise typer.BadParameter("only the 'demo' fleet is built in", param_hint="--fleet")
@@ -149,6 +156,8 @@ def sim(
     def announce(servers: list[RunningSim]) -> None:
         for server in servers:
             typer.echo(f"sim {server.profile.name} ({server.profile.hardware}) on {server.url}")
+        if service_account is not None and write_service_account(servers, service_account, token_host):
+            typer.echo(f"vertex service account in {service_account}")
 
     try:
         asyncio.run(serve_fleet_forever(profiles, host, ports, on_started=announce))
@@ -174,9 +183,11 @@ def demo(
 
     _exit_on_bad_policy(config)
 
-    def serve_demo(policy: Path) -> None:
+    def serve_demo(policy: Path, google_credentials: Path | None) -> None:
         typer.echo(f"routeway on http://{host}:{port}/v1 (demo policy from {config}, simulated providers)")
-        run_server(Settings(config=policy, host=host, port=port))
+        run_server(
+            Settings(config=policy, host=host, port=port, google_application_credentials=google_credentials)
+        )
 
     try:
         run_demo(config, host, port, sim_port, serve_demo)

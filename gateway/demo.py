@@ -137,8 +137,31 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_demo(config: Path, host: str, port: int, sim_port: int | None, serve: Callable[[Path], None]) -> None:
-    """Start the fleet, then `serve(policy path)` until a signal; always stop the fleet. Raises DemoError."""
+def vertex_service_account(ports: list[int], into: Path) -> Path | None:
+    """A service account the fleet's Vertex-speaking simulator minted for this run (its key trusted by that
+    simulator only, its token_uri that simulator), written for the gateway's Application Default
+    Credentials; None when no simulator speaks Vertex."""
+    vertex = [port for port, p in zip(ports, DEMO_FLEET.values(), strict=True) if p.vertex is not None]
+    if not vertex:
+        return None
+    try:
+        answer = httpx.post(
+            f"http://{SIM_HOST}:{vertex[0]}/sim/service-account", timeout=10.0, trust_env=False
+        )
+        answer.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise DemoError(f"the Vertex simulator gave no service account ({type(exc).__name__})") from None
+    path = into / "vertex-service-account.json"
+    path.touch(mode=0o600)
+    path.write_bytes(answer.content)
+    return path
+
+
+def run_demo(
+    config: Path, host: str, port: int, sim_port: int | None, serve: Callable[[Path, Path | None], None]
+) -> None:
+    """Start the fleet, then `serve(policy path, Google ADC file)` until a signal; always stop the fleet.
+    Raises DemoError."""
     ports = sim_ports(sim_port)
     check_ports_free([(SIM_HOST, p) for p in ports] + [(host, port)])
     with sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="routeway-demo-") as tmp:
@@ -148,10 +171,8 @@ def run_demo(config: Path, host: str, port: int, sim_port: int | None, serve: Ca
         proc = start_sims(ports)
         try:
             wait_for_sims(proc, ports)
-            use_aws_keys(
-                *DEMO_AWS_KEYS
-            )  # the simulated Bedrock account's keys: the demo's gateway signs with them
-            serve(policy)
+            use_aws_keys(*DEMO_AWS_KEYS)  # the simulated Bedrock account's keys: the gateway signs with them
+            serve(policy, vertex_service_account(ports, Path(tmp)))
         except KeyboardInterrupt:
             pass  # the requested way to stop
         finally:

@@ -88,7 +88,7 @@ class Runtime:
         for observer in (metrics, tracing, recent, request_log, shadow):  # shadow last: after the answer
             if observer is not None:
                 observers.add(observer)
-        credentials = providers_for(loaded.secrets, loaded.policy.backends)
+        credentials = _credentials(settings, loaded)
         tenancy = Tenancy.from_settings(
             settings,
             replicas=lambda: getattr(store, "replicas", 1),
@@ -124,7 +124,7 @@ class Runtime:
 
     def swap(self, loaded: LoadedPolicy) -> None:
         """Installs a new policy; requests in flight keep the catalog (and credentials) they started with."""
-        old, self.credentials = self.credentials, providers_for(loaded.secrets, loaded.policy.backends)
+        old, self.credentials = self.credentials, _credentials(self.settings, loaded)
         self.catalog = build_catalog(loaded.policy, self.credentials, loaded.fingerprint)
         self._replace_credentials(old)
         self.loaded = loaded
@@ -178,3 +178,8 @@ def _shadow_cap(settings: Settings) -> DailyCap:
             cluster=settings.redis_cluster,
         )
     return LocalCap()
+
+
+def _credentials(settings: Settings, loaded: LoadedPolicy) -> dict[str, CredentialProvider]:
+    google = settings.google_application_credentials
+    return providers_for(loaded.secrets, loaded.policy.backends, google_credentials=google)

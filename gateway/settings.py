@@ -91,6 +91,17 @@ class Settings(BaseSettings):
     # Shadow traffic (a route's `shadow:` in the policy): shadow requests in flight at once in this process;
     # a sampled request beyond it is not mirrored (counted in routeway_shadow_skipped_total).
     shadow_max_concurrent: int = Field(default=16, ge=1, le=1024)
+    # Vertex backends' Application Default Credentials file (a service account key, an authorized user or a
+    # workload identity federation config), under Google's standard name; unset: google-auth's own search
+    # (gcloud's ADC file, then the metadata server of GCE, GKE workload identity or Cloud Run).
+    google_application_credentials: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "ROUTEWAY_GOOGLE_APPLICATION_CREDENTIALS",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "google_application_credentials",
+        ),
+    )
     # Backends' `metrics_url` scrapes (telemetry/loadsignals.py): one page's size and time, at most.
     load_scrape_max_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
     load_scrape_timeout_s: float = Field(default=2.0, gt=0, le=60)
@@ -171,6 +182,6 @@ def use_aws_keys(key_id: str, secret: str) -> None:
 def export_for_workers(settings: Settings) -> None:
     """Hands CLI-chosen settings to uvicorn worker processes, which rebuild Settings from the environment."""
     names = ("config", "host", "port", "log_level", "access_log", "reload_policies", "allow_open", "workers")
-    for name in (*names, "metrics_dir"):
+    for name in (*names, "metrics_dir", "google_application_credentials"):
         if getattr(settings, name) is not None:
             os.environ[f"ROUTEWAY_{name.upper()}"] = str(getattr(settings, name))

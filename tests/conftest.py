@@ -19,6 +19,9 @@ from gateway.sim.profiles import DEMO_AWS_KEYS
 # the suite the AWS chain never reads ~/.aws nor asks a metadata service (gateway subprocesses inherit it).
 use_aws_keys(*DEMO_AWS_KEYS)
 os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent/routeway-tests"
+# No test reaches a metadata server: google-auth's search for Application Default Credentials (a Vertex
+# backend without GOOGLE_APPLICATION_CREDENTIALS) stops before probing GCE's, here and in child processes.
+os.environ["NO_GCE_CHECK"] = "True"
 
 # The Redis Cluster fixtures (a module of their own: they import free_port from here).
 pytest_plugins = ("tests.redis_cluster",)

@@ -13,6 +13,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from gateway.policy.quantization import Quantization, lower
 from gateway.policy.urls import check_base_url
@@ -22,6 +23,10 @@ ModelType = Literal["chat", "embedding"]
 # Case-insensitive in YAML (FP8 or fp8); the vocabulary and its order are in gateway/policy/quantization.py.
 Precision = Annotated[Quantization, BeforeValidator(lower)]
 PrecisionOrUnknown = Annotated[Quantization | Literal["unknown"], BeforeValidator(lower)]
+# Google Cloud project ids (6-30 chars: lowercase letters, digits, hyphens; a letter first; optionally
+# domain-scoped, `example.com:my-project`) and Vertex AI locations (`us-central1`, `europe-west4`, `global`).
+_GCP_PROJECT = r"^([a-z][a-z0-9.-]{0,61}[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]$"
+_GCP_LOCATION = r"^(global|[a-z]{2,}-[a-z]+[0-9]{1,2})$"
 
 
 class _Strict(BaseModel):
@@ -45,11 +50,12 @@ class ModelEntry(_Strict):
 
 
 class Backend(_Strict):
-    provider: str = Field(min_length=1, description="adapter kind: openai, bedrock, sagemaker, ...")
+    provider: str = Field(min_length=1, description="adapter kind: openai, bedrock, sagemaker, vertex, ...")
     base_url: Annotated[str, AfterValidator(check_base_url)] | None = Field(
         default=None,
         description="http(s) URL of the API root, e.g. .../v1; no credentials, query or fragment. Required "
-        "for openai; for bedrock and sagemaker it replaces the region's AWS endpoint (VPC endpoint, tests)",
+        "for openai; for bedrock and sagemaker it replaces the region's AWS endpoint (VPC endpoint, tests); "
+        "for vertex, scheme and host only (Private Service Connect, tests)",
     )
     region: str | None = Field(
         default=None,
@@ -68,15 +74,30 @@ class Backend(_Strict):
     )
     metrics_url: Annotated[str, AfterValidator(check_base_url)] | None = None
     metrics_interval_s: float = Field(default=5.0, ge=0.5, le=300, description="between two scrapes")
+    # provider: vertex (gateway/providers/google/): where its OpenAI-compatible endpoint is,
+    # https://{location}-aiplatform.googleapis.com/v1/projects/{project}/locations/{location}/endpoints/{endpoint}
+    project: str | None = Field(default=None, pattern=_GCP_PROJECT, description="Google Cloud project id")
+    location: str | None = Field(default=None, pattern=_GCP_LOCATION, description="e.g. us-central1, global")
+    endpoint: str | None = Field(
+        default=None,
+        pattern=r"^(openapi|[1-9][0-9]{0,18})$",
+        description="openapi (default) or an endpoint id",
+    )
 
     @model_validator(mode="after")
     def _fits_provider(self) -> Backend:
-        """The keys its provider kind needs (base_url for openai, region for AWS), none it cannot use."""
-        from gateway.providers.registry import config_problems  # late: the registry imports every adapter
+        """The keys its provider kind needs (base_url for openai, region for AWS, project and location for
+        vertex), none it cannot use."""
+        from gateway.providers.registry import config_problems, missing_keys  # late: imports every adapter
 
-        problems = config_problems(self.provider, self.model_dump(include={"base_url", "region"}))
+        fields = self.model_dump(exclude={"models", "headers"})
+        problems = config_problems(self.provider, fields)
         if problems:
             raise ValueError("; ".join(problems))
+        missing = missing_keys(self.provider, fields)
+        if missing:  # a "missing" error: what an offer leaves out, the backend using it gives (loader.py)
+            message = "; ".join(f"{key} is required for provider {self.provider}" for key in missing)
+            raise PydanticCustomError("missing", message)
         return self
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from gateway.providers.base import ProviderError, Target, UpstreamRequest
 from gateway.secret import Secret
@@ -77,13 +78,34 @@ class StaticKey:
         return "StaticKey(**********)"
 
 
+@runtime_checkable
+class Renewable(Protocol):
+    """A provider whose credential can be renewed (an OAuth token): told when the backend rejected it."""
+
+    def rejected(self) -> None: ...
+
+
+def renew_rejected(target: Target) -> bool:
+    """After a 401: asks the target's credential to renew itself; False when it cannot (a static key)."""
+    cred = target.credential
+    if not isinstance(cred, Renewable):
+        return False
+    cred.rejected()
+    return True
+
+
 def providers_for(
-    secrets: Mapping[str, Secret | None], backends: Mapping[str, Backend] | None = None
+    secrets: Mapping[str, Secret | None],
+    backends: Mapping[str, Backend] | None = None,
+    *,
+    google_credentials: Path | None = None,
 ) -> dict[str, CredentialProvider]:
     """One provider per backend that has a credential; the only place that picks a provider's kind.
     A key named by `api_key_env` is a Bearer token (Bedrock API keys too); an AWS backend without one
-    signs with SigV4 from the standard AWS credential chain."""
-    from gateway.providers.registry import sigv4_service  # late: the registry imports every adapter
+    signs with SigV4 from the standard AWS credential chain; a vertex backend gets OAuth tokens from
+    Application Default Credentials (`google_credentials`: settings' GOOGLE_APPLICATION_CREDENTIALS, else
+    google-auth's own search)."""
+    from gateway.providers.registry import sigv4_service, uses_google_adc  # late: imports every adapter
 
     out: dict[str, CredentialProvider] = {
         name: StaticKey(secret) for name, secret in secrets.items() if secret
@@ -94,6 +116,10 @@ def providers_for(
             from gateway.providers.aws.sigv4 import SigV4Credentials  # late: imports botocore
 
             out[name] = SigV4Credentials(service, backend.region)
+        elif uses_google_adc(backend.provider):
+            from gateway.providers.google.credentials import GoogleCredentials, adc_loader  # google-auth
+
+            out[name] = GoogleCredentials(name, adc_loader(google_credentials))
     return out
 
 

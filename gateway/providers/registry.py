@@ -1,5 +1,5 @@
 """The only switch on provider kind: maps a policy's `provider:` value to its adapter, the backend keys
-the kind needs, its default endpoint and how its requests are signed."""
+the kind needs, its API root and how its requests are authorised."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.providers.aws import bedrock, sagemaker
 from gateway.providers.base import Adapter
 from gateway.providers.dialects import DIALECTS
+from gateway.providers.google import vertex
 from gateway.providers.openai_compat import OpenAICompatAdapter
 
 if TYPE_CHECKING:
@@ -23,6 +24,9 @@ class Kind:
     allows: tuple[str, ...] = ()  # kind-specific backend keys it accepts (others' are refused)
     endpoint: Callable[[str], str] | None = None  # region -> the default base_url
     sigv4_service: str | None = None  # signed with SigV4 for this service unless api_key_env is set
+    root: Callable[[Backend], str] | None = None  # the API root its keys spell (a base_url: only the host)
+    check: Callable[[Mapping[str, Any]], list[str]] | None = None  # its own rules on the backend's keys
+    google_adc: bool = False  # OAuth tokens from Google's Application Default Credentials
 
 
 _KINDS: dict[str, Kind] = {
@@ -41,6 +45,15 @@ _KINDS: dict[str, Kind] = {
         allows=("region",),
         endpoint=sagemaker.endpoint,
         sigv4_service="sagemaker",
+    ),
+    # Vertex AI's OpenAI-compatible endpoint (TPU-served models), OAuth from Application Default Credentials.
+    "vertex": Kind(
+        vertex.VertexAdapter(),
+        needs=("project", "location"),
+        allows=("project", "location", "endpoint"),
+        root=vertex.backend_root,
+        check=vertex.config_problems,
+        google_adc=True,
     ),
 }
 _SPECIFIC = sorted({key for kind in _KINDS.values() for key in kind.allows})
@@ -78,25 +91,34 @@ def adapter_for(kind: str, dialect: str | None = None) -> Adapter:
         raise ValueError(f"unknown provider {kind!r}; known: {', '.join(known_kinds())}") from None
 
 
+def missing_keys(kind: str, fields: Mapping[str, Any]) -> list[str]:
+    """The keys a backend of this kind needs and lacks (an offer may leave them to the backend using it)."""
+    spec = _KINDS.get(kind)
+    return [key for key in spec.needs if fields.get(key) is None] if spec is not None else []
+
+
 def config_problems(kind: str, fields: Mapping[str, Any]) -> list[str]:
-    """What a backend of this kind lacks or has that does not apply to it (an unknown kind: nothing here,
-    the loader names it)."""
+    """What a backend of this kind has that does not apply to it, beside the keys it lacks (an unknown kind:
+    nothing here, the loader names it)."""
     spec = _KINDS.get(kind)
     if spec is None:
         return []
-    problems = [f"{key} is required for provider {kind}" for key in spec.needs if fields.get(key) is None]
+    problems = []
     for key in _SPECIFIC:
         if fields.get(key) is not None and key not in spec.allows:
             users = ", ".join(name for name, k in _KINDS.items() if key in k.allows)
             problems.append(f"{key} applies only to provider {users}, not {kind}")
-    return problems
+    return problems + (spec.check(fields) if spec.check is not None else [])
 
 
 def base_url_of(backend: Backend) -> str:
-    """The backend's API root: its `base_url`, else its kind's endpoint in its region."""
+    """The backend's API root: what its kind's keys spell (vertex), else its `base_url`, else its kind's
+    endpoint in its region."""
+    spec = _KINDS[backend.provider]
+    if spec.root is not None:
+        return spec.root(backend)
     if backend.base_url is not None:
         return backend.base_url.rstrip("/")
-    spec = _KINDS[backend.provider]
     if spec.endpoint is None or backend.region is None:
         raise ValueError(f"provider {backend.provider} needs a base_url")  # the schema refused it already
     return spec.endpoint(backend.region)
@@ -105,3 +127,8 @@ def base_url_of(backend: Backend) -> str:
 def sigv4_service(kind: str) -> str | None:
     spec = _KINDS.get(kind)
     return spec.sigv4_service if spec is not None else None
+
+
+def uses_google_adc(kind: str) -> bool:
+    spec = _KINDS.get(kind)
+    return spec is not None and spec.google_adc

@@ -10,6 +10,7 @@ from typing import TypeVar
 from gateway.events import AttemptRecord, Observer, RequestRecord
 from gateway.policy.model import Resilience
 from gateway.providers.base import Target
+from gateway.providers.credentials import renew_rejected
 from gateway.resilience.breaker import Breakers
 from gateway.resilience.budget import RetryBudget
 from gateway.resilience.cooldown import Cooldowns, health_key
@@ -122,7 +123,10 @@ class Health(Observer):
             self.breakers.success(key)
             if was != "closed" and self._store is not None:
                 self._store.clear_cooldown(SHARED_PREFIX + key)
-        elif kind in BREAKER_FAILURES:
+        elif kind in BREAKER_FAILURES or (
+            kind == "auth" and att.status == 401 and renew_rejected(att.target)
+        ):
+            # A rejected OAuth token is being renewed: a failure like any other, not a key that stays bad.
             took = att.duration_s
             fast = kind in FAST_KINDS and took is not None and took < self.config.breaker.fast_failure_s
             if self.breakers.failure(key, fast=fast):

@@ -1,7 +1,7 @@
-"""Simulated OpenAI-compatible providers for the demo, tests and benchmarks."""
+"""Simulated providers (OpenAI-compatible, and Vertex AI's layout) for the demo, tests and benchmarks."""
 
 from gateway.sim.fleet import RunningSim, SimThread, serve_fleet_forever, start_fleet, stop_fleet
-from gateway.sim.profiles import DEMO_FLEET, Profile, profile_with
+from gateway.sim.profiles import DEMO_FLEET, Profile, VertexProfile, profile_with
 from gateway.sim.ratelimit import format_duration
 from gateway.sim.server import create_app
 
@@ -10,6 +10,7 @@ __all__ = [
     "Profile",
     "RunningSim",
     "SimThread",
+    "VertexProfile",
     "create_app",
     "format_duration",
     "profile_with",

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from gateway.providers.aws.eventstream import encode_message, event, exception
 from gateway.sim import generate as gen
-from gateway.sim.faults import ApiError, admit
+from gateway.sim.faults import ApiError, admit, error_of
 from gateway.sim.profiles import Profile
 from gateway.sim.sigv4 import SignatureError, verify
 from gateway.sim.state import Arrival, SimState
@@ -88,21 +88,14 @@ def sagemaker_errors(response: web.StreamResponse) -> web.StreamResponse:
 
 
 def _openai_error(response: web.StreamResponse) -> tuple[int, str, str | None, dict[str, str]] | None:
-    if (
-        response.status < 400
-        or not isinstance(response, web.Response)
-        or "x-amzn-errortype" in response.headers
-    ):
+    found = error_of(response) if "x-amzn-errortype" not in response.headers else None
+    if found is None:
         return None
-    try:
-        doc = orjson.loads(bytes(response.body)) if isinstance(response.body, bytes) else None
-    except orjson.JSONDecodeError:
-        doc = None
-    error = doc.get("error") if isinstance(doc, dict) else None
-    message = error.get("message") if isinstance(error, dict) else None
-    code = error.get("code") if isinstance(error, dict) else None
-    kept = {k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")}
-    text = message if isinstance(message, str) else (response.text or f"Simulated error {response.status}.")
+    error, kept = found
+    message = error.get("message") if error is not None else None
+    code = error.get("code") if error is not None else None
+    body = response.text if isinstance(response, web.Response) else None  # error_of saw a Response
+    text = message if isinstance(message, str) else (body or f"Simulated error {response.status}.")
     return response.status, text, code if isinstance(code, str) else None, kept
 
 

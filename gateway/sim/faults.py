@@ -54,6 +54,21 @@ def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | Non
     )
 
 
+def error_of(response: web.StreamResponse) -> tuple[dict[str, Any] | None, dict[str, str]] | None:
+    """A finished error response's OpenAI `error` object (None when the body is not that shape) and its
+    headers but the content ones, for a route that renders errors in its provider's shape; None for a
+    success or a stream."""
+    if response.status < 400 or not isinstance(response, web.Response):
+        return None
+    try:
+        doc = orjson.loads(bytes(response.body)) if isinstance(response.body, bytes) else None
+    except orjson.JSONDecodeError:
+        doc = None
+    error = doc.get("error") if isinstance(doc, dict) else None
+    kept = {k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")}
+    return (error if isinstance(error, dict) else None), kept
+
+
 def error_type_for(status: int) -> str:
     if status >= 500:
         return "server_error"
@@ -100,9 +115,9 @@ async def injected_fault(request: web.BaseRequest, state: SimState) -> web.Strea
     if state.roll(knobs.error_rate):
         status = knobs.error_status
         message = _SERVER_ERRORS.get(status, f"Simulated error {status}.")
-        return ApiError(status, message, error_type_for(status)).response()
+        raise ApiError(status, message, error_type_for(status))  # rendered in the route's error shape
     if state.roll(knobs.rate_limit_rate):
-        return _simulated_429(state).response()
+        raise _simulated_429(state)
     return None
 
 
@@ -111,9 +126,7 @@ def _fixed_response(spec: dict[str, Any]) -> web.Response:
     headers: dict[str, str] = spec.get("headers") or {}
     body = spec.get("body")
     if body is None:
-        return ApiError(
-            status, f"Simulated error {status}.", error_type_for(status), headers=headers
-        ).response()
+        raise ApiError(status, f"Simulated error {status}.", error_type_for(status), headers=headers)
     if isinstance(body, str):
         return web.Response(text=body, status=status, headers=headers)
     return json_response(body, status, headers)

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
 from aiohttp import web
 
+from gateway.sim import vertex
 from gateway.sim.profiles import Profile
 from gateway.sim.server import create_app
 
@@ -115,6 +118,28 @@ async def serve_fleet_forever(
         for signum in watched:
             loop.remove_signal_handler(signum)
         await stop_fleet(servers)
+
+
+def write_service_account(servers: Iterable[RunningSim], path: Path, host: str | None = None) -> bool:
+    """Mints a service account on the first server that speaks Vertex and writes its key file to `path`
+    (owner-only, atomically), its token_uri that server at `host` (default: its own address). False when
+    none speaks Vertex or the file cannot be written (logged): the simulators serve on either way."""
+    server = next((s for s in servers if s.profile.vertex is not None), None)
+    if server is None:
+        return False
+    where = host or server.root.split("//", 1)[1].rsplit(":", 1)[0]
+    info = vertex.mint_service_account(
+        server.runner.app[vertex.VERTEX], f"http://{where}:{server.port}/token"
+    )
+    partial = path.with_name(path.name + ".partial")
+    try:
+        partial.touch(mode=0o600)
+        partial.write_text(json.dumps(info))
+        partial.replace(path)  # whole or absent, for a reader polling for it
+    except OSError as exc:
+        log.error("cannot write the Vertex service account to %s: %s", path, exc.strerror or exc)
+        return False
+    return True
 
 
 class SimThread:

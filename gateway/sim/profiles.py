@@ -8,6 +8,18 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class VertexProfile:
+    """Also speak Vertex AI's layout (gateway/sim/vertex.py): chat at /v1/projects/{project}/locations/
+    {location}/endpoints/{openapi|id}/chat/completions with Bearer tokens from this server's /token."""
+
+    project: str
+    location: str
+    token_ttl_s: float = 3600.0  # `expires_in` of the tokens issued
+    # (service account email, PEM public key): JWTs from these must verify; none: shape and issuer only.
+    trusted_keys: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Profile:
     """One simulated upstream: which models it serves, how fast it is and which quirks it has."""
 
@@ -27,6 +39,8 @@ class Profile:
     api_key: str | None = None
     # (access key id, secret access key): the AWS routes then require a valid SigV4 signature by it.
     aws_keys: tuple[str, str] | None = None
+    # Also Vertex AI's chat route, its OAuth token endpoint and google.rpc.Status errors (sim/vertex.py).
+    vertex: VertexProfile | None = None
 
 
 # The demo's simulated Bedrock account: `routeway demo` gives its gateway these (and only the demo does).
@@ -60,10 +74,12 @@ DEMO_FLEET: dict[str, Profile] = {
     "tpu-v5e": Profile(
         name="tpu-v5e",
         hardware="google-tpu-v5e",
-        models=["llama-3.3-70b", "text-embedding-gecko"],
+        models=["meta/llama-3.3-70b-instruct-maas", "text-embedding-gecko"],
         port=9103,
         ttft_ms=250.0,
         tokens_per_s=120.0,
+        # Chat over Vertex AI's layout and OAuth (the demo's vertex-tpu backend); embeddings over OpenAI's.
+        vertex=VertexProfile(project="routeway-demo", location="us-central1"),
     ),
     "inferentia2": Profile(
         name="inferentia2",

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.sim import aws
+from gateway.sim import aws, vertex
 from gateway.sim import generate as gen
 from gateway.sim import responses as out
 from gateway.sim.faults import (
@@ -62,6 +62,10 @@ def create_app(profile: Profile) -> web.Application:
     app.router.add_get("/sim/stats", _get_stats)
     app.router.add_get("/sim/profile", _get_profile)
     app.router.add_get("/metrics", _get_metrics)  # vLLM's load gauges, from the real in-flight count
+    if profile.vertex is not None:  # Vertex AI's layout, OAuth and google.rpc.Status errors
+        chat = _tracked(_chat, True, vertex.authorise, vertex.google_errors(profile))
+        app.router.add_post(vertex.CHAT_PATH, chat)
+        vertex.add_routes(app, profile)
     return app
 
 
@@ -236,6 +240,8 @@ async def _chat(request: web.Request, state: SimState, arrival: Arrival, raw: An
     prompt = gen.messages_tokens(messages)
     _check_context(state.profile, prompt, cap or 0)
     rate_headers = admit(state, model, prompt + (cap or gen.DEFAULT_MAX_TOKENS) * min(n, _MAX_N))
+    if request.get(vertex.GOOGLE):
+        rate_headers = {}  # Vertex sends no x-ratelimit-* headers
     reply = _reply(state, "chatcmpl", model, body)
     answers = [_chat_answer(body, index, cap, reply.id) for index in range(min(n, _MAX_N))]
     headers = _headers(state, rate_headers, reply.id)

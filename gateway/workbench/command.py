@@ -13,6 +13,7 @@ from gateway.policy.loader import LoadedPolicy
 from gateway.providers.base import Target
 from gateway.providers.credentials import close_all, providers_for, start_all
 from gateway.routing.candidates import build_catalog
+from gateway.settings import Settings
 from gateway.upstream import AiohttpTransport
 from gateway.workbench import plot, report
 from gateway.workbench.runner import Load, Run, SpendCap, predicted_cost, replay
@@ -55,7 +56,9 @@ class Outcome:
 
 
 def targets_for(loaded: LoadedPolicy, model: str, names: list[str] | None) -> list[Target]:
-    catalog = build_catalog(loaded.policy, providers_for(loaded.secrets, loaded.policy.backends))
+    google = Settings().google_application_credentials  # vertex backends' ADC file, if the env names one
+    credentials = providers_for(loaded.secrets, loaded.policy.backends, google_credentials=google)
+    catalog = build_catalog(loaded.policy, credentials)
     targets = catalog.targets.get(model)
     if not targets:
         known = ", ".join(sorted(catalog.targets)) or "none"

@@ -41,7 +41,7 @@ def write(tmp: Path, name: str, text: str) -> Path:
 def test_check_accepts_the_shipped_policies() -> None:
     result = routeway("check", "--config", "policies")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("ok: 4 backends")
+    assert result.stdout.startswith("ok: 5 backends")  # vertex-tpu and tpu-v5e share the TPU simulator
 
 
 GOOD_BACKEND = """

@@ -60,13 +60,22 @@ def open_page(browser: Any) -> Iterator[Page]:
     page.close()
 
 
+@pytest.fixture
+def steady_breakers(sims: SimThread, tmp_path: Path) -> Iterator[GatewayThread]:
+    """No failure counts as fast (issue #14's short trip for millisecond 503s would close the breaker again
+    within one 1.5 s poll): an opened breaker stays open for its usual cooldown, long enough to be seen."""
+    policy = {**default_policy(sims), "resilience": {"breaker": {"fast_failure_s": 0}}}
+    with GatewayThread(policy, tmp_path, reload_policies=False) as gw:
+        yield gw
+
+
 def test_fleet_breaker_and_drill_down(
-    open_page: Page, fresh_gateway: GatewayThread, sims: SimThread, tmp_path: Path
+    open_page: Page, steady_breakers: GatewayThread, sims: SimThread, tmp_path: Path
 ) -> None:
-    client = fresh_gateway.client()
+    client = steady_breakers.client()
     client.chat.completions.create(model="chat", messages=HI, max_tokens=5)
     page = open_page.page
-    page.goto(f"{fresh_gateway.root}/dashboard")
+    page.goto(f"{steady_breakers.root}/dashboard")
 
     for backend in ("fast", "cheap", "quirky"):  # every backend of the policy has a row
         page.wait_for_selector(f'#fleet tbody tr[data-backend="{backend}"]', timeout=WAIT_MS)

@@ -45,6 +45,7 @@ def test_the_shipped_policy_copy_loads_and_points_at_the_new_ports(tmp_path: Pat
     copy = policy_for_ports(REPO / "policies", moved, tmp_path)
     urls = {name: b.base_url for name, b in load_policy(copy).policy.backends.items()}
     assert urls["h100-nim"] == "http://127.0.0.1:40000/v1" and urls["inferentia2"] == "http://127.0.0.1:40003"
+    assert urls["vertex-tpu"] == "http://127.0.0.1:40002"  # Vertex's layout, on the TPU simulator's port
     original = yaml.safe_load((REPO / "policies" / "demo.yaml").read_text())
     assert original["backends"]["h100-nim"]["base_url"] == "http://127.0.0.1:9101/v1"  # left as it was
 
