@@ -33,6 +33,7 @@ import orjson
 import yaml
 
 from bench.procs import free_port, wait_port
+from bench.venvs import BENCH_VENV, LITELLM_VENV
 from gateway.routing.probes import STUCK_FACTOR, STUCK_MIN_S
 from gateway.telemetry import estimators
 
@@ -232,7 +233,7 @@ async def drive(
                 truth.apply(name, knobs)
             res = Result(at=i / rate, stream=not (every and i % every == 0))
             results.append(res)
-            if strategy == "routeway":
+            if gw is not None:  # routeway, or litellm's router behind its small proxy
                 targets = gateway
             elif strategy == "oracle":
                 targets = [direct[b] for b in truth.order()[:2]]
@@ -302,6 +303,48 @@ def routeway(sc: Scenario, rate: float, duration: float, sims: dict[str, int], t
         gw.wait(timeout=10)
 
 
+def litellm_python() -> tuple[str | None, str]:
+    """The bench venv's python where litellm imports (bench/.venv, else bench/.venv-litellm), or why not."""
+    probe = "import litellm, importlib.metadata as m; print(m.version('litellm'))"
+    for venv in (BENCH_VENV, LITELLM_VENV):
+        python = venv / "bin" / "python"
+        if not python.exists():
+            continue
+        done = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            return str(python), done.stdout.strip()
+    return None, f"litellm does not import in {BENCH_VENV} or {LITELLM_VENV}"
+
+
+def litellm(
+    sc: Scenario, rate: float, duration: float, sims: dict[str, int], python: str
+) -> list[Result]:  # fmt: skip
+    """LiteLLM's latency-based Router (bench/litellm_router.py) over the same sims and schedule."""
+    port = free_port()
+    conf = {
+        "port": port,
+        "deployments": [
+            {"name": s.name, "model": f"m-{s.name}", "api_base": f"http://127.0.0.1:{sims[s.name]}/v1"}
+            for s in sc.fleet
+        ],
+        "timeout_s": sc.timeouts["total_s"],
+        "stream_timeout_s": sc.timeouts["first_token_s"],
+    }
+    cmd = [python, str(REPO / "bench" / "litellm_router.py"), json.dumps(conf)]
+    env = {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    proxy = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, timeout_s=120)
+        return asyncio.run(drive(sc, "litellm", rate, duration, sims, port))
+    finally:
+        proxy.terminate()
+        try:
+            proxy.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # requests still hung on a sim: nothing left to wait for
+            proxy.kill()
+            proxy.wait(timeout=10)
+
+
 def pct(values: list[float], q: int) -> float:
     if len(values) < 2:
         return values[0] if values else float("nan")
@@ -364,6 +407,13 @@ def table(sc: Scenario, runs: dict[str, list[Result]], duration: float) -> list[
         f"`{name}` regained {regained:.0%} of the oracle's share; probes {rw['probes']:.2%} of requests.",
         "",
     ]  # fmt: skip
+    if "litellm" in s:
+        lt = s["litellm"]
+        lines += [
+            f"LiteLLM ÷ oracle: cost {lt['cost'] / orc['cost']:.3f}×, "
+            f"latency p95 {lt['lat'][1] / orc['lat'][1]:.3f}×, success {lt['success']:.2%}.",
+            "",
+        ]
     return lines
 
 
@@ -374,6 +424,16 @@ def settings() -> str:
         f"{e.GOOD_TAU_S:g} s, failure tau {e.FAIL_TAU_S:g} s, route `forgive_half_life_s` 1 s (default), "
         f"`probe_share` 0.01, `probe_interval_s` 10; stuck = {STUCK_FACTOR:g}× the expected duration and ≥ "
         f"{STUCK_MIN_S:g} s; breaker `fast_failure_s` 0.5, `fast_cooldown_s` 1; `per_try_factor` 4."
+    )
+
+
+def litellm_settings(version: str) -> str:
+    return (
+        f'LiteLLM {version}: `Router(routing_strategy="latency-based-routing")` in-process behind '
+        "`bench/litellm_router.py` (aiohttp, in bench/.venv), one deployment per sim, its defaults (retries, "
+        "`allowed_fails`, `cooldown_time`, `routing_strategy_args`) except `timeout` = the scenario's "
+        "`total_s` and `stream_timeout` = its `first_token_s` (its own default is 600 s). It ranks on "
+        "latency only: it knows no prices, so `cheapest` scenarios show what a latency router costs."
     )
 
 
@@ -400,6 +460,12 @@ def main() -> None:
         f"start {load} (a shared, loaded machine: timings are indicative).",
         f"- {settings()}", "",
     ]  # fmt: skip
+    lite, lite_note = litellm_python()
+    if lite is None:
+        print(f"LiteLLM skipped: {lite_note}", flush=True)
+        out += [f"- LiteLLM's router skipped: {lite_note}.", ""]
+    else:
+        out += [f"- {litellm_settings(lite_note)}", ""]
     with tempfile.TemporaryDirectory() as tmp:
         for sc in SCENARIOS:
             if sc.key not in only:
@@ -411,6 +477,9 @@ def main() -> None:
                 for strategy in ("oracle", "round-robin"):
                     print(f"({sc.key}) {strategy}...", flush=True)
                     runs[strategy] = asyncio.run(drive(sc, strategy, rate, duration, sims, None))
+                if lite is not None:
+                    print(f"({sc.key}) litellm...", flush=True)
+                    runs["litellm"] = litellm(sc, rate, duration, sims, lite)
             finally:
                 proc.terminate()
                 proc.wait(timeout=10)
