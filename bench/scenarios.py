@@ -7,10 +7,11 @@ half the requests non-streaming (`cheapest`, timeouts connect 1 s, first token 2
 
 Each scenario replays the same schedule at a fixed request rate for Routeway (a fresh `python -m gateway
 serve`), an oracle (straight to the best backend for the true current state, one failover) and round-robin
-(straight to the sims in turn, one failover). TTFT is measured by the client. Run:
-`.venv/bin/python -m bench.scenarios` (about 3 minutes; BENCH_QUICK=1 for a smoke run; BENCH_RATE,
-BENCH_DURATION_S, BENCH_ONLY=a,c to choose; BENCH_DOCS=0: stdout only). Tables go to docs/benchmarks.md
-between the routing-scenarios markers.
+(straight to the sims in turn, one failover), and LiteLLM's latency-based Router where litellm imports in
+bench/.venv or bench/.venv-litellm (bench/litellm_router.py). TTFT is measured by the client. Run:
+`.venv/bin/python -m bench.scenarios` (about 6 minutes; BENCH_QUICK=1 for a smoke run; BENCH_RATE,
+BENCH_DURATION_S, BENCH_ONLY=a,c to choose, BENCH_LITELLM_RATE; BENCH_DOCS=0: stdout only). Tables go to
+docs/benchmarks.md between the routing-scenarios markers.
 """
 
 from __future__ import annotations
@@ -407,11 +408,11 @@ def table(sc: Scenario, runs: dict[str, list[Result]], duration: float) -> list[
         f"`{name}` regained {regained:.0%} of the oracle's share; probes {rw['probes']:.2%} of requests.",
         "",
     ]  # fmt: skip
-    if "litellm" in s:
-        lt = s["litellm"]
+    for k in [k for k in s if k.startswith("litellm")]:
+        lt, base = s[k], s[k.replace("litellm", "oracle")]
         lines += [
-            f"LiteLLM ÷ oracle: cost {lt['cost'] / orc['cost']:.3f}×, "
-            f"latency p95 {lt['lat'][1] / orc['lat'][1]:.3f}×, success {lt['success']:.2%}.",
+            f"LiteLLM ({k}) ÷ oracle at the same rate: cost {lt['cost'] / base['cost']:.3f}×, "
+            f"latency p95 {lt['lat'][1] / base['lat'][1]:.3f}×, success {lt['success']:.2%}.",
             "",
         ]
     return lines
@@ -423,7 +424,8 @@ def settings() -> str:
         f"Estimator settings: Peak-EWMA tau {e.TAU_S:g} s (good samples bring a peak down), last-good tau "
         f"{e.GOOD_TAU_S:g} s, failure tau {e.FAIL_TAU_S:g} s, route `forgive_half_life_s` 1 s (default), "
         f"`probe_share` 0.01, `probe_interval_s` 10; stuck = {STUCK_FACTOR:g}× the expected duration and ≥ "
-        f"{STUCK_MIN_S:g} s; breaker `fast_failure_s` 0.5, `fast_cooldown_s` 1; `per_try_factor` 4."
+        f"{STUCK_MIN_S:g} s; breaker `fast_failure_s` 0.5, `fast_cooldown_s` 1, "
+        "`hang_trial_s` 1, `hang_trial_share` 0.25; `per_try_factor` 4."
     )
 
 
@@ -461,11 +463,18 @@ def main() -> None:
         f"- {settings()}", "",
     ]  # fmt: skip
     lite, lite_note = litellm_python()
+    lite_rate = float(os.environ.get("BENCH_LITELLM_RATE", "25"))
     if lite is None:
         print(f"LiteLLM skipped: {lite_note}", flush=True)
         out += [f"- LiteLLM's router skipped: {lite_note}.", ""]
     else:
-        out += [f"- {litellm_settings(lite_note)}", ""]
+        out += [
+            f"- {litellm_settings(lite_note)} Run at the same rate, and again at {lite_rate:g} req/s "
+            "(`BENCH_LITELLM_RATE`) beside an oracle at that rate: one LiteLLM process saturates well below "
+            "100 req/s on this machine (its p50 latency passes 1 s from about 50 req/s), so the same-rate "
+            "row measures its overhead, the slower one its routing.",
+            "",
+        ]
     with tempfile.TemporaryDirectory() as tmp:
         for sc in SCENARIOS:
             if sc.key not in only:
@@ -480,6 +489,11 @@ def main() -> None:
                 if lite is not None:
                     print(f"({sc.key}) litellm...", flush=True)
                     runs["litellm"] = litellm(sc, rate, duration, sims, lite)
+                    if lite_rate < rate:  # again at a rate its one process keeps up with, beside an oracle
+                        print(f"({sc.key}) oracle and litellm at {lite_rate:g} req/s...", flush=True)
+                        slow = asyncio.run(drive(sc, "oracle", lite_rate, duration, sims, None))
+                        runs[f"oracle @ {lite_rate:g}/s"] = slow
+                        runs[f"litellm @ {lite_rate:g}/s"] = litellm(sc, lite_rate, duration, sims, lite)
             finally:
                 proc.terminate()
                 proc.wait(timeout=10)
