@@ -7,10 +7,11 @@ half the requests non-streaming (`cheapest`, timeouts connect 1 s, first token 2
 
 Each scenario replays the same schedule at a fixed request rate for Routeway (a fresh `python -m gateway
 serve`), an oracle (straight to the best backend for the true current state, one failover) and round-robin
-(straight to the sims in turn, one failover). TTFT is measured by the client. Run:
-`.venv/bin/python -m bench.scenarios` (about 3 minutes; BENCH_QUICK=1 for a smoke run; BENCH_RATE,
-BENCH_DURATION_S, BENCH_ONLY=a,c to choose; BENCH_DOCS=0: stdout only). Tables go to docs/benchmarks.md
-between the routing-scenarios markers.
+(straight to the sims in turn, one failover), and LiteLLM's latency-based Router where litellm imports in
+bench/.venv or bench/.venv-litellm (bench/litellm_router.py). TTFT is measured by the client. Run:
+`.venv/bin/python -m bench.scenarios` (about 6 minutes; BENCH_QUICK=1 for a smoke run; BENCH_RATE,
+BENCH_DURATION_S, BENCH_ONLY=a,c to choose, BENCH_LITELLM_RATE; BENCH_DOCS=0: stdout only). Tables go to
+docs/benchmarks.md between the routing-scenarios markers.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import orjson
 import yaml
 
 from bench.procs import free_port, wait_port
+from bench.venvs import BENCH_VENV, LITELLM_VENV
 from gateway.routing.probes import STUCK_FACTOR, STUCK_MIN_S
 from gateway.telemetry import estimators
 
@@ -232,7 +234,7 @@ async def drive(
                 truth.apply(name, knobs)
             res = Result(at=i / rate, stream=not (every and i % every == 0))
             results.append(res)
-            if strategy == "routeway":
+            if gw is not None:  # routeway, or litellm's router behind its small proxy
                 targets = gateway
             elif strategy == "oracle":
                 targets = [direct[b] for b in truth.order()[:2]]
@@ -302,6 +304,48 @@ def routeway(sc: Scenario, rate: float, duration: float, sims: dict[str, int], t
         gw.wait(timeout=10)
 
 
+def litellm_python() -> tuple[str | None, str]:
+    """The bench venv's python where litellm imports (bench/.venv, else bench/.venv-litellm), or why not."""
+    probe = "import litellm, importlib.metadata as m; print(m.version('litellm'))"
+    for venv in (BENCH_VENV, LITELLM_VENV):
+        python = venv / "bin" / "python"
+        if not python.exists():
+            continue
+        done = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            return str(python), done.stdout.strip()
+    return None, f"litellm does not import in {BENCH_VENV} or {LITELLM_VENV}"
+
+
+def litellm(
+    sc: Scenario, rate: float, duration: float, sims: dict[str, int], python: str
+) -> list[Result]:  # fmt: skip
+    """LiteLLM's latency-based Router (bench/litellm_router.py) over the same sims and schedule."""
+    port = free_port()
+    conf = {
+        "port": port,
+        "deployments": [
+            {"name": s.name, "model": f"m-{s.name}", "api_base": f"http://127.0.0.1:{sims[s.name]}/v1"}
+            for s in sc.fleet
+        ],
+        "timeout_s": sc.timeouts["total_s"],
+        "stream_timeout_s": sc.timeouts["first_token_s"],
+    }
+    cmd = [python, str(REPO / "bench" / "litellm_router.py"), json.dumps(conf)]
+    env = {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    proxy = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, timeout_s=120)
+        return asyncio.run(drive(sc, "litellm", rate, duration, sims, port))
+    finally:
+        proxy.terminate()
+        try:
+            proxy.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # requests still hung on a sim: nothing left to wait for
+            proxy.kill()
+            proxy.wait(timeout=10)
+
+
 def pct(values: list[float], q: int) -> float:
     if len(values) < 2:
         return values[0] if values else float("nan")
@@ -364,6 +408,13 @@ def table(sc: Scenario, runs: dict[str, list[Result]], duration: float) -> list[
         f"`{name}` regained {regained:.0%} of the oracle's share; probes {rw['probes']:.2%} of requests.",
         "",
     ]  # fmt: skip
+    for k in [k for k in s if k.startswith("litellm")]:
+        lt, base = s[k], s[k.replace("litellm", "oracle")]
+        lines += [
+            f"LiteLLM ({k}) ÷ oracle at the same rate: cost {lt['cost'] / base['cost']:.3f}×, "
+            f"latency p95 {lt['lat'][1] / base['lat'][1]:.3f}×, success {lt['success']:.2%}.",
+            "",
+        ]
     return lines
 
 
@@ -373,7 +424,18 @@ def settings() -> str:
         f"Estimator settings: Peak-EWMA tau {e.TAU_S:g} s (good samples bring a peak down), last-good tau "
         f"{e.GOOD_TAU_S:g} s, failure tau {e.FAIL_TAU_S:g} s, route `forgive_half_life_s` 1 s (default), "
         f"`probe_share` 0.01, `probe_interval_s` 10; stuck = {STUCK_FACTOR:g}× the expected duration and ≥ "
-        f"{STUCK_MIN_S:g} s; breaker `fast_failure_s` 0.5, `fast_cooldown_s` 1; `per_try_factor` 4."
+        f"{STUCK_MIN_S:g} s; breaker `fast_failure_s` 0.5, `fast_cooldown_s` 1, "
+        "`hang_trial_s` 1, `hang_trial_share` 0.25; `per_try_factor` 4."
+    )
+
+
+def litellm_settings(version: str) -> str:
+    return (
+        f'LiteLLM {version}: `Router(routing_strategy="latency-based-routing")` in-process behind '
+        "`bench/litellm_router.py` (aiohttp, in bench/.venv), one deployment per sim, its defaults (retries, "
+        "`allowed_fails`, `cooldown_time`, `routing_strategy_args`) except `timeout` = the scenario's "
+        "`total_s` and `stream_timeout` = its `first_token_s` (its own default is 600 s). It ranks on "
+        "latency only: it knows no prices, so `cheapest` scenarios show what a latency router costs."
     )
 
 
@@ -400,6 +462,19 @@ def main() -> None:
         f"start {load} (a shared, loaded machine: timings are indicative).",
         f"- {settings()}", "",
     ]  # fmt: skip
+    lite, lite_note = litellm_python()
+    lite_rate = float(os.environ.get("BENCH_LITELLM_RATE", "25"))
+    if lite is None:
+        print(f"LiteLLM skipped: {lite_note}", flush=True)
+        out += [f"- LiteLLM's router skipped: {lite_note}.", ""]
+    else:
+        out += [
+            f"- {litellm_settings(lite_note)} Run at the same rate, and again at {lite_rate:g} req/s "
+            "(`BENCH_LITELLM_RATE`) beside an oracle at that rate: one LiteLLM process saturates well below "
+            "100 req/s on this machine (its p50 latency passes 1 s from about 50 req/s), so the same-rate "
+            "row measures its overhead, the slower one its routing.",
+            "",
+        ]
     with tempfile.TemporaryDirectory() as tmp:
         for sc in SCENARIOS:
             if sc.key not in only:
@@ -411,6 +486,14 @@ def main() -> None:
                 for strategy in ("oracle", "round-robin"):
                     print(f"({sc.key}) {strategy}...", flush=True)
                     runs[strategy] = asyncio.run(drive(sc, strategy, rate, duration, sims, None))
+                if lite is not None:
+                    print(f"({sc.key}) litellm...", flush=True)
+                    runs["litellm"] = litellm(sc, rate, duration, sims, lite)
+                    if lite_rate < rate:  # again at a rate its one process keeps up with, beside an oracle
+                        print(f"({sc.key}) oracle and litellm at {lite_rate:g} req/s...", flush=True)
+                        slow = asyncio.run(drive(sc, "oracle", lite_rate, duration, sims, None))
+                        runs[f"oracle @ {lite_rate:g}/s"] = slow
+                        runs[f"litellm @ {lite_rate:g}/s"] = litellm(sc, lite_rate, duration, sims, lite)
             finally:
                 proc.terminate()
                 proc.wait(timeout=10)

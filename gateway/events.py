@@ -40,6 +40,7 @@ class AttemptRecord:
     number: int  # 1-based, in the order tried
     started: float = field(default_factory=time.monotonic)
     ttft_s: float | None = None  # first byte of the body (non-stream) or first SSE event (stream)
+    expected_s: float | None = None  # the plan's predicted time to that first byte
     duration_s: float | None = None
     outcome: str = "pending"  # "ok", "cancelled" or a FailureKind
     status: int | None = None

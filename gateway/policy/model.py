@@ -224,6 +224,14 @@ class BreakerConfig(_Strict):
     # keep the doubling cooldown.
     fast_failure_s: float = Field(default=0.5, ge=0, description="a failure quicker than this is 'fast'")
     fast_cooldown_s: float = Field(default=1.0, gt=0)
+    # A hang (a timeout) costs one request's short deadline to re-trial: a single probe, then failover. Its
+    # trials come every hang_trial_share of the outage's age (at least hang_trial_s, at most
+    # max_cooldown_s): exponential in the number of trials, and a recovered backend is found within a
+    # quarter of how long it was down. A trial answering in its expected time ramps back like a fast trip.
+    hang_trial_s: float = Field(default=1.0, gt=0, description="shortest gap between a hung backend's trials")
+    hang_trial_share: float = Field(
+        default=0.25, gt=0, le=1, description="gap as a share of the outage's age"
+    )
 
 
 class RetryBudgetConfig(_Strict):

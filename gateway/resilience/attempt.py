@@ -38,7 +38,7 @@ class Attempt:
         expected_s: float | None = None,
     ) -> None:
         self.req = req
-        self.record = AttemptRecord(target, len(req.attempts) + 1)
+        self.record = AttemptRecord(target, len(req.attempts) + 1, expected_s=expected_s)
         self.reply: Reply | None = None
         self._inflight = inflight
         self._observers = observers

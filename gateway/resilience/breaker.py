@@ -53,6 +53,15 @@ class _Breaker:
     trials_in_flight: int = 0
     closed_at: float = -1e18  # long ago: no slow start for a backend never opened
     fast: bool = False  # the last trip was on a fast failure: short cooldown, short ramp back
+    down_since: float | None = None  # when the first hung attempt of the current outage began
+
+
+def hang_gap_s(cfg: BreakerConfig, down_s: float) -> float:
+    """Time to a hung backend's next trial, `down_s` into its outage: `hang_trial_share` of that age,
+    within [`hang_trial_s`, `max_cooldown_s`]. Each gap grows with the age, so the trials back off
+    exponentially (x(1 + share) per trial past the floor), yet a recovered backend waits at most a share of
+    how long it was down. A trial is one request with a short deadline that then fails over: cheap."""
+    return min(cfg.max_cooldown_s, max(cfg.hang_trial_s, cfg.hang_trial_share * down_s))
 
 
 class Breakers:
@@ -120,31 +129,42 @@ class Breakers:
         ramp = (self._clock() - b.closed_at) / span
         return 1.0 if ramp >= 1.0 else max(0.1, ramp)
 
-    def success(self, key: str) -> None:
+    def success(self, key: str, *, prompt: bool = False) -> None:
+        """Counts a success; one in half-open closes the breaker. `prompt`: it answered in its expected
+        time, which proves recovery, so traffic ramps back as quickly as after a fast failure."""
         b = self._get(key)
         now = self._clock()
         b.window.add(now, True)
         b.consecutive = 0
         if b.state == "half_open":
             b.state, b.cooldown_s, b.closed_at, b.trials_in_flight = "closed", 0.0, now, 0
+            b.fast, b.down_since = b.fast or prompt, None
             b.window.clear()
 
-    def failure(self, key: str, *, hard: bool = False, fast: bool = False) -> bool:
+    def hung(self, key: str) -> bool:
+        """Whether the breaker is out of traffic for a hang (its trials should get a short deadline)."""
+        b = self._items.get(key)
+        return b is not None and b.state != "closed" and b.down_since is not None
+
+    def failure(
+        self, key: str, *, hard: bool = False, fast: bool = False, hang_s: float | None = None
+    ) -> bool:
         """Counts a failure; returns True when this failure opened the breaker. `fast`: it failed in
-        milliseconds (a 503, a refused connection), so re-trialling it is cheap."""
+        milliseconds (a 503, a refused connection), so re-trialling it is cheap. `hang_s`: it timed out
+        after waiting that long (re-trialled at the hang cadence, `_trip`)."""
         b = self._get(key)
         now = self._clock()
         b.window.add(now, False)
         b.consecutive += 1
         if b.state == "half_open" or hard:
-            return self._trip(b, now, fast)
+            return self._trip(b, now, fast, hang_s)
         if b.state == "open":
             return False
         ok, bad = b.window.totals(now)
         cfg = self.config
         by_rate = ok + bad >= cfg.min_requests and bad / (ok + bad) >= cfg.error_rate
         if b.consecutive >= cfg.consecutive_failures or by_rate:
-            return self._trip(b, now, fast)
+            return self._trip(b, now, fast, hang_s)
         return False
 
     def release(self, key: str) -> None:
@@ -160,13 +180,18 @@ class Breakers:
         if b.state != "open" or b.open_until < now + seconds:
             b.state, b.open_until, b.trials_in_flight = "open", now + seconds, 0
 
-    def _trip(self, b: _Breaker, now: float, fast: bool = False) -> bool:
+    def _trip(self, b: _Breaker, now: float, fast: bool = False, hang_s: float | None = None) -> bool:
         """Opens: after a fast failure for `fast_cooldown_s` (a trial costs milliseconds: re-trial about
-        every second), else for a cooldown that doubles on each re-open (a hang costs a whole timeout)."""
+        every second); after a hang until the next trial at the hang cadence (`hang_gap_s`); else for a
+        cooldown that doubles on each re-open."""
         cfg = self.config
         if fast:
-            b.cooldown_s = 0.0  # the next slow trip starts the doubling afresh
+            b.cooldown_s, b.down_since = 0.0, None  # the next slow trip starts the doubling afresh
             wait = cfg.fast_cooldown_s
+        elif hang_s is not None:
+            if b.down_since is None:
+                b.down_since = now - hang_s
+            wait = hang_gap_s(cfg, now - b.down_since)
         else:
             b.cooldown_s = min(cfg.max_cooldown_s, b.cooldown_s * 2 if b.cooldown_s else cfg.cooldown_s)
             wait = b.cooldown_s

@@ -14,6 +14,7 @@ from gateway.providers.credentials import renew_rejected
 from gateway.resilience.breaker import Breakers
 from gateway.resilience.budget import RetryBudget
 from gateway.resilience.cooldown import Cooldowns, health_key
+from gateway.routing.probes import patience_s
 from gateway.telemetry import TelemetryStore
 
 # Attempt outcomes that say the backend is unwell; the client's own errors and cancellations say nothing.
@@ -96,6 +97,15 @@ class Health(Observer):
             return False
         return self.breakers.admit(key)
 
+    def trial_deadline_s(self, target: Target, expected_s: float | None) -> float | None:
+        """A first-byte deadline for a trial of a backend out for a hang: as long as an attempt may wait
+        before it counts as stuck, so a trial sent into a hang costs about a second, then fails over, and
+        the next trial is not held back by it. None: the route's deadlines apply."""
+        if not self.breakers.hung(health_key(target)):
+            return None
+        limit = patience_s(expected_s)
+        return limit if limit != float("inf") else None
+
     def trial_ready(self, target: Target) -> bool:
         """Whether the target's breaker waits for a half-open trial that may be sent now (a query)."""
         key = health_key(target)
@@ -120,7 +130,7 @@ class Health(Observer):
         kind = att.outcome
         if kind == "ok":
             was = self.breakers.advance(key)  # a success after the cooldown closes the breaker
-            self.breakers.success(key)
+            self.breakers.success(key, prompt=answered_in_time(att))
             if was != "closed" and self._store is not None:
                 self._store.clear_cooldown(SHARED_PREFIX + key)
         elif kind in BREAKER_FAILURES or (
@@ -129,7 +139,8 @@ class Health(Observer):
             # A rejected OAuth token is being renewed: a failure like any other, not a key that stays bad.
             took = att.duration_s
             fast = kind in FAST_KINDS and took is not None and took < self.config.breaker.fast_failure_s
-            if self.breakers.failure(key, fast=fast):
+            hang_s = took if kind == "timeout" else None
+            if self.breakers.failure(key, fast=fast, hang_s=hang_s):
                 self._share(key, self.breakers.peek(key)[1])
         elif kind == "auth":
             self.breakers.force_open(key, self.config.breaker.auth_cooldown_s)
@@ -144,6 +155,11 @@ class Health(Observer):
         """Tells the other replicas (through the store) that this breaker opened, and for how long."""
         if self._store is not None:
             self._store.set_cooldown(SHARED_PREFIX + key, time.time() + seconds)
+
+
+def answered_in_time(att: AttemptRecord) -> bool:
+    """The attempt's first byte came before it would have counted as stuck: the backend is well."""
+    return att.ttft_s is not None and att.expected_s is not None and att.ttft_s <= patience_s(att.expected_s)
 
 
 __all__ = ["BREAKER_FAILURES", "SHARED_PREFIX", "Health", "health_key"]

@@ -18,6 +18,11 @@ STUCK_MIN_S = 1.0  # ...and at least this long: a loaded event loop or a cold co
 PROBE_CREDIT_CAP = 2.0  # probes a quiet route may save up
 
 
+def patience_s(expected_s: float | None) -> float:
+    """How long an attempt may wait for its first byte before it counts as stuck (inf: no prediction)."""
+    return max(STUCK_MIN_S, STUCK_FACTOR * expected_s) if expected_s is not None else float("inf")
+
+
 def key_of(target: Target) -> Key:
     return target.backend, target.model_id
 
@@ -47,8 +52,7 @@ class Watch:
         now = self._clock()
         key = key_of(target)
         self._last_tried[key] = now
-        patience = max(STUCK_MIN_S, STUCK_FACTOR * expected_s) if expected_s is not None else float("inf")
-        self._waiting.setdefault(key, {})[token] = (now, now + patience)
+        self._waiting.setdefault(key, {})[token] = (now, now + patience_s(expected_s))
 
     def answered(self, target: Target, token: int) -> None:
         """The first token arrived, or the attempt ended without one: it no longer counts as waiting."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.errors import BadRequest, ContextLengthExceeded, GatewayError, RateLimited, ServiceUnavailable
@@ -235,6 +235,11 @@ class Router:
     def _can_take(self, target: Target) -> bool:
         return self.health is None or self.health.blocked(target) is None
 
+    def _trial_cap(self, target: Target, expected: float | None, limit_s: float) -> float:
+        """`limit_s`, shortened for a trial of a backend out for a hang (`Health.trial_deadline_s`)."""
+        trial = self.health.trial_deadline_s(target, expected) if self.health is not None else None
+        return limit_s if trial is None else min(limit_s, trial)
+
     def _begin(
         self, req: RequestRecord, target: Target, headers: dict[str, str], expected_s: float | None
     ) -> Attempt:
@@ -250,6 +255,7 @@ class Router:
             upstream = adapter.build_request(plan.op, body, target)
             expected = expected_s(plan, target, stream=False)
             per_try = per_try_s(plan, expected, t.total_s - (time.monotonic() - started))
+            per_try = self._trial_cap(target, expected_s(plan, target, stream=False, well=True), per_try)
             deadlines = Deadlines(t.connect_s, per_try, t.idle_s, per_try)
             att = self._begin(req, target, upstream.headers, expected)
             try:
@@ -284,11 +290,16 @@ class Router:
         async def send(target: Target) -> OpenStream:
             adapter = plan.adapters[target.adapter_key]
             upstream = adapter.build_request(plan.op, body, target)
-            att = self._begin(req, target, upstream.headers, expected_s(plan, target, stream=True))
+            expected = expected_s(plan, target, stream=True)
+            first_s = self._trial_cap(
+                target, expected_s(plan, target, stream=True, well=True), t.first_token_s
+            )
+            att = self._begin(req, target, upstream.headers, expected)
             try:
                 if not authorize_now(upstream, target):  # signed last: observers' headers are in
                     upstream = await authorize(upstream, target)
-                reply = await self._transport.send(upstream, deadlines)
+                limits = deadlines if first_s == t.first_token_s else replace(deadlines, first_byte_s=first_s)
+                reply = await self._transport.send(upstream, limits)
                 att.replied(reply)
                 if reply.status >= 300:
                     raise adapter.parse_error(reply.status, reply.headers, await reply.read(), target)
@@ -297,7 +308,7 @@ class Router:
                     adapter.stream_decoder(plan.op, target, max_event_bytes=reply.max_event_bytes),
                     adapter.stream_translator(plan.op, target, show_usage=show_usage),
                 )
-                opened = await _first_chunks(reply, stream, target, log, att, t.first_token_s)
+                opened = await _first_chunks(reply, stream, target, log, att, first_s)
             except BaseException as exc:
                 att.failed(exc)  # also drops the connection
                 raise
@@ -323,11 +334,14 @@ async def _first_chunks(
     return OpenStream(target, log, att, reply, stream, first)
 
 
-def expected_s(plan: Plan, target: Target, *, stream: bool) -> float | None:
+def expected_s(plan: Plan, target: Target, *, stream: bool, well: bool = False) -> float | None:
     """How long `target` should take to its first byte for this request: its predicted TTFT for a stream,
-    its predicted whole duration otherwise (the plan's figures: telemetry, the request's max_tokens)."""
+    its predicted whole duration otherwise (the plan's figures: telemetry, the request's max_tokens).
+    `well`: from its last-good figures (what it takes once recovered)."""
     for s in plan.ranked:
         if s.target is target:
+            if well:
+                return (s.well_ttft_ms if stream else s.well_ms) / 1000
             return (s.expected_ttft_ms if stream else s.expected_ms) / 1000
     return None
 

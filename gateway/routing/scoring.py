@@ -75,6 +75,10 @@ class Scored:
     # before any waiting attempt inflated them: what per-try deadlines and stuck detection measure against.
     expected_ttft_ms: float = DEFAULT_TTFT_MS
     expected_ms: float = 0.0
+    # The same from the last-good figures (a hang's censored waits raise the peak, not these): what a
+    # trial of a backend out for a hang should take if it recovered, so its short deadline.
+    well_ttft_ms: float = DEFAULT_TTFT_MS
+    well_ms: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,8 @@ class _View:
     forgiven: bool = False
     expected_ttft_ms: float = DEFAULT_TTFT_MS  # before waiting attempts inflate it
     expected_ms: float = 0.0
+    well_ttft_ms: float = DEFAULT_TTFT_MS  # from the last-good figures
+    well_ms: float = 0.0
     raw: _View | None = None  # the same candidate with nothing forgiven (set only when something was)
     raw_slow: bool = False  # unforgiven, it breaks a speed constraint
 
@@ -116,6 +122,7 @@ class _Speed:
     latency_ms: float | None = None  # measured whole-answer latency (non-streaming only: bounds TTFT)
     age_s: float | None = None
     forgiven: bool = False
+    good_ms: float | None = None  # the estimate's last-good figure (ttft, or latency on that path)
 
 
 def _speed(t: Target, st: Stats | None, now: float, forgive_s: float | None) -> _Speed:
@@ -128,16 +135,32 @@ def _speed(t: Target, st: Stats | None, now: float, forgive_s: float | None) -> 
         seen = e.ttft.view(now, prior, forgive_s) or 0.0
         tps = (st.tokens_per_s if st is not None else None) or t.tokens_per_s
         forgiven = seen < e.ttft.value * (1 - FORGIVEN)
-        return _Speed(seen * 1000, tps, age_s=now - e.ttft.at, forgiven=forgiven)
+        return _Speed(seen * 1000, tps, age_s=now - e.ttft.at, forgiven=forgiven, good_ms=_ms(e.ttft.good))
     if e is not None and e.latency.value is not None:
         seen = e.latency.view(now, None, forgive_s) or 0.0
         forgiven = seen < e.latency.value * (1 - FORGIVEN)
-        return _Speed(seen * 1000, t.tokens_per_s, seen * 1000, now - e.latency.at, forgiven)
+        return _Speed(
+            seen * 1000, t.tokens_per_s, seen * 1000, now - e.latency.at, forgiven, _ms(e.latency.good)
+        )
     if st is not None and st.ttft_p50_s is not None and st.ttft_samples > 0:
         return _Speed(st.ttft_p50_s * 1000, st.tokens_per_s or t.tokens_per_s)
     if st is not None and st.latency_s is not None:
         return _Speed(st.latency_s * 1000, t.tokens_per_s, st.latency_s * 1000)
     return _Speed(t.ttft_ms, t.tokens_per_s)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return seconds * 1000 if seconds is not None else None
+
+
+def _well(view: _View, sp: _Speed, est: Estimate) -> None:
+    """`well_*`: the expectations again, from the last-good figure where it is below the estimate."""
+    good = sp.good_ms
+    if good is None or sp.ttft_ms is None or good >= sp.ttft_ms:
+        view.well_ttft_ms, view.well_ms = view.expected_ttft_ms, view.expected_ms
+        return
+    view.well_ttft_ms = good
+    view.well_ms = _latency(good, sp.tokens_per_s, good if sp.latency_ms is not None else None, est)
 
 
 def _latency(ttft: float | None, tps: float | None, measured: float | None, est: Estimate) -> float:
@@ -175,6 +198,7 @@ def observe(
     # detection are measured against this, not against a hang's own growing wait.
     view.expected_ttft_ms = sp.ttft_ms if sp.ttft_ms is not None else DEFAULT_TTFT_MS
     view.expected_ms = _latency(sp.ttft_ms, sp.tokens_per_s, sp.latency_ms, est)
+    _well(view, sp, est)
     if st is not None:
         _live(view, st, now, forgive)
     if view.forgiven:  # what it would be without forgiving: whether it leads only thanks to its age
@@ -379,7 +403,7 @@ def _scored(t: Target, v: _View, score: float) -> Scored:
     return Scored(
         t, v.latency_ms, v.cost_usd, v.energy_j, score, v.ttft_ms, v.tokens_per_s, v.failure_rate,
         v.remaining, v.demoted, v.fresh, v.load, v.load_age_s, v.age_s, v.forgiven, False, v.expected_ttft_ms,
-        v.expected_ms,
+        v.expected_ms, v.well_ttft_ms, v.well_ms,
     )  # fmt: skip
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gateway.policy.model import BreakerConfig
-from gateway.resilience.breaker import Breakers
+from gateway.resilience.breaker import Breakers, hang_gap_s
 from gateway.resilience.budget import RetryBudget
 
 
@@ -136,3 +138,51 @@ def test_a_hang_after_fast_failures_starts_the_doubling_afresh() -> None:
     b.admit("k")
     b.failure("k")
     assert b.peek("k") == ("open", 4.0)
+
+
+@pytest.mark.parametrize(
+    ("down_s", "gap_s"),
+    [
+        (0.0, 1.0),  # floor: hang_trial_s
+        (2.0, 1.0),
+        (4.0, 1.0),
+        (8.0, 2.0),  # a quarter of the outage's age
+        (40.0, 10.0),
+        (1000.0, 60.0),  # capped at max_cooldown_s
+    ],
+)
+def test_hang_gap_grows_with_the_outage(down_s: float, gap_s: float) -> None:
+    cfg = BreakerConfig(hang_trial_s=1, hang_trial_share=0.25, max_cooldown_s=60)
+    assert hang_gap_s(cfg, down_s) == gap_s
+
+
+def test_a_hung_backend_is_retrialled_at_the_hang_cadence_and_back_off_exponentially() -> None:
+    b, clock = make(consecutive_failures=1, cooldown_s=5, hang_trial_s=1, hang_trial_share=0.25)
+    assert b.failure("k", hang_s=2.0) is True  # the outage began 2 s ago, when the attempt was sent
+    assert b.hung("k")
+    gaps = []
+    for _ in range(12):
+        gaps.append(b.peek("k")[1])
+        clock.t += gaps[-1]
+        assert b.admit("k")  # the trial, one request (a short deadline: Health.trial_deadline_s)
+        clock.t += 1.0  # ...which times out after a second
+        assert b.failure("k", hang_s=1.0) is True
+    assert gaps[:3] == [1.0, 1.0, 1.5]  # about a second apart early on: a recovery is found quickly
+    assert all(later >= earlier for earlier, later in zip(gaps, gaps[1:], strict=False))
+    assert gaps[-1] / gaps[-4] > 1.5  # then each gap grows with the outage: exponential in the trials
+    clock.t += b.peek("k")[1]
+    assert b.admit("k")
+    b.success("k", prompt=True)
+    assert b.peek("k")[0] == "closed" and not b.hung("k")
+    assert b.failure("k", hang_s=1.0) is True  # a new outage starts its cadence afresh
+    assert b.peek("k") == ("open", 1.0)
+
+
+def test_a_slow_failure_that_is_no_hang_keeps_the_doubling_cooldown() -> None:
+    b, clock = make(consecutive_failures=1, cooldown_s=5, hang_trial_s=1)
+    assert b.failure("k") is True
+    assert b.peek("k") == ("open", 5.0) and not b.hung("k")
+    clock.t += 5
+    assert b.admit("k")
+    b.failure("k")
+    assert b.peek("k") == ("open", 10.0)

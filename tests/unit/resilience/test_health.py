@@ -160,7 +160,9 @@ def test_explain_plans_without_adopting_shared_openings_a_request_adopts_them() 
         ("server", 0.005, 1.0),  # a 503 in milliseconds: re-trialled in a second
         ("connect", 0.001, 1.0),  # connection refused
         ("server", 3.0, 5.0),  # a slow 5xx: the doubling cooldown
-        ("timeout", 0.2, 5.0),  # a timeout is never 'fast', whatever its duration
+        ("timeout", 0.2, 1.0),  # a timeout is never 'fast': the hang cadence, from hang_trial_s
+        ("timeout", 8.0, 2.0),  # ...a quarter of the outage's age, counted from when the attempt began
+        ("protocol", 3.0, 5.0),  # a slow malformed answer is no hang: the doubling cooldown
     ],
 )
 def test_what_a_failure_cost_sets_the_retrial_cadence(outcome: str, took_s: float, open_s: float) -> None:
@@ -180,3 +182,39 @@ def test_a_half_open_breaker_is_trial_ready_until_its_trial_is_taken() -> None:
     assert h.trial_ready(A)
     assert h.admit(A)
     assert not h.trial_ready(A)
+
+
+@pytest.mark.parametrize(
+    ("ttft_s", "expected_s", "prompt"),
+    [
+        (0.3, 0.25, True),  # within max(1 s, 4x expected)
+        (0.9, 0.1, True),  # the 1 s floor
+        (1.5, 0.25, False),  # answered, but as late as a stuck attempt
+        (0.3, None, False),  # no prediction: proves nothing
+        (None, 0.25, False),  # no first byte recorded
+    ],
+)
+def test_a_trial_that_answers_in_time_ramps_back_quickly(
+    ttft_s: float | None, expected_s: float | None, prompt: bool
+) -> None:
+    h, clock = health(consecutive_failures=1, hang_trial_s=1, slow_start_s=10, fast_cooldown_s=1)
+    req = RequestRecord("r", "chat", "/x")
+    h.attempt_finished(req, AttemptRecord(A, 1, outcome="timeout", duration_s=2.0))
+    assert h.trial_deadline_s(A, 0.25) == 1.0  # out for a hang: its trial waits as long as stuck patience
+    clock.t += 1
+    assert h.admit(A)
+    h.attempt_finished(req, AttemptRecord(A, 2, outcome="ok", ttft_s=ttft_s, expected_s=expected_s))
+    assert h.trial_deadline_s(A, 0.25) is None  # closed: the route's deadlines again
+    clock.t += 1
+    # A prompt answer ramps over 2 x fast_cooldown_s (half-way after 1 s); otherwise over slow_start_s.
+    assert h.breakers.weight(health_key(A)) == pytest.approx(0.5 if prompt else 0.1)
+
+
+def test_only_a_hang_shortens_the_trial_deadline() -> None:
+    h, clock = health(consecutive_failures=1, cooldown_s=5)
+    h.attempt_finished(
+        RequestRecord("r", "chat", "/x"), AttemptRecord(A, 1, outcome="server", duration_s=3.0)
+    )
+    clock.t += 5
+    assert h.trial_deadline_s(A, 0.25) is None
+    assert h.trial_deadline_s(B, 0.25) is None  # never failed

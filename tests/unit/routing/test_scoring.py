@@ -289,3 +289,25 @@ def test_a_backend_stuck_on_another_replica_is_demoted_here() -> None:
     ranked, _ = rank([CHEAP_SLOW, MIDDLE], "cheapest", EST, telemetry=live, now=NOW)
     assert ranked[-1].target.backend == "cheap"
     assert ranked[-1].demoted == "stuck: another replica's attempt has waited 3.0s"
+
+
+@pytest.mark.parametrize(
+    ("samples", "censored_s", "expected_ttft_ms", "well_ttft_ms"),
+    [
+        ([(2.0, 0.05)], None, 50.0, 50.0),  # well all along: the same figure
+        ([(3.0, 0.05)], 2.0, 2000.0, 50.0),  # a hang's timed-out waits raised the peak, not the last-good
+        ([(3.0, 0.3), (0.0, 0.1)], None, 110.0, 100.0),  # faster now: the last-good drops at once
+    ],
+)
+def test_what_an_attempt_takes_once_well_comes_from_the_last_good_figure(
+    samples: list[tuple[float, float]], censored_s: float | None, expected_ttft_ms: float, well_ttft_ms: float
+) -> None:
+    """A trial of a backend out for a hang gets a deadline from what it takes when well (`well_*`)."""
+    e = estimates(samples)
+    if censored_s is not None:
+        e.ttft.censor(censored_s, NOW)
+    live = {("fast", "m"): stats(est=e)}
+    ranked, _ = rank([FAST_PRICEY], "fastest", EST, telemetry=live, now=NOW)
+    assert ranked[0].expected_ttft_ms == pytest.approx(expected_ttft_ms, rel=0.01)
+    assert ranked[0].well_ttft_ms == pytest.approx(well_ttft_ms, rel=0.01)
+    assert ranked[0].well_ms < ranked[0].expected_ms or censored_s is None
