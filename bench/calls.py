@@ -5,7 +5,8 @@ shared VM, more than a refactor's budget; a count of the Python calls a request 
 what else the machine does. For this tree and each REV (its `gateway/` and `policies/` exported, as
 `bench.tracing_cost --baseline` does), `routeway serve` (access log on and off) runs natively with
 bench/callspy on PYTHONPATH; after W requests the hook starts counting, N small non-streaming completions
-go one after another on one keep-alive connection, and the count over N is printed with the functions whose
+go one after another on one keep-alive connection, and the count over N (the event loop's thread: the
+log writer thread is not counted) is printed with the functions whose
 counts differ most from the first server's. It counts calls, not their cost: C work (orjson, httptools,
 uvloop) is invisible, so read it beside `bench.before_after`, not instead of it.
 """
@@ -92,7 +93,8 @@ def main() -> None:
                 print(f"{name:<36} {results[name]['TOTAL']:>7.1f} Python calls per request", flush=True)
     first = next(iter(results.values()))
     for name, per in list(results.items())[1:]:
-        moved = sorted(set(per) | set(first), key=lambda k: -abs(per.get(k, 0) - first.get(k, 0)))[1:9]
+        names = (set(per) | set(first)) - {"TOTAL"}
+        moved = sorted(names, key=lambda k: -abs(per.get(k, 0) - first.get(k, 0)))[:8]
         print(f"\n{name} vs {next(iter(results))}:")
         for key in moved:
             print(f"  {per.get(key, 0) - first.get(key, 0):+6.2f}  {key}")

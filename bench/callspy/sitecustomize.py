@@ -1,7 +1,9 @@
 """Loaded by `python -m bench.calls` into the server under test (this folder goes first on PYTHONPATH).
 
-SIGUSR1 clears the counts and starts counting every Python function call (all threads); SIGUSR2 stops
-and writes the total and the most-called functions to $CALLSPY_OUT. Never used outside the bench.
+SIGUSR1 clears the counts and starts counting every Python function call on the main thread (the event
+loop's; threads already running, such as the log writer, are not counted, threads started later are);
+SIGUSR2 stops and writes the total and the 200 most-called functions to $CALLSPY_OUT. Never used outside
+the bench.
 """
 
 from __future__ import annotations
