@@ -48,8 +48,7 @@ def throughput_rounds(
 ) -> dict[str, list[dict[str, Any]]]:
     runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s, _ in running}
     for i in range(n):
-        k = i % len(running)
-        for spec, server in running[k:] + running[:k]:
+        for spec, server in measure.rotated(running, i):
             r = measure.measured_wrk(spec.url, server.pid, conc, seconds, out)
             runs[spec.name].append(r)
             print(
@@ -76,8 +75,7 @@ def latency_rounds(
     """Open-loop runs in rotated rounds, like the wrk rounds; each server's median p50 and p99."""
     seen: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in ports}
     for i in range(n):
-        k = i % len(ports)
-        for name, port in ports[k:] + ports[:k]:
+        for name, port in measure.rotated(ports, i):
             seen[name].append(latency(port, body, rate, seconds, f"round {i + 1} {name}"))
     return {
         name: {key: _median([r[key] for r in rs]) for key in ("p50_ms", "p99_ms")} | {"runs": rs}

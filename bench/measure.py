@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench import payloads, procs, wrk
 from bench.options import Options
+
+T = TypeVar("T")
+
+
+def rotated(items: Sequence[T], round_index: int) -> list[T]:
+    """`items` in round `round_index`'s order: each round starts with the next one, so no server always
+    goes first and background load hits each alike."""
+    k = round_index % len(items)
+    return [*items[k:], *items[:k]]
 
 
 def body_file(directory: Path, name: str, body: bytes) -> Path:

@@ -92,8 +92,7 @@ def rounds(
     before = otlp_sink.stats(sink)
     for i in range(n):
         for c in loads:
-            k = i % len(servers)  # each round starts with the next server: no server always goes first
-            for spec, server in servers[k:] + servers[:k]:
+            for spec, server in measure.rotated(servers, i):
                 if rate:
                     r = at_rate(spec.port, server.pid, c, seconds, out)
                 else:
