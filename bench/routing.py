@@ -29,7 +29,7 @@ import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -158,6 +158,29 @@ def price(name: str, prompt_tokens: int, output_tokens: int) -> float:
     return (prompt_tokens * spec.input_price + output_tokens * spec.output_price) / 1e6
 
 
+class Timed(Protocol):
+    ttft_s: float | None
+
+
+async def read_stream(
+    content: aiohttp.StreamReader, res: Timed, started: float
+) -> tuple[dict[str, int] | None, bool]:
+    """Reads an OpenAI stream to its end: the last usage seen, and whether `[DONE]` came. `res.ttft_s` is
+    set at the first content delta, so a caller that catches a cut stream still knows a byte arrived."""
+    usage: dict[str, int] | None = None
+    async for line in content:
+        if not line.startswith(b"data: "):
+            continue
+        data = line[6:].strip()
+        if data == b"[DONE]":
+            return usage, True
+        event = orjson.loads(data)
+        if res.ttft_s is None and any((c.get("delta") or {}).get("content") for c in event["choices"]):
+            res.ttft_s = time.perf_counter() - started
+        usage = event.get("usage") or usage
+    return usage, False
+
+
 async def stream_once(
     session: aiohttp.ClientSession, url: str, body: dict[str, Any], headers: dict[str, str], res: Result
 ) -> bool:
@@ -168,21 +191,7 @@ async def stream_once(
                 await r.read()
                 return False
             res.backend = r.headers.get("x-routeway-backend", res.backend)
-            usage: dict[str, int] | None = None
-            done = False
-            async for line in r.content:
-                if not line.startswith(b"data: "):
-                    continue
-                data = line[6:].strip()
-                if data == b"[DONE]":
-                    done = True
-                    break
-                event = orjson.loads(data)
-                if res.ttft_s is None and any(
-                    (c.get("delta") or {}).get("content") for c in event["choices"]
-                ):
-                    res.ttft_s = time.perf_counter() - res.started
-                usage = event.get("usage") or usage
+            usage, done = await read_stream(r.content, res, res.started)
     except (aiohttp.ClientError, TimeoutError, ValueError):
         return res.ttft_s is not None  # a failure after the first byte is final
     res.total_s = time.perf_counter() - res.started

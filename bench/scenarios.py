@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ import orjson
 import yaml
 
 from bench.procs import free_port, wait_port
+from bench.routing import SIM_MAIN, pct, read_stream
 from bench.venvs import BENCH_VENV, LITELLM_VENV
 from gateway.routing.probes import STUCK_FACTOR, STUCK_MIN_S
 from gateway.telemetry import estimators
@@ -165,20 +165,7 @@ async def once(
                 usage = doc.get("usage")
                 done = True
             else:
-                usage, done = None, False
-                async for line in r.content:
-                    if not line.startswith(b"data: "):
-                        continue
-                    data = line[6:].strip()
-                    if data == b"[DONE]":
-                        done = True
-                        break
-                    event = orjson.loads(data)
-                    if res.ttft_s is None and any(
-                        (c.get("delta") or {}).get("content") for c in event["choices"]
-                    ):
-                        res.ttft_s = time.perf_counter() - started
-                    usage = event.get("usage") or usage
+                usage, done = await read_stream(r.content, res, started)
     except (aiohttp.ClientError, TimeoutError, ValueError):
         return res.ttft_s is not None
     res.total_s = time.perf_counter() - started
@@ -267,13 +254,6 @@ def policy(sc: Scenario, sims: dict[str, int]) -> dict[str, Any]:
     return {"backends": backends, "routes": [route]}
 
 
-SIM_MAIN = """
-import asyncio, json, sys
-from gateway.sim import Profile, serve_fleet_forever
-asyncio.run(serve_fleet_forever([Profile(**p) for p in json.loads(sys.argv[1])]))
-"""
-
-
 def start_sims(sc: Scenario) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
     ports = {s.name: free_port() for s in sc.fleet}
     profiles = [
@@ -344,12 +324,6 @@ def litellm(
         except subprocess.TimeoutExpired:  # requests still hung on a sim: nothing left to wait for
             proxy.kill()
             proxy.wait(timeout=10)
-
-
-def pct(values: list[float], q: int) -> float:
-    if len(values) < 2:
-        return values[0] if values else float("nan")
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 def summary(sc: Scenario, rs: list[Result], duration: float) -> dict[str, Any]:
