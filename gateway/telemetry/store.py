@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Protocol, TypeVar, overload
 
 from gateway.telemetry.estimators import Estimates
@@ -47,7 +48,7 @@ def learn(est: Estimates, sample: Sample, now: float) -> None:
         (est.ttft if sample.stream else est.latency).censor(sample.waited_s, now)
 
 
-_NO_LOADS: Mapping[str, LoadSignal] = {}
+_NO_LOADS: Mapping[str, LoadSignal] = MappingProxyType({})  # shared by every empty snapshot: read-only
 
 
 class Snapshot(Mapping[Key, Stats]):
