@@ -12,6 +12,9 @@ from bench.options import BENCH_DIR, RESULTS_DIR
 
 BENCH_VENV = BENCH_DIR / ".venv"
 LITELLM_VENV = BENCH_DIR / ".venv-litellm"
+# Pinned: the comparison is measured against a known release, and an unpinned install would take whatever
+# PyPI serves that day (litellm 1.107.x was pulled from PyPI as compromised). Raise it on purpose, with a run.
+LITELLM_REQ = "litellm[proxy]==1.110.2"
 # Pinned to the project venv's versions so every pass-through runs the same web stack as Routeway.
 PINNED = ("fastapi", "starlette", "uvicorn", "uvloop", "httptools", "aiohttp", "httpx", "httpcore", "orjson")
 EXTRAS = ("httpx-aiohttp", "matplotlib", "py-spy")
@@ -67,8 +70,12 @@ def _pins() -> list[str]:
     return pins
 
 
-def _installed(venv: Path, dist: str) -> bool:
-    probe = f"import importlib.metadata as m; m.version({dist!r})"
+def _installed(venv: Path, requirement: str) -> bool:
+    """Whether `requirement` ("name" or "name[extra]==version") is met in `venv`."""
+    name, _, pinned = requirement.partition("==")
+    dist = name.split("[")[0]
+    check = f"assert m.version({dist!r}) == {pinned!r}" if pinned else f"m.version({dist!r})"
+    probe = f"import importlib.metadata as m; {check}"
     done = subprocess.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True, check=False)
     return done.returncode == 0
 
@@ -105,19 +112,17 @@ def litellm_venv(install: bool) -> Venv:
     venv = Venv(LITELLM_VENV)
     log = RESULTS_DIR / "pip-litellm-venv.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    if (LITELLM_VENV / "bin" / "litellm").exists() and _installed(LITELLM_VENV, "litellm"):
+    if (LITELLM_VENV / "bin" / "litellm").exists() and _installed(LITELLM_VENV, LITELLM_REQ):
         venv.ok = True
         return venv
     if not install:
         venv.notes.append("LiteLLM venv missing and --no-install given")
         return venv
-    print(
-        f"  installing litellm[proxy] into {LITELLM_VENV} (pip log: {log}; takes a few minutes)", flush=True
-    )
-    if _create(LITELLM_VENV) and _pip(LITELLM_VENV, ["install", "-q", "litellm[proxy]"], log):
+    print(f"  installing {LITELLM_REQ} into {LITELLM_VENV} (pip log: {log}; takes a few minutes)", flush=True)
+    if _create(LITELLM_VENV) and _pip(LITELLM_VENV, ["install", "-q", LITELLM_REQ], log):
         venv.ok = (LITELLM_VENV / "bin" / "litellm").exists()
     if not venv.ok:
-        venv.notes.append(f"pip install 'litellm[proxy]' failed (see {log}); LiteLLM skipped")
+        venv.notes.append(f"pip install '{LITELLM_REQ}' failed (see {log}); LiteLLM skipped")
     return venv
 
 
