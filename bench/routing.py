@@ -12,6 +12,11 @@ Run: `.venv/bin/python -m bench.routing` (~2.5 min) or `BENCH_QUICK=1 .venv/bin/
 ROUTEWAY_TELEMETRY_HALF_LIFE_S; default duration/15, since the phases are compressed the same way),
 BENCH_PROBE_S (route probe_interval_s, default twice the half-life), BENCH_HEDGE_MS (route hedging, off
 by default), BENCH_DOCS=0 (stdout only). Loopback only.
+
+Issue 14's scenarios (a TTFT step across max_ttft_ms, a 10x slow-down under a rate-limit storm, a fast
+failure, a hang; LiteLLM's latency router beside the oracle and round-robin) extend this benchmark in
+bench/scenarios.py, which drives the same simulators through this module's stream reader and percentiles:
+`.venv/bin/python -m bench.scenarios`.
 """
 
 from __future__ import annotations
