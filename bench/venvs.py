@@ -14,7 +14,7 @@ BENCH_VENV = BENCH_DIR / ".venv"
 LITELLM_VENV = BENCH_DIR / ".venv-litellm"
 # Pinned: the comparison is measured against a known release, and an unpinned install would take whatever
 # PyPI serves that day (litellm 1.107.x was pulled from PyPI as compromised). Raise it on purpose, with a run.
-LITELLM_REQ = "litellm[proxy]==1.110.2"
+LITELLM_REQ = "litellm[proxy]==1.106.2"
 # Pinned to the project venv's versions so every pass-through runs the same web stack as Routeway.
 PINNED = ("fastapi", "starlette", "uvicorn", "uvloop", "httptools", "aiohttp", "httpx", "httpcore", "orjson")
 EXTRAS = ("httpx-aiohttp", "matplotlib", "py-spy")
