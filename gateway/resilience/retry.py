@@ -92,8 +92,8 @@ class _Picker:
 
     def next(self) -> Target | None:
         pool = self.eligible()
-        if not pool:
-            return None
+        if not pool or not self.tried:  # the first pick (most requests): the best eligible
+            return pool[0] if pool else None
         untried = [t for t in pool if t not in self.tried]
         if untried:
             return untried[0]
