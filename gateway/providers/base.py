@@ -45,11 +45,14 @@ class Target:
     adapter_key: str = field(init=False, repr=False, compare=False)
     # (backend, provider model): the key its telemetry is kept by (telemetry.store.Key).
     key: tuple[str, str] = field(init=False, repr=False, compare=False)
+    # "backend/provider model": the key its health and cooldowns are kept by (resilience.cooldown.health_key).
+    health_key: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         adapter_key = self.provider if self.dialect is None else f"{self.provider}/{self.dialect}"
         object.__setattr__(self, "adapter_key", adapter_key)  # frozen: set once, here
         object.__setattr__(self, "key", (self.backend, self.model_id))
+        object.__setattr__(self, "health_key", f"{self.backend}/{self.model_id}")
 
     @property
     def api_key(self) -> Secret | None:
