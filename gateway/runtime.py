@@ -57,6 +57,7 @@ class Runtime:
     tenancy: Tenancy | None = None  # virtual keys: their store, lookup cache, limits and ledger
     scraper: LoadScraper | None = None  # backends' metrics pages, into the store (loadsignals.py)
     _replacing: set[asyncio.Task[None]] = field(default_factory=set)
+    _shadow_observed: bool = False  # the shadow observer was added (routes with `shadow:` were loaded)
 
     @classmethod
     def create(cls, settings: Settings, loaded: LoadedPolicy) -> Runtime:
@@ -85,7 +86,7 @@ class Runtime:
             metrics=metrics,
             max_concurrent=settings.shadow_max_concurrent,
         )
-        for observer in (metrics, tracing, recent, request_log, shadow):  # shadow last: after the answer
+        for observer in (metrics, tracing, recent, request_log):  # shadow joins last (_observe_shadow)
             if observer is not None:
                 observers.add(observer)
         credentials = _credentials(settings, loaded)
@@ -101,7 +102,7 @@ class Runtime:
             on_result=metrics.load_scraped if metrics is not None else None,
         )
         scraper.configure(scrape_targets(loaded.policy.backends))
-        return cls(
+        rt = cls(
             settings=settings,
             transport=transport,
             router=Router(transport, observers, health, store),
@@ -121,6 +122,8 @@ class Runtime:
             shadow=shadow,
             scraper=scraper,
         )
+        rt._observe_shadow(loaded)
+        return rt
 
     def swap(self, loaded: LoadedPolicy) -> None:
         """Installs a new policy; requests in flight keep the catalog (and credentials) they started with."""
@@ -132,6 +135,16 @@ class Runtime:
             self.scraper.configure(scrape_targets(loaded.policy.backends))
         if self.router.health is not None:
             self.router.health.configure(loaded.policy.resilience)
+        self._observe_shadow(loaded)
+
+    def _observe_shadow(self, loaded: LoadedPolicy) -> None:
+        """The shadow observer joins, last (after the answer), once a policy has a route with `shadow:`: until
+        then it costs nothing per request. It stays through a reload that drops them (it then has no job)."""
+        if self.shadow is None or self._shadow_observed:
+            return
+        if any(route.shadow is not None for route in loaded.policy.routes):
+            self.router.observers.add(self.shadow)
+            self._shadow_observed = True
 
     async def start(self) -> None:
         """Starts what the request path relies on in the background (credential refresh)."""

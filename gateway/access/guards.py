@@ -83,7 +83,10 @@ class Guards:
         cost_usd: float | None,
     ) -> None:
         """Starts the guards' settlement in one task: a client that leaves cannot cut a ledger write short."""
-        if not self._settling or not any(g.owes(principal) for g in self._settling):
+        for guard in self._settling:  # a plain loop, not any() over a generator: this runs per request
+            if guard.owes(principal):
+                break
+        else:
             return
         task = asyncio.get_running_loop().create_task(self._settle(principal, plan, req, usage, cost_usd))
         self._tasks.add(task)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 
 from gateway.access.keys import VirtualKey, digest, looks_virtual
 from gateway.access.keystore import KeyStore, KeyStoreUnavailable
-from gateway.access.principal import Keys, Principal, bearer
+from gateway.access.principal import ANONYMOUS, Keys, Principal, bearer
 from gateway.access.principal import client as static_client
 from gateway.errors import AuthenticationFailed
 
@@ -50,8 +50,10 @@ class Identity:
     async def client(self, headers: Mapping[str, str]) -> Principal:
         token = bearer(headers)
         if self.store is None or not looks_virtual(token):
-            if not self.keys.client and self.require_keys:
-                raise AuthenticationFailed("Missing or invalid API key in the Authorization header")
+            if not self.keys.client:  # no static keys: the gateway runs open, unless keys are required
+                if self.require_keys:
+                    raise AuthenticationFailed("Missing or invalid API key in the Authorization header")
+                return ANONYMOUS
             return static_client(self.keys, headers)
         assert token is not None
         key = await self.lookup(digest(token))

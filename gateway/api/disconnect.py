@@ -21,28 +21,25 @@ class DisconnectWatch:
     attempt in flight drops its upstream connection. Under another ASGI server one small task waits on
     `receive()`, which the server answers only when the client leaves."""
 
-    __slots__ = ("_scope", "_receive", "_task", "_watcher", "gone")
+    __slots__ = ("_scope", "_receive", "_read_body", "_task", "_watcher", "gone")
 
-    def __init__(self, scope: Scope, receive: Receive) -> None:
+    def __init__(self, scope: Scope, receive: Receive, read_body: ReadBody) -> None:
         self._scope: dict[str, Any] = scope  # type: ignore[assignment]
         self._receive = receive
+        self._read_body = read_body
         self._task: asyncio.Task[Any] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.gone = False
 
-    def after(self, read_body: ReadBody) -> ReadBody:
-        """`read_body`, arming the watch once the body is whole (reading it is `receive`'s job until then)."""
-
-        async def read() -> bytes | bytearray:
-            raw = await read_body()
-            self._task = asyncio.current_task()
-            if DISCONNECT_HOOK in self._scope:
-                self._scope[DISCONNECT_HOOK] = self._fire
-            else:
-                self._watcher = asyncio.get_running_loop().create_task(self._watch())
-            return raw
-
-        return read
+    async def read(self) -> bytes | bytearray:
+        """Reads the body with `read_body`, then arms the watch (reading it is `receive`'s job until then)."""
+        raw = await self._read_body()
+        self._task = asyncio.current_task()
+        if DISCONNECT_HOOK in self._scope:
+            self._scope[DISCONNECT_HOOK] = self._fire
+        else:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        return raw
 
     async def _watch(self) -> None:
         while (await self._receive())["type"] != "http.disconnect":

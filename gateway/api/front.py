@@ -56,7 +56,7 @@ class Front:
         self, scope: Scope, receive: Receive, send: Send, endpoint: EndpointSpec, reader: BodyReader
     ) -> None:
         headers = reader.headers
-        gone = DisconnectWatch(scope, receive)
+        gone = DisconnectWatch(scope, receive, reader.read)
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(
@@ -64,7 +64,7 @@ class Front:
                 )
             rt: Runtime = self.app.state.runtime
             try:
-                answer = await relay(rt, endpoint, headers, gone.after(reader.read))
+                answer = await relay(rt, endpoint, headers, gone.read)
             finally:
                 gone.stop()
         except asyncio.CancelledError:

@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.access import principal as access
 from gateway.access.principal import ANONYMOUS, Principal
 from gateway.api.depth import MAX_JSON_DEPTH, too_deep
-from gateway.endpoints.spec import ClientStreamEncoder, EndpointSpec
+from gateway.endpoints.spec import ClientStreamEncoder, EndpointSpec, same_body, same_response
 from gateway.errors import BadRequest, GatewayError, StreamFailed, StreamInterrupted
 from gateway.events import RequestRecord
 from gateway.providers.base import ProviderError, Target, Usage
@@ -86,7 +86,8 @@ async def relay(
         prefs = take_preferences(client_body, headers)
         if endpoint.begin is not None:  # this call's spec, bound to the state it read (stored responses)
             endpoint = await endpoint.begin(rt, principal, client_body)
-        body = endpoint.to_backend(client_body)
+        # OpenAI's own routes are already canonical: their identity translations are not called.
+        body = client_body if endpoint.to_backend is same_body else endpoint.to_backend(client_body)
         req.model = body["model"]
         if rt.request_log is not None:  # only then: finished records are kept (dashboard), bodies need not be
             req.body = body
@@ -106,7 +107,9 @@ async def relay(
             media = endpoint.media_type
             return RelayStream(rt, encoder, media, opened, req, principal, admitted, endpoint.commit)
         done = await rt.router.complete(plan, body, req)
-        answer = endpoint.from_backend(done.parsed.body, client_body)
+        answer = done.parsed.body
+        if endpoint.from_backend is not same_response:
+            answer = endpoint.from_backend(answer, client_body)
         if endpoint.commit is not None:
             await endpoint.commit()
     except GatewayError as err:

@@ -97,8 +97,11 @@ class EdgeProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_size = self._head_count = 0
 
+    # The head's size is counted inline in these two callbacks (no helper): they run for every header.
     def on_url(self, url: bytes) -> None:
-        self._grow_head(len(url))
+        self._head_size += len(url)
+        if self._head_size > self.limits.max_header_bytes:
+            raise self._head_too_large()
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -106,7 +109,9 @@ class EdgeProtocol(HttpToolsProtocol):
         if self._head_count > self.limits.max_header_count:
             self._refusal = HeadersTooLarge(f"More than {self.limits.max_header_count} request headers")
             raise self._refusal
-        self._grow_head(len(name) + len(value) + 4)
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > self.limits.max_header_bytes:
+            raise self._head_too_large()
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
@@ -131,11 +136,6 @@ class EdgeProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer when the parser stops: OpenAI-shaped JSON, a 431 when a head limit stopped it."""
         self._answer(self._refusal or BadRequest("Invalid HTTP request"))
-
-    def _grow_head(self, size: int) -> None:
-        self._head_size += size
-        if self._head_size > self.limits.max_header_bytes:
-            raise self._head_too_large()
 
     def _head_too_large(self) -> GatewayError:
         limit = self.limits.max_header_bytes

@@ -75,14 +75,24 @@ def optional_number(body: Body, key: str, low: float, high: float) -> None:
         raise BadRequest(f"'{key}' must be a number between {low:g} and {high:g}", param=key)
 
 
+_INTS = ("max_tokens", "max_completion_tokens", "n")  # each an integer >= 1 when present
+_NUMBERS = (("temperature", 0, 2), ("top_p", 0, 1))  # (field, low, high)
+
+
 def common_sampling(body: Body) -> None:
+    """The sampling fields' types; a field's checker runs only when the field is there (one call per field
+    a request sets, none for those it leaves out: this runs for every request)."""
     require_model(body)
-    optional_bool(body, "stream")
-    optional_int(body, "max_tokens")
-    optional_int(body, "max_completion_tokens")
-    optional_int(body, "n")
-    optional_number(body, "temperature", 0, 2)
-    optional_number(body, "top_p", 0, 1)
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        optional_bool(body, "stream")
+    for key in _INTS:
+        value = body.get(key)
+        if value is not None and (type(value) is not int or value < 1):
+            optional_int(body, key)
+    for key, low, high in _NUMBERS:
+        if body.get(key) is not None:
+            optional_number(body, key, low, high)
     opts = body.get("stream_options")
     if opts is not None and not isinstance(opts, dict):
         raise BadRequest("'stream_options' must be an object", param="stream_options")
@@ -126,7 +136,10 @@ def validate_embeddings(body: Body) -> None:
 
 
 def estimate_chat(body: Body, route: Route) -> Estimate:
-    chars = sum(chars_of(m.get("content")) + 16 for m in body.get("messages", ()) if isinstance(m, dict))
+    chars = 0  # a plain loop: no generator to resume per message
+    for m in body.get("messages", ()):
+        if isinstance(m, dict):
+            chars += chars_of(m.get("content")) + 16
     return _generation(chars, body, route)
 
 

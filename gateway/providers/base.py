@@ -40,11 +40,19 @@ class Target:
     # The backend's provider, shared by its targets and replaced with the policy: the key is not copied here.
     credential: CredentialProvider | None = field(default=None, repr=False, compare=False)
     dialect: str | None = None  # an OpenAI-compatible host's dialect (providers/dialects.py); None: default
+    # Derived once, when the catalog is built (a policy reload builds new Targets): read on every request.
+    # This target's entry in a catalog's `adapters`: the provider kind, and its dialect when named.
+    adapter_key: str = field(init=False, repr=False, compare=False)
+    # (backend, provider model): the key its telemetry is kept by (telemetry.store.Key).
+    key: tuple[str, str] = field(init=False, repr=False, compare=False)
+    # "backend/provider model": the key its health and cooldowns are kept by (resilience.cooldown.health_key).
+    health_key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def adapter_key(self) -> str:
-        """This target's entry in a catalog's `adapters`: the provider kind, and its dialect when named."""
-        return self.provider if self.dialect is None else f"{self.provider}/{self.dialect}"
+    def __post_init__(self) -> None:
+        adapter_key = self.provider if self.dialect is None else f"{self.provider}/{self.dialect}"
+        object.__setattr__(self, "adapter_key", adapter_key)  # frozen: set once, here
+        object.__setattr__(self, "key", (self.backend, self.model_id))
+        object.__setattr__(self, "health_key", f"{self.backend}/{self.model_id}")
 
     @property
     def api_key(self) -> Secret | None:

@@ -89,6 +89,19 @@ def _setdefault(d: Doc, key: str, value: Any) -> bool:
     return True
 
 
+def _defaults(d: Doc, pairs: tuple[tuple[str, Any], ...]) -> bool:
+    """Sets each missing key of `pairs` to its default (one call for several fields)."""
+    changed = False
+    for key, value in pairs:
+        if key not in d:
+            d[key] = value
+            changed = True
+    return changed
+
+
+_MESSAGE_DEFAULTS = (("role", "assistant"), ("content", None), ("refusal", None))
+
+
 def _finish(choice: Doc, *, nullable: bool) -> bool:
     reason = choice.get("finish_reason")
     if "finish_reason" in choice and (
@@ -109,10 +122,7 @@ def chat_completion(doc: Doc, model: str) -> bool:
         changed |= _finish(choice, nullable=False)
         changed |= _setdefault(choice, "logprobs", None)
         changed |= _object(choice, "message")
-        msg = choice["message"]
-        changed |= _setdefault(msg, "role", "assistant")
-        changed |= _setdefault(msg, "content", None)
-        changed |= _setdefault(msg, "refusal", None)
+        changed |= _defaults(choice["message"], _MESSAGE_DEFAULTS)
     return _usage(doc, _COUNTS) or changed
 
 

@@ -105,7 +105,8 @@ class Attempt:
             return
         self._done = True
         rec = self.record
-        self._inflight.answered(rec.target, id(rec))  # a no-op once answered
+        if rec.ttft_s is None:  # never answered: it stops counting as waiting now
+            self._inflight.answered(rec.target, id(rec))
         if usage is not None:
             rec.input_tokens, rec.output_tokens = usage.input_tokens, usage.output_tokens
         self._observers.attempt_finished(self.req, rec)

@@ -13,8 +13,9 @@ _PRUNE_AT = 1024  # entries before a write drops the expired ones
 
 
 def health_key(target: Target) -> str:
-    """The key health and cooldowns are kept by: one (backend, provider model)."""
-    return f"{target.backend}/{target.model_id}"
+    """The key health and cooldowns are kept by: one (backend, provider model), as "backend/model id"
+    (computed once per Target: hot paths read `target.health_key`)."""
+    return target.health_key
 
 
 def wait_s(retry_after: float | None) -> float:

@@ -61,7 +61,7 @@ class Health(Observer):
 
     def blocked(self, target: Target) -> tuple[str, float, bool] | None:
         """(reason, seconds to wait, is_rate_limit) when the target must not be tried now. Changes nothing."""
-        key = health_key(target)
+        key = target.health_key
         wait = self.cooldowns.remaining(key)
         if wait > 0:
             return f"rate-limited: retry after {wait:.2f}s", wait, True
@@ -92,7 +92,7 @@ class Health(Observer):
 
     def admit(self, target: Target) -> bool:
         """At send time: takes a half-open trial slot, refuses a backend that went bad meanwhile."""
-        key = health_key(target)
+        key = target.health_key
         if self.cooldowns.remaining(key) > 0:
             return False
         return self.breakers.admit(key)
@@ -101,14 +101,14 @@ class Health(Observer):
         """A first-byte deadline for a trial of a backend out for a hang: as long as an attempt may wait
         before it counts as stuck, so a trial sent into a hang costs about a second, then fails over, and
         the next trial is not held back by it. None: the route's deadlines apply."""
-        if not self.breakers.hung(health_key(target)):
+        if not self.breakers.hung(target.health_key):
             return None
         limit = patience_s(expected_s)
         return limit if limit != float("inf") else None
 
     def trial_ready(self, target: Target) -> bool:
         """Whether the target's breaker waits for a half-open trial that may be sent now (a query)."""
-        key = health_key(target)
+        key = target.health_key
         return self.cooldowns.remaining(key) <= 0 and self.breakers.peek(key) == ("half_open", 0.0)
 
     def demote_slow_starters(self, items: list[T], target_of: Callable[[T], Target]) -> list[T]:
@@ -116,7 +116,7 @@ class Health(Observer):
         keep: list[T] = []
         later: list[T] = []
         for item in items:
-            w = self.breakers.weight(health_key(target_of(item)))
+            w = self.breakers.weight(target_of(item).health_key)
             (keep if w >= 1.0 or random.random() < w else later).append(item)
         return keep + later if later else items
 
@@ -126,7 +126,7 @@ class Health(Observer):
         self.budget.note_request()
 
     def attempt_finished(self, req: RequestRecord, att: AttemptRecord) -> None:
-        key = health_key(att.target)
+        key = att.target.health_key
         kind = att.outcome
         if kind == "ok":
             was = self.breakers.advance(key)  # a success after the cooldown closes the breaker

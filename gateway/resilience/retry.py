@@ -84,7 +84,7 @@ class _Picker:
             t
             for t in self.candidates
             if t.backend not in self.excluded
-            and (cooling is None or cooling.remaining(health_key(t)) <= 0.0)
+            and (cooling is None or cooling.remaining(t.health_key) <= 0.0)
             and (t.context_window or 1 << 62) > self.min_window
             # The plan checked health just before the first pick; later picks look again.
             and (self.gate is None or not self.tried or self.gate.blocked(t) is None)
@@ -92,8 +92,8 @@ class _Picker:
 
     def next(self) -> Target | None:
         pool = self.eligible()
-        if not pool:
-            return None
+        if not pool or not self.tried:  # the first pick (most requests): the best eligible
+            return pool[0] if pool else None
         untried = [t for t in pool if t not in self.tried]
         if untried:
             return untried[0]

@@ -39,8 +39,8 @@ def take_preferences(body: dict[str, Any], headers: Mapping[str, str]) -> Prefer
             param="x-routeway-objective",
         )
     raw = body.pop("provider", None)
-    if raw is None:
-        return Preferences(objective=header)
+    if raw is None:  # most requests: none at all, one shared (frozen) value
+        return _NO_PREFERENCES if header is None else Preferences(objective=header)
     if not isinstance(raw, dict):
         raise BadRequest("'provider' must be an object", param="provider")
     unknown = set(raw) - _KEYS

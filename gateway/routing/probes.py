@@ -23,10 +23,6 @@ def patience_s(expected_s: float | None) -> float:
     return max(STUCK_MIN_S, STUCK_FACTOR * expected_s) if expected_s is not None else float("inf")
 
 
-def key_of(target: Target) -> Key:
-    return target.backend, target.model_id
-
-
 @dataclass(slots=True)
 class _Allowance:
     """One route's probe budget: `share` of a credit per planned request, and one per `interval_s`."""
@@ -50,20 +46,20 @@ class Watch:
     def started(self, target: Target, token: int, expected_s: float | None = None) -> None:
         """An attempt began; `expected_s` is how long its first byte should take (the plan's prediction)."""
         now = self._clock()
-        key = key_of(target)
+        key = target.key
         self._last_tried[key] = now
         self._waiting.setdefault(key, {})[token] = (now, now + patience_s(expected_s))
 
     def answered(self, target: Target, token: int) -> None:
         """The first token arrived, or the attempt ended without one: it no longer counts as waiting."""
-        key = key_of(target)
+        key = target.key
         waiting = self._waiting.get(key)
         if waiting is not None and waiting.pop(token, None) is not None and not waiting:
             del self._waiting[key]  # so waiting_ms() walks only the backends something waits on
 
     def last_tried(self, target: Target) -> float | None:
         """Monotonic time the backend was last tried or claimed for a probe (the dashboard shows its age)."""
-        return self._last_tried.get(key_of(target))
+        return self._last_tried.get(target.key)
 
     def waiting_ms(self) -> dict[Key, float]:
         """Age of the oldest attempt still waiting for its first token, per backend with one."""
@@ -109,10 +105,10 @@ class Watch:
         if interval_s <= 0:
             return None
         now = self._clock()
-        due = [(self._last_tried.get(key_of(t), float("-inf")), i) for i, t in enumerate(candidates)]
+        due = [(self._last_tried.get(t.key, float("-inf")), i) for i, t in enumerate(candidates)]
         due = [(last, i) for last, i in due if now - last >= interval_s]
         if not due:
             return None
         pick = candidates[min(due)[1]]
-        self._last_tried[key_of(pick)] = now  # claimed now, so concurrent requests do not all probe it
+        self._last_tried[pick.key] = now  # claimed now, so concurrent requests do not all probe it
         return pick

@@ -240,11 +240,6 @@ class Router:
         trial = self.health.trial_deadline_s(target, expected) if self.health is not None else None
         return limit_s if trial is None else min(limit_s, trial)
 
-    def _begin(
-        self, req: RequestRecord, target: Target, headers: dict[str, str], expected_s: float | None
-    ) -> Attempt:
-        return Attempt(req, target, headers, self.watch, self.observers, expected_s)
-
     async def complete(self, plan: Plan, body: dict[str, Any], req: RequestRecord) -> Completed:
         t = plan.route.timeouts
         log = AttemptLog()
@@ -253,11 +248,11 @@ class Router:
         async def send(target: Target) -> Completed:
             adapter = plan.adapters[target.adapter_key]
             upstream = adapter.build_request(plan.op, body, target)
-            expected = expected_s(plan, target, stream=False)
+            expected, well = expected_s(plan, target, stream=False)
             per_try = per_try_s(plan, expected, t.total_s - (time.monotonic() - started))
-            per_try = self._trial_cap(target, expected_s(plan, target, stream=False, well=True), per_try)
+            per_try = self._trial_cap(target, well, per_try)
             deadlines = Deadlines(t.connect_s, per_try, t.idle_s, per_try)
-            att = self._begin(req, target, upstream.headers, expected)
+            att = Attempt(req, target, upstream.headers, self.watch, self.observers, expected)
             try:
                 if not authorize_now(upstream, target):  # signed last: observers' headers are in
                     upstream = await authorize(upstream, target)
@@ -290,11 +285,9 @@ class Router:
         async def send(target: Target) -> OpenStream:
             adapter = plan.adapters[target.adapter_key]
             upstream = adapter.build_request(plan.op, body, target)
-            expected = expected_s(plan, target, stream=True)
-            first_s = self._trial_cap(
-                target, expected_s(plan, target, stream=True, well=True), t.first_token_s
-            )
-            att = self._begin(req, target, upstream.headers, expected)
+            expected, well = expected_s(plan, target, stream=True)
+            first_s = self._trial_cap(target, well, t.first_token_s)
+            att = Attempt(req, target, upstream.headers, self.watch, self.observers, expected)
             try:
                 if not authorize_now(upstream, target):  # signed last: observers' headers are in
                     upstream = await authorize(upstream, target)
@@ -334,16 +327,16 @@ async def _first_chunks(
     return OpenStream(target, log, att, reply, stream, first)
 
 
-def expected_s(plan: Plan, target: Target, *, stream: bool, well: bool = False) -> float | None:
+def expected_s(plan: Plan, target: Target, *, stream: bool) -> tuple[float | None, float | None]:
     """How long `target` should take to its first byte for this request: its predicted TTFT for a stream,
-    its predicted whole duration otherwise (the plan's figures: telemetry, the request's max_tokens).
-    `well`: from its last-good figures (what it takes once recovered)."""
+    its predicted whole duration otherwise (the plan's figures: telemetry, the request's max_tokens); and
+    the same from its last-good figures (what it takes once recovered). (None, None) if not planned."""
     for s in plan.ranked:
         if s.target is target:
-            if well:
-                return (s.well_ttft_ms if stream else s.well_ms) / 1000
-            return (s.expected_ttft_ms if stream else s.expected_ms) / 1000
-    return None
+            if stream:
+                return s.expected_ttft_ms / 1000, s.well_ttft_ms / 1000
+            return s.expected_ms / 1000, s.well_ms / 1000
+    return None, None
 
 
 def per_try_s(plan: Plan, expected: float | None, left_s: float) -> float:

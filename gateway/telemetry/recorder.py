@@ -9,17 +9,13 @@ from dataclasses import replace
 from gateway.events import AttemptRecord, Observer, RequestRecord
 from gateway.resilience.cooldown import wait_s
 from gateway.telemetry.headroom import Headroom
-from gateway.telemetry.store import Key, TelemetryStore
+from gateway.telemetry.store import TelemetryStore
 from gateway.telemetry.window import Sample
 
 # Ended without a first byte and without a verdict from the backend (hedged away, client gone, our own
 # deadline): its wait is a censored figure, "at least this long".
 _CENSORED = frozenset({"cancelled", "timeout"})
 _OPEN = "telemetry.in_flight"  # set in AttemptRecord.context while this attempt counts as in flight
-
-
-def key_of(att: AttemptRecord) -> Key:
-    return att.target.backend, att.target.model_id
 
 
 class TelemetryRecorder(Observer):
@@ -38,13 +34,13 @@ class TelemetryRecorder(Observer):
         self._adapter_for = adapter_for
 
     def attempt_started(self, req: RequestRecord, att: AttemptRecord, headers: dict[str, str]) -> None:
-        self._store.add_in_flight(key_of(att), 1)
+        self._store.add_in_flight(att.target.key, 1)
         att.context[_OPEN] = True
 
     def attempt_finished(self, req: RequestRecord, att: AttemptRecord) -> None:
-        key = key_of(att)
-        # The adapter knows its provider's rate-limit headers (x-ratelimit-*, Bedrock's, Anthropic's...).
         t = att.target
+        key = t.key
+        # The adapter knows its provider's rate-limit headers (x-ratelimit-*, Bedrock's, Anthropic's...).
         headroom = self._adapter_for(t.provider, t.dialect).headroom(att.headers) if att.headers else None
         if att.retry_after is not None and (headroom is None or headroom.retry_after_s is None):
             headroom = replace(headroom or Headroom(), retry_after_s=att.retry_after)

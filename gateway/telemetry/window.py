@@ -227,7 +227,8 @@ class Stats:
         """True when this replica should not expect the backend to take one more request right now."""
         if self.retry_at is not None and now < self.retry_at:
             return True
-        if self.requests_remaining(now) == 0 or self.tokens_remaining(now) == 0:
+        hr = self.headroom  # None (most backends send no rate-limit headers): nothing to project
+        if hr is not None and (self.requests_remaining(now) == 0 or self.tokens_remaining(now) == 0):
             return True
         return self.concurrency_limit is not None and self.local_in_flight >= self.concurrency_limit
 

@@ -25,7 +25,7 @@ def serve(scope: dict[str, Any], leave: bool) -> tuple[str, DisconnectWatch]:
 
     async def request(gone: DisconnectWatch) -> str:
         try:
-            await gone.after(_body)()
+            await gone.read()
             await asyncio.sleep(0.2)  # the upstream call
             return "answered"
         except asyncio.CancelledError:
@@ -36,7 +36,7 @@ def serve(scope: dict[str, Any], leave: bool) -> tuple[str, DisconnectWatch]:
             gone.stop()
 
     async def main() -> tuple[str, DisconnectWatch]:
-        gone = DisconnectWatch(scope, receive)  # type: ignore[arg-type]
+        gone = DisconnectWatch(scope, receive, _body)  # type: ignore[arg-type]
         task = asyncio.ensure_future(request(gone))
         await asyncio.sleep(0.02)
         if leave:
