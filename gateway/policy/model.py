@@ -119,10 +119,14 @@ class Timeouts(_Strict):
 
 
 class Hedge(_Strict):
-    """Opt-in: if the first token is late, also ask the next-best backend and keep whichever answers first."""
+    """Opt-in: if the first token is late, also ask the next-best backend and keep whichever answers first.
+    On a route with `max_ttft_ms`, a stream's backup also starts no later than the limit less its expected
+    TTFT and a margin (router.hedge_delay): the SLO hedge."""
 
     enabled: bool = False
-    after_ms: float | None = Field(default=None, gt=0, description="default: the backend's p95 TTFT")
+    after_ms: float | None = Field(
+        default=None, gt=0, description="default: twice the backend's declared TTFT"
+    )
 
 
 class QuantizationFilter(_Strict):
