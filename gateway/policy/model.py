@@ -227,7 +227,7 @@ class BreakerConfig(_Strict):
     # re-trials every fast_cooldown_s without doubling, and ramps back over 2x that. Hangs and timeouts
     # keep the doubling cooldown.
     fast_failure_s: float = Field(default=0.5, ge=0, description="a failure quicker than this is 'fast'")
-    fast_cooldown_s: float = Field(default=1.0, gt=0)
+    fast_cooldown_s: float = Field(default=0.5, gt=0)
     # A hang (a timeout) costs one request's short deadline to re-trial: a single probe, then failover. Its
     # trials come every hang_trial_share of the outage's age (at least hang_trial_s, at most
     # max_cooldown_s): exponential in the number of trials, and a recovered backend is found within a
