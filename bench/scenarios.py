@@ -36,7 +36,9 @@ import yaml
 from bench.procs import free_port, wait_port
 from bench.routing import SIM_MAIN, pct, read_stream
 from bench.venvs import BENCH_VENV, LITELLM_VENV
-from gateway.routing.probes import STUCK_FACTOR, STUCK_MIN_S
+from gateway.policy.model import BreakerConfig
+from gateway.routing.probes import PROBE_CREDIT_CAP, PROBE_PACE, STUCK_FACTOR, STUCK_MIN_S
+from gateway.routing.router import SLO_HEDGE_MARGIN, SLO_HEDGE_MIN_MARGIN_MS
 from gateway.telemetry import estimators
 
 REPO = Path(__file__).resolve().parents[1]
@@ -404,13 +406,16 @@ def table(sc: Scenario, runs: dict[str, list[Result]], duration: float) -> list[
 
 
 def settings() -> str:
-    e = estimators
+    e, b = estimators, BreakerConfig()
     return (
         f"Estimator settings: Peak-EWMA tau {e.TAU_S:g} s (good samples bring a peak down), last-good tau "
         f"{e.GOOD_TAU_S:g} s, failure tau {e.FAIL_TAU_S:g} s, route `forgive_half_life_s` 1 s (default), "
-        f"`probe_share` 0.01, `probe_interval_s` 10; stuck = {STUCK_FACTOR:g}× the expected duration and ≥ "
-        f"{STUCK_MIN_S:g} s; breaker `fast_failure_s` 0.5, `fast_cooldown_s` 1, "
-        "`hang_trial_s` 1, `hang_trial_share` 0.25; `per_try_factor` 4."
+        f"`probe_share` 0.01 (up to {PROBE_CREDIT_CAP:g} saved, spent at ≤ {PROBE_PACE:g}× the share), "
+        f"`probe_interval_s` 10; stuck = {STUCK_FACTOR:g}× the expected duration and ≥ {STUCK_MIN_S:g} s; "
+        f"breaker `fast_failure_s` {b.fast_failure_s:g}, `fast_cooldown_s` {b.fast_cooldown_s:g}, "
+        f"`hang_trial_s` {b.hang_trial_s:g}, `hang_trial_share` {b.hang_trial_share:g}; `per_try_factor` 4; "
+        f"(a+hedge) `hedge: {{enabled: true}}`, SLO hedge margin {SLO_HEDGE_MARGIN:.0%} of max_ttft_ms "
+        f"(≥ {SLO_HEDGE_MIN_MARGIN_MS:g} ms)."
     )
 
 
