@@ -1,6 +1,7 @@
 """Issue 14's scenarios: fleets that change under a steady load, Routeway next to an oracle and round-robin.
 
-(a) the cheap backend's TTFT steps across `max_ttft_ms` and back (`cheapest`); (b) a backend slows down 10x
+(a) the cheap backend's TTFT steps across `max_ttft_ms` and back (`cheapest`; again as (a+hedge) with the
+route's hedging enabled, which adds the SLO hedge of streams); (b) a backend slows down 10x
 and recovers while the best one runs out of rate limit (`fastest`); (c) the cheap backend fails fast (503 in
 milliseconds) and recovers (`cheapest`); (d) the cheap backend hangs (accepts, never answers) and recovers,
 half the requests non-streaming (`cheapest`, timeouts connect 1 s, first token 2 s, total 8 s).
@@ -9,9 +10,9 @@ Each scenario replays the same schedule at a fixed request rate for Routeway (a 
 serve`), an oracle (straight to the best backend for the true current state, one failover) and round-robin
 (straight to the sims in turn, one failover), and LiteLLM's latency-based Router where litellm imports in
 bench/.venv or bench/.venv-litellm (bench/litellm_router.py). TTFT is measured by the client. Run:
-`.venv/bin/python -m bench.scenarios` (about 6 minutes; BENCH_QUICK=1 for a smoke run; BENCH_RATE,
-BENCH_DURATION_S, BENCH_ONLY=a,c to choose, BENCH_LITELLM_RATE; BENCH_DOCS=0: stdout only). Tables go to
-docs/benchmarks.md between the routing-scenarios markers.
+`.venv/bin/python -m bench.scenarios` (about 7 minutes; BENCH_QUICK=1 for a smoke run; BENCH_RATE,
+BENCH_DURATION_S, BENCH_ONLY=a,a+hedge,c to choose, BENCH_LITELLM_RATE; BENCH_DOCS=0: stdout only).
+Tables go to docs/benchmarks.md between the routing-scenarios markers.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ import yaml
 from bench.procs import free_port, wait_port
 from bench.routing import SIM_MAIN, pct, read_stream
 from bench.venvs import BENCH_VENV, LITELLM_VENV
-from gateway.routing.probes import STUCK_FACTOR, STUCK_MIN_S
+from gateway.policy.model import BreakerConfig
+from gateway.routing.probes import PROBE_CREDIT_CAP, PROBE_PACE, STUCK_FACTOR, STUCK_MIN_S
+from gateway.routing.router import SLO_HEDGE_MARGIN, SLO_HEDGE_MIN_MARGIN_MS
 from gateway.telemetry import estimators
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,6 +68,7 @@ class Scenario:
     recovers: tuple[float, str]  # (fraction, backend) whose traffic share after recovery is measured
     max_ttft_ms: float | None = None
     non_stream_share: float = 0.0
+    hedge: bool = False  # the route's `hedge.enabled` (with max_ttft_ms: the SLO hedge of streams)
     timeouts: dict[str, float] = field(
         default_factory=lambda: {"connect_s": 1, "first_token_s": 2, "idle_s": 5, "total_s": 8}
     )
@@ -81,6 +85,13 @@ SCENARIOS = (
         ((0.3, "cheap", "cheap TTFT 250 → 900 ms", {"ttft_ms": 900}),
          (0.6, "cheap", "cheap TTFT back to 250 ms", {"ttft_ms": 250})),
         (0.6, "cheap"), max_ttft_ms=500,
+    ),
+    Scenario(
+        "a+hedge", "the same as (a), with the route's hedging enabled (the SLO hedge)", "cheapest",
+        (CHEAP, MID, DEAR),
+        ((0.3, "cheap", "cheap TTFT 250 → 900 ms", {"ttft_ms": 900}),
+         (0.6, "cheap", "cheap TTFT back to 250 ms", {"ttft_ms": 250})),
+        (0.6, "cheap"), max_ttft_ms=500, hedge=True,
     ),
     Scenario(
         "b", "a backend slows 10x and recovers while the best one runs out of rate limit", "fastest",
@@ -251,6 +262,8 @@ def policy(sc: Scenario, sims: dict[str, int]) -> dict[str, Any]:
     route |= {"expected_output_tokens": MAX_TOKENS, "probe_interval_s": 10}
     if sc.max_ttft_ms is not None:
         route["max_ttft_ms"] = sc.max_ttft_ms
+    if sc.hedge:
+        route["hedge"] = {"enabled": True}
     return {"backends": backends, "routes": [route]}
 
 
@@ -393,13 +406,16 @@ def table(sc: Scenario, runs: dict[str, list[Result]], duration: float) -> list[
 
 
 def settings() -> str:
-    e = estimators
+    e, b = estimators, BreakerConfig()
     return (
         f"Estimator settings: Peak-EWMA tau {e.TAU_S:g} s (good samples bring a peak down), last-good tau "
         f"{e.GOOD_TAU_S:g} s, failure tau {e.FAIL_TAU_S:g} s, route `forgive_half_life_s` 1 s (default), "
-        f"`probe_share` 0.01, `probe_interval_s` 10; stuck = {STUCK_FACTOR:g}× the expected duration and ≥ "
-        f"{STUCK_MIN_S:g} s; breaker `fast_failure_s` 0.5, `fast_cooldown_s` 1, "
-        "`hang_trial_s` 1, `hang_trial_share` 0.25; `per_try_factor` 4."
+        f"`probe_share` 0.01 (up to {PROBE_CREDIT_CAP:g} saved, spent at ≤ {PROBE_PACE:g}× the share), "
+        f"`probe_interval_s` 10; stuck = {STUCK_FACTOR:g}× the expected duration and ≥ {STUCK_MIN_S:g} s; "
+        f"breaker `fast_failure_s` {b.fast_failure_s:g}, `fast_cooldown_s` {b.fast_cooldown_s:g}, "
+        f"`hang_trial_s` {b.hang_trial_s:g}, `hang_trial_share` {b.hang_trial_share:g}; `per_try_factor` 4; "
+        f"(a+hedge) `hedge: {{enabled: true}}`, SLO hedge margin {SLO_HEDGE_MARGIN:.0%} of max_ttft_ms "
+        f"(≥ {SLO_HEDGE_MIN_MARGIN_MS:g} ms)."
     )
 
 
@@ -426,7 +442,7 @@ def main() -> None:
     quick = os.environ.get("BENCH_QUICK", "") not in ("", "0")
     rate = float(os.environ.get("BENCH_RATE", "50" if quick else "100"))
     duration = float(os.environ.get("BENCH_DURATION_S", "8" if quick else "15"))
-    only = set(os.environ.get("BENCH_ONLY", "abcd").replace(",", ""))
+    only = set(os.environ.get("BENCH_ONLY", ",".join(s.key for s in SCENARIOS)).split(","))
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     out = [
         "## Routing that reacts and recovers (issue 14)", "",

@@ -192,6 +192,7 @@ def _account(req: RequestRecord, target: Target, usage: Usage | None) -> None:
 
 
 def _route_headers(req: RequestRecord, target: Target) -> dict[str, str]:
+    probe = req.pick == "probe"  # the request carried a probe even when a failover or hedge answered it
     if req.candidates and req.candidates[0].target is not target:
         req.pick = "fallback"  # a later candidate answered (failover or hedge): the plan's label is moot
     headers = {
@@ -201,7 +202,7 @@ def _route_headers(req: RequestRecord, target: Target) -> dict[str, str]:
         "x-routeway-attempts": str(len(req.attempts)),
         "x-routeway-pick": req.pick or "best",
     }
-    if req.pick == "probe":  # sent to renew a backend's figures, not because it looked best: say so
+    if probe:  # sent to renew a backend's figures, not because it looked best: say so
         headers["x-routeway-probe"] = "true"
     return headers
 

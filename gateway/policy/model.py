@@ -119,10 +119,14 @@ class Timeouts(_Strict):
 
 
 class Hedge(_Strict):
-    """Opt-in: if the first token is late, also ask the next-best backend and keep whichever answers first."""
+    """Opt-in: if the first token is late, also ask the next-best backend and keep whichever answers first.
+    On a route with `max_ttft_ms`, a stream's backup also starts no later than the limit less its expected
+    TTFT and a margin (router.hedge_delay): the SLO hedge."""
 
     enabled: bool = False
-    after_ms: float | None = Field(default=None, gt=0, description="default: the backend's p95 TTFT")
+    after_ms: float | None = Field(
+        default=None, gt=0, description="default: twice the backend's declared TTFT"
+    )
 
 
 class QuantizationFilter(_Strict):
@@ -223,7 +227,7 @@ class BreakerConfig(_Strict):
     # re-trials every fast_cooldown_s without doubling, and ramps back over 2x that. Hangs and timeouts
     # keep the doubling cooldown.
     fast_failure_s: float = Field(default=0.5, ge=0, description="a failure quicker than this is 'fast'")
-    fast_cooldown_s: float = Field(default=1.0, gt=0)
+    fast_cooldown_s: float = Field(default=0.5, gt=0)
     # A hang (a timeout) costs one request's short deadline to re-trial: a single probe, then failover. Its
     # trials come every hang_trial_share of the outage's age (at least hang_trial_s, at most
     # max_cooldown_s): exponential in the number of trials, and a recovered backend is found within a

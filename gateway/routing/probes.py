@@ -15,7 +15,8 @@ Key = tuple[str, str]
 # An attempt is stuck once it has waited this many times its expected duration for a first byte...
 STUCK_FACTOR = 4.0
 STUCK_MIN_S = 1.0  # ...and at least this long: a loaded event loop or a cold connection is no hang
-PROBE_CREDIT_CAP = 2.0  # probes a quiet route may save up
+PROBE_CREDIT_CAP = 5.0  # probes a quiet route may save up for a fault (a backend to rediscover)...
+PROBE_PACE = 2.0  # ...and spend at most this many times faster than it earns them (`share` per request)
 
 
 def patience_s(expected_s: float | None) -> float:
@@ -29,6 +30,7 @@ class _Allowance:
 
     credit: float
     last: float  # monotonic time of the last probe (or of the route's first request)
+    since: int = 0  # requests planned since the last probe
 
 
 class Watch:
@@ -82,8 +84,10 @@ class Watch:
 
     def may_probe(self, route: str, share: float, interval_s: float) -> bool:
         """Counts one planned request of `route` and says whether it may be a probe: the route has saved a
-        credit (`share` per request, so probes stay within that share at steady load) or sent no probe for
-        `interval_s` (so a quiet route still renews its figures). `spend` takes the allowance."""
+        credit (`share` per request, so probes stay within that share at steady load; saved credits are spent
+        no more than `PROBE_PACE` times as often, so savings last through a fault rather than going in its
+        first second) or sent no probe for `interval_s` (so a quiet route still renews its figures). `spend`
+        takes the allowance."""
         now = self._clock()
         allowance = self._allowance.get(route)
         if allowance is None:
@@ -91,7 +95,9 @@ class Watch:
                 self._allowance.clear()
             allowance = self._allowance[route] = _Allowance(0.0, now)
         allowance.credit = min(PROBE_CREDIT_CAP, allowance.credit + share)
-        return allowance.credit >= 1.0 - 1e-9 or now - allowance.last >= interval_s
+        allowance.since += 1
+        paced = share > 0 and allowance.since * share * PROBE_PACE >= 1.0 - 1e-9
+        return (allowance.credit >= 1.0 - 1e-9 and paced) or now - allowance.last >= interval_s
 
     def spend(self, route: str) -> None:
         """A probe was sent on `route`: one credit (or the interval's allowance) is used."""
@@ -99,6 +105,7 @@ class Watch:
         if allowance is not None:
             allowance.credit = max(0.0, allowance.credit - 1.0)  # or the interval's: never below 0
             allowance.last = self._clock()
+            allowance.since = 0
 
     def pick_probe(self, candidates: Sequence[Target], interval_s: float) -> Target | None:
         """The candidate tried least recently, if that was at least `interval_s` ago (never: right away)."""

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from gateway.endpoints.spec import EndpointSpec
 
 R = TypeVar("R")
+SLO_HEDGE_MARGIN = 0.1  # of max_ttft_ms, kept for the gateway's own time and the backup's jitter...
+SLO_HEDGE_MIN_MARGIN_MS = 25.0  # ...and at least this
 
 
 @dataclass(slots=True)
@@ -202,7 +204,7 @@ class Router:
         return self.health.demote_slow_starters(kept, lambda s: s.target)
 
     def _attempt(
-        self, plan: Plan, send: Callable[[Target], Awaitable[R]], log: AttemptLog
+        self, plan: Plan, send: Callable[[Target], Awaitable[R]], log: AttemptLog, *, stream: bool
     ) -> Awaitable[tuple[R, Target]]:
         """The attempt loop's coroutine, returned rather than awaited here: one frame less to resume."""
         policy = RetryPolicy(plan.route.max_attempts, plan.route.timeouts.total_s)
@@ -210,20 +212,21 @@ class Router:
         targets = [s.target for s in plan.ranked]
         budget = health.budget if health is not None else None
         if plan.route.hedge.enabled and len(targets) > 1:
-            send = self._hedged(plan, send, targets)
+            send = self._hedged(plan, send, targets, stream)
         return attempt(targets, send, policy, log, gate=health, budget=budget)
 
     def _hedged(
-        self, plan: Plan, send: Callable[[Target], Awaitable[R]], targets: list[Target]
+        self, plan: Plan, send: Callable[[Target], Awaitable[R]], targets: list[Target], stream: bool
     ) -> Callable[[Target], Awaitable[R]]:
-        """Wraps the first attempt: when its answer is late, the next-best backend is asked too and the
-        first success wins; the other is cancelled (its attempt ends 'cancelled' and is not billed)."""
+        """Wraps the first attempt: when its answer is late (`hedge_delay`), the next-best backend is asked
+        too and the first success wins; the other is cancelled (its attempt ends 'cancelled', is not billed
+        by us, and leaves a censored TTFT)."""
         first_call = True
 
         async def hedged(target: Target) -> R:
             nonlocal first_call
             backup = next((t for t in targets if t is not target and self._can_take(t)), None)
-            delay = hedge_delay(plan.route.hedge.after_ms, target)
+            delay = hedge_delay(plan, target, backup, stream=stream)
             if not first_call or backup is None or delay is None:
                 return await send(target)
             first_call = False
@@ -270,7 +273,7 @@ class Router:
             # The winner names itself: with hedging it may be the backup.
             return Completed(parsed, target, log, att)
 
-        done, _ = await self._attempt(plan, send, log)
+        done, _ = await self._attempt(plan, send, log, stream=False)
         return done
 
     async def open_stream(self, plan: Plan, body: dict[str, Any], req: RequestRecord) -> OpenStream:
@@ -308,7 +311,7 @@ class Router:
             att.answered()
             return opened
 
-        opened, _ = await self._attempt(plan, send, log)
+        opened, _ = await self._attempt(plan, send, log, stream=True)
         return opened
 
 
@@ -386,11 +389,32 @@ def _apply_order(ranked: list[Scored], prefs: Preferences) -> list[Scored]:
     return ordered
 
 
-def hedge_delay(after_ms: float | None, target: Target) -> float | None:
-    """Seconds to wait before hedging: the route's setting, else twice the backend's declared TTFT."""
-    if after_ms is not None:
-        return after_ms / 1000
-    return target.ttft_ms * 2 / 1000 if target.ttft_ms is not None else None
+def hedge_delay(plan: Plan, target: Target, backup: Target | None, *, stream: bool) -> float | None:
+    """Seconds to wait before hedging `target`: the route's `after_ms`, else twice the backend's declared
+    TTFT; for a stream on a route with `max_ttft_ms`, no later than the SLO deadline, the moment the backup
+    must start to still answer within `max_ttft_ms` by its expected TTFT (less a margin). None: no hedge."""
+    route = plan.route
+    delay = route.hedge.after_ms / 1000 if route.hedge.after_ms is not None else None
+    if delay is None and target.ttft_ms is not None:
+        delay = target.ttft_ms * 2 / 1000
+    if not stream or route.max_ttft_ms is None or backup is None:
+        return delay
+    backup_s = expected_s(plan, backup, stream=True)
+    if backup_s is None:
+        return delay
+    slo = slo_hedge_s(route.max_ttft_ms, backup_s)
+    if slo is None:
+        return delay
+    return slo if delay is None else min(delay, slo)
+
+
+def slo_hedge_s(max_ttft_ms: float, backup_ttft_s: float) -> float | None:
+    """When a stream's backup must start to open within `max_ttft_ms`: the limit less the backup's expected
+    TTFT and a margin (`SLO_HEDGE_MARGIN` of the limit, at least `SLO_HEDGE_MIN_MARGIN_MS`) for the
+    gateway's own time and the backup's jitter. None when the backup could not make it either."""
+    margin_ms = max(SLO_HEDGE_MIN_MARGIN_MS, SLO_HEDGE_MARGIN * max_ttft_ms)
+    left_s = (max_ttft_ms - margin_ms) / 1000 - backup_ttft_s
+    return left_s if left_s > 0 else None
 
 
 async def race(

@@ -44,13 +44,17 @@ class PeakEwma:
         self.good = x if x <= good else good + (x - good) * _weight(dt, good_tau_s)
         self.at = now
 
-    def censor(self, at_least: float, now: float) -> None:
+    def censor(self, at_least: float, now: float, *, project: bool = False) -> None:
         """An attempt given up on after `at_least` seconds without an answer (a hedge's loser, a client gone):
-        the figure is at least that, now. Raises the peak only; says nothing about the last-good figure."""
+        the figure is at least that, now. Raises the peak only; says nothing about the last-good figure.
+        `project`: the wait was cut short by us (cancelled), so keep what the live wait showed: late by d
+        past the estimate, the answer was due about d later still (the router's projection of a waiting
+        attempt, scoring.observe), so the peak becomes the estimate + 2d, not just the wait."""
         if not math.isfinite(at_least) or at_least <= 0:
             return
-        if self.value is None or at_least > self.value:
-            self.value = at_least
+        value = self.value
+        if value is None or at_least > value:
+            self.value = 2 * at_least - value if project and value is not None else at_least
             self.at = now
 
     def view(

@@ -45,7 +45,8 @@ def learn(est: Estimates, sample: Sample, now: float) -> None:
     elif outcome not in NEUTRAL:
         est.failure.add(1.0, now)
     if sample.waited_s is not None:  # gave up without a first byte: at least this slow
-        (est.ttft if sample.stream else est.latency).censor(sample.waited_s, now)
+        figure = est.ttft if sample.stream else est.latency
+        figure.censor(sample.waited_s, now, project=outcome == "cancelled")
 
 
 _NO_LOADS: Mapping[str, LoadSignal] = MappingProxyType({})  # shared by every empty snapshot: read-only

@@ -81,6 +81,18 @@ def test_a_probe_says_so_then_the_objective_wins_again(
         assert "x-routeway-probe" not in second.headers
 
 
+def test_a_probe_answered_by_a_failover_still_says_it_was_a_probe(sims: SimThread, tmp_path: Path) -> None:
+    """The request paid for the probe (an upstream attempt) even when another backend answered it: clients
+    and benchmarks counting probes by the header see every one."""
+    policy = default_policy(sims)
+    policy["routes"][0].update(probe_interval_s=60, probe_share=1.0)
+    sims.control("fast", error_rate=1.0, error_status=503)
+    with GatewayThread(policy, tmp_path, reload_policies=False) as gw:
+        raw = chat_raw(gw, "probe-failed-over")
+    assert (raw.headers["x-routeway-backend"], raw.headers["x-routeway-pick"]) == ("cheap", "fallback")
+    assert raw.headers["x-routeway-probe"] == "true"
+
+
 def test_a_fresh_route_does_not_probe_a_newcomers_first_requests(sims: SimThread, tmp_path: Path) -> None:
     policy = default_policy(sims)
     policy["routes"][0]["probe_interval_s"] = 60  # the default probe_share (1%) saves up for 100 requests

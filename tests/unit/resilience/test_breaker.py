@@ -127,6 +127,21 @@ def test_fast_failures_retrial_every_fast_cooldown_without_doubling() -> None:
     assert b.weight("k") == 1.0
 
 
+def test_by_default_a_fast_failure_is_retrialled_every_half_second_and_ramps_back_over_one() -> None:
+    """A 503 in milliseconds costs a trial next to nothing: about twice a second, so a recovered cheap
+    backend is found within ~0.25 s on average, and back to its full share one second later."""
+    b, clock = make(consecutive_failures=1)
+    assert b.failure("k", fast=True)
+    assert b.peek("k") == ("open", 0.5)
+    clock.t += 0.5
+    assert b.admit("k")
+    b.success("k")
+    clock.t += 0.5
+    assert b.weight("k") == 0.5
+    clock.t += 0.5
+    assert b.weight("k") == 1.0
+
+
 def test_a_hang_after_fast_failures_starts_the_doubling_afresh() -> None:
     b, clock = make(consecutive_failures=1, cooldown_s=2, max_cooldown_s=60, fast_cooldown_s=1)
     b.failure("k", fast=True)

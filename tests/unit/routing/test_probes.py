@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.routing.probes import Watch
+from gateway.routing.probes import PROBE_CREDIT_CAP, PROBE_PACE, Watch
 from gateway.routing.scoring import Constraints, Estimate, rank
 from tests.unit.targets import target
 
@@ -113,6 +113,27 @@ def test_spending_the_allowance_bounds_probes_to_the_share() -> None:
             probes += 1
     assert 99 <= probes <= 101  # 1% of requests, plus at most the interval's allowance
     assert w.may_probe("other", 0.01, 10.0) is False  # routes are budgeted apart
+
+
+def test_a_quiet_stretch_saves_up_probes_for_a_fault_spent_at_twice_the_share() -> None:
+    """At 100 req/s, 1%: a quiet stretch saves up PROBE_CREDIT_CAP probes; a fault then gets one every 50
+    requests (PROBE_PACE x the share) until the savings are gone, then one per 100 again."""
+    clock = Clock()
+    w = Watch(clock)
+    for _ in range(1_000):  # 10 s, nothing worth probing
+        clock.t += 0.01
+        w.may_probe("r", 0.01, 100.0)
+    sent: list[int] = []
+    for i in range(1_500):  # the next 15 s: a probe whenever one is allowed
+        clock.t += 0.01
+        if w.may_probe("r", 0.01, 100.0):
+            w.spend("r")
+            sent.append(i)
+    gaps = [b - a for a, b in zip(sent, sent[1:], strict=False)]
+    assert PROBE_CREDIT_CAP == 5 and PROBE_PACE == 2
+    assert gaps[:8] == [50] * 8  # savings spent at twice the share: 9 probes in the first 4.5 s
+    assert set(gaps[8:]) == {100}  # then the share itself
+    assert len(sent) <= 1_500 * 0.01 + PROBE_CREDIT_CAP  # never more than the share plus the savings
 
 
 def test_a_waiting_attempt_inflates_the_ranking_figures_but_not_what_an_attempt_should_take() -> None:

@@ -90,6 +90,20 @@ def test_censored_wait_raises_the_peak_only() -> None:
     assert empty.value == 1.5 and empty.good is None
 
 
+@pytest.mark.parametrize(
+    ("waited", "project", "peak"),
+    [
+        (0.45, True, 0.65),  # hedged away 0.2 s past its 0.25 s estimate: due about 0.2 s later still
+        (0.45, False, 0.45),  # our own deadline: at least the wait, no more
+        (0.20, True, 0.25),  # before the estimate: says nothing new
+    ],
+)
+def test_a_cancelled_wait_keeps_the_live_projection(waited: float, project: bool, peak: float) -> None:
+    e = fed((0, 0.25))
+    e.censor(waited, T0 + 1, project=project)
+    assert e.value == pytest.approx(peak) and e.good == 0.25
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0])
 def test_bad_samples_are_ignored(bad: float) -> None:
     e = fed((0, 0.25))
