@@ -399,7 +399,7 @@ def hedge_delay(plan: Plan, target: Target, backup: Target | None, *, stream: bo
         delay = target.ttft_ms * 2 / 1000
     if not stream or route.max_ttft_ms is None or backup is None:
         return delay
-    backup_s = expected_s(plan, backup, stream=True)
+    backup_s, _ = expected_s(plan, backup, stream=True)
     if backup_s is None:
         return delay
     slo = slo_hedge_s(route.max_ttft_ms, backup_s)
