@@ -223,7 +223,7 @@ class _StreamState:
     encoder: ClientStreamEncoder
     req: RequestRecord
     principal: Principal
-    plan: Plan | None  # None: no guards, nothing to settle
+    plan: Plan | None  # None: no guard concerned this caller, nothing to settle
     commit: Callable[[], Awaitable[None]] | None = None  # the endpoint's, awaited before the clean end
     started: bool = False
 
