@@ -145,11 +145,6 @@ def _speed(t: Target, st: Stats | None, now: float, forgive_s: float | None) -> 
     return t.ttft_ms, t.tokens_per_s, None, None, False, None
 
 
-def _latency(ttft: float | None, tps: float | None, measured: float | None, est: Estimate) -> float:
-    eff_ttft = ttft if ttft is not None else DEFAULT_TTFT_MS
-    return measured or eff_ttft + est.output_tokens / (tps or DEFAULT_TOKENS_PER_S) * 1000.0
-
-
 def observe(
     t: Target,
     st: Stats | None,
@@ -166,8 +161,10 @@ def observe(
     sp_ttft, tps, sp_measured, age, forgiven, good = _speed(t, st, now, forgive)
     # What an attempt should take, before any waiting attempt inflates it: per-try deadlines and stuck
     # detection are measured against this, not against a hang's own growing wait.
+    # A whole answer: the measured latency where there is one, else the first token plus the generation.
     expected_ttft = sp_ttft if sp_ttft is not None else DEFAULT_TTFT_MS
-    expected = _latency(sp_ttft, tps, sp_measured, est)
+    generation = est.output_tokens / (tps or DEFAULT_TOKENS_PER_S) * 1000.0
+    expected = sp_measured or expected_ttft + generation
     latency = expected
     ttft = sp_ttft
     if waiting_ms > (ttft or 0.0):
@@ -175,11 +172,11 @@ def observe(
         # late by d is expected about d later still (what has lasted t tends to last about t more), so a step
         # across a TTFT limit drops the backend before the limit itself has passed.
         ttft = waiting_ms if ttft is None else 2 * waiting_ms - ttft
-        latency = _latency(ttft, tps, None, est)
+        latency = ttft + generation
     # `well_*`: the expectations again, from the last-good figure where it is below the estimate.
     well_ttft, well = expected_ttft, expected
     if good is not None and sp_ttft is not None and good < sp_ttft:
-        well_ttft, well = good, _latency(good, tps, good if sp_measured is not None else None, est)
+        well_ttft, well = good, (good if sp_measured is not None else None) or good + generation
     cost = (est.input_tokens * t.input_price + est.output_tokens * t.output_price) / 1e6
     energy = joules_per_token(t.hardware, t.joules_per_token) * (
         est.output_tokens + est.input_tokens * PREFILL_ENERGY_SHARE
@@ -292,7 +289,8 @@ def rank(
     kept, dropped = _screen(targets, est, telemetry, c, now, waiting_ms, stuck_ms, forgive_s, loads)
     if not kept:
         return [], dropped
-    _be_optimistic_about_the_unmeasured(kept)
+    if len(kept) > 1:  # alone, it has no measured one to be put just ahead of
+        _be_optimistic_about_the_unmeasured(kept)
     w = weights or _DEFAULT_WEIGHTS
     denominators = _worst(kept) if objective not in ("cheapest", "fastest", "greenest") else (1.0, 1.0, 1.0)
     scored = [_scored(t, v, _score(objective, v, denominators, w)) for t, v in kept]
