@@ -9,6 +9,10 @@ go one after another on one keep-alive connection, and the count over N (the eve
 log writer thread is not counted) is printed with the functions whose
 counts differ most from the first server's. It counts calls, not their cost: C work (orjson, httptools,
 uvloop) is invisible, so read it beside `bench.before_after`, not instead of it.
+
+`--loop` counts the event loop's objects per request instead (bench/loopspy: tasks, futures, timer handles
+and call_soon callbacks made from Python, each named by the five frames that asked for it): the C-level
+scheduling work a call count does not weigh (a task costs ~10-20 µs to create and run, a timer handle a few).
 """
 
 from __future__ import annotations
@@ -21,16 +25,29 @@ import signal
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench import payloads, procs, targets
 from bench.options import ROOT
 from bench.tracing_cost import export_revision
 
 SPY = Path(__file__).parent / "callspy"
+LOOP_SPY = Path(__file__).parent / "loopspy"
+
+
+class _OneWrite(http.client.HTTPConnection):
+    """Sends a request's head and body in one write, as wrk does (http.client writes them apart, and whether
+    the server then reads them in one go or waits for the body varies from run to run)."""
+
+    def _send_output(self, message_body: Any = None, encode_chunked: bool = False) -> None:
+        self._buffer.extend((b"", b""))  # type: ignore[attr-defined]
+        head = b"\r\n".join(self._buffer)  # type: ignore[attr-defined]
+        del self._buffer[:]  # type: ignore[attr-defined]
+        self.send(head + (message_body or b""))
 
 
 def send(port: int, n: int) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn = _OneWrite("127.0.0.1", port, timeout=30)
     try:
         for _ in range(n):
             conn.request("POST", payloads.CHAT_PATH, body=payloads.CHAT_BODY, headers=payloads.HEADERS)
@@ -71,7 +88,9 @@ def main() -> None:
     parser.add_argument("revisions", nargs="*", help="git revisions to compare with this tree")
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--warm", type=int, default=200)
+    parser.add_argument("--loop", action="store_true", help="count loop objects (tasks, futures, handles)")
     args = parser.parse_args()
+    spy, what = (LOOP_SPY, "loop objects") if args.loop else (SPY, "Python calls")
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         logs = Path(tmp)
@@ -85,12 +104,12 @@ def main() -> None:
             for log in (True, False):
                 name = f"{label}, access log {'on' if log else 'off'}"
                 out = logs / f"calls-{len(results)}.txt"
-                env = {"PYTHONPATH": f"{SPY}:{src}", "CALLSPY_OUT": str(out)}
+                env = {"PYTHONPATH": f"{spy}:{src}", "CALLSPY_OUT": str(out)}
                 spec = targets.routeway(
                     procs.free_port(), policy, access_log=log, name=f"calls-{len(results)}", settings=env
                 )
                 results[name] = counted(spec, out, args.warm, args.requests, logs)
-                print(f"{name:<36} {results[name]['TOTAL']:>7.1f} Python calls per request", flush=True)
+                print(f"{name:<36} {results[name]['TOTAL']:>7.1f} {what} per request", flush=True)
     first = next(iter(results.values()))
     for name, per in list(results.items())[1:]:
         names = (set(per) | set(first)) - {"TOTAL"}
