@@ -29,7 +29,11 @@ class Guard(Protocol):
     own, never awaited by the request, so it must not write to `req` (the access log may be written first).
 
     As with observers, a guard that subclasses Guard and leaves `settle` out costs nothing after the answer.
+    A `keyed` guard acts only on a virtual key's principal (`principal.key` set); when every guard is keyed,
+    the stage is skipped for any other caller, so a gateway without virtual keys pays nothing per request.
     """
+
+    keyed: bool = False
 
     async def admit(self, principal: Principal, plan: Plan, req: RequestRecord) -> None: ...
 
@@ -50,12 +54,14 @@ class Guard(Protocol):
 
 
 class Guards:
-    """The ordered guards; empty (the default) costs one truth test per request."""
+    """The ordered guards; empty (the default), or only keyed guards and a caller without a virtual key,
+    costs one call per request (`concern`)."""
 
     def __init__(self, guards: Sequence[Guard] = ()) -> None:
         self.guards = tuple(guards)
         # Only settles a guard defines itself are run: an inherited no-op would cost a task per request.
         self._settling = tuple(g for g in self.guards if type(g).settle is not Guard.settle)
+        self._unkeyed = any(not g.keyed for g in self.guards)
         self._tasks: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -68,6 +74,10 @@ class Guards:
 
     def __bool__(self) -> bool:
         return bool(self.guards)
+
+    def concern(self, principal: Principal) -> bool:
+        """Whether any guard acts on this principal's requests: if not, neither admit nor settle runs."""
+        return self._unkeyed or (principal.key is not None and bool(self.guards))
 
     async def admit(self, principal: Principal, plan: Plan, req: RequestRecord) -> None:
         """Each guard in order; the first refusal stops the request before any upstream call."""

@@ -42,6 +42,8 @@ SpendHook = Callable[[str, int, int, float], None]  # team, input tokens, output
 class KeyGuard(Guard):
     """Allowed models, RPM/TPM and budgets of the calling virtual key; the ledger after the answer."""
 
+    keyed = True  # a caller without a virtual key is none of its business: admit and settle return at once
+
     def __init__(
         self, limiter: Limiter, clock: Callable[[], float] = time.time, on_spend: SpendHook | None = None
     ) -> None:

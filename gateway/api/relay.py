@@ -95,7 +95,7 @@ async def relay(
         req.candidates, req.dropped, req.pick = plan.ranked, plan.dropped, plan.pick
         if plan.route.shadow is not None and rt.shadow is not None:  # one draw; mirrored once answered
             rt.shadow.consider(plan, body, req, rt.catalog.targets.get(req.model, []))
-        if rt.guards:
+        if rt.guards.concern(principal):
             admitted = plan
             await rt.guards.admit(principal, plan, req)
             req.candidates = plan.ranked  # a guard may have narrowed it
@@ -223,7 +223,7 @@ class _StreamState:
     encoder: ClientStreamEncoder
     req: RequestRecord
     principal: Principal
-    plan: Plan | None  # None: no guards, nothing to settle
+    plan: Plan | None  # None: no guard concerned this caller, nothing to settle
     commit: Callable[[], Awaitable[None]] | None = None  # the endpoint's, awaited before the clean end
     started: bool = False
 

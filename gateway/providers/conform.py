@@ -47,9 +47,12 @@ def _top(doc: Doc, obj: str, id_prefix: str, model: str) -> bool:
     choices = doc.get("choices")
     if choices is None:
         doc["choices"] = []
-        changed = True
-    elif not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+        return True
+    if not isinstance(choices, list):
         raise ProviderError("protocol", "'choices' is not an array of objects")
+    for c in choices:  # a plain loop, not all() over a generator: this runs per response and per chunk
+        if not isinstance(c, dict):
+            raise ProviderError("protocol", "'choices' is not an array of objects")
     return changed
 
 

@@ -89,7 +89,8 @@ class Breakers:
         b = self._items.get(key)
         if b is None:
             return "closed"
-        self._advance(b, self._clock())
+        if b.state == "open":  # the only state `_advance` changes
+            self._advance(b, self._clock())
         return b.state
 
     def peek(self, key: str) -> tuple[State, float]:
@@ -109,11 +110,9 @@ class Breakers:
     def admit(self, key: str) -> bool:
         """At send time: the step that moves an open breaker past its cooldown and takes a trial slot."""
         b = self._items.get(key)
-        if b is None:
+        if b is None or b.state == "closed":  # `_advance` changes only an open breaker
             return True
         self._advance(b, self._clock())
-        if b.state == "closed":
-            return True
         if b.state == "half_open" and b.trials_in_flight < self.config.half_open_trials:
             b.trials_in_flight += 1
             return True

@@ -70,7 +70,8 @@ class Health(Observer):
             what = "circuit open" if wait > 0 else "circuit half-open, trial in flight"
             return f"{what}: trials in {wait:.2f}s", max(wait, 0.1), False
         if self._store is not None:
-            shared = self._store.snapshot().cooldown_until(SHARED_PREFIX + key)
+            cooldowns = self._store.snapshot().cooldowns  # most of the time there are none
+            shared = cooldowns.get(SHARED_PREFIX + key) if cooldowns else None
             left = shared - time.time() if shared is not None else 0.0
             if left > 0:  # opened by another replica; `sync` makes it this replica's too
                 return f"circuit open: trials in {left:.2f}s (opened by another replica)", left, False

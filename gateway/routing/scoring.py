@@ -11,7 +11,6 @@ from gateway.policy.quantization import quantization_violation
 from gateway.providers.base import Target
 from gateway.routing.hardware import joules_per_token
 from gateway.telemetry import Stats
-from gateway.telemetry.estimators import Estimates
 from gateway.telemetry.loadsignals import LoadSignal
 
 # Priors for a backend that declares no speed and has no telemetry: conservative, so known-fast ones lead.
@@ -113,16 +112,11 @@ class _View:
     raw_slow: bool = False  # unforgiven, it breaks a speed constraint
 
 
-@dataclass(slots=True)
-class _Speed:
-    """The speed figures one candidate is ranked on, before waiting attempts and load are applied."""
-
-    ttft_ms: float | None
-    tokens_per_s: float | None
-    latency_ms: float | None = None  # measured whole-answer latency (non-streaming only: bounds TTFT)
-    age_s: float | None = None
-    forgiven: bool = False
-    good_ms: float | None = None  # the estimate's last-good figure (ttft, or latency on that path)
+# The speed figures one candidate is ranked on, before waiting attempts and load are applied: TTFT (ms),
+# tokens/s, measured whole-answer latency (ms; non-streaming only: it bounds TTFT), age of the estimate (s),
+# whether it was forgiven, and the estimate's last-good figure (ms; TTFT, or latency on that path). A plain
+# tuple: it is built for every candidate of every request.
+_Speed = tuple[float | None, float | None, float | None, float | None, bool, float | None]
 
 
 def _speed(t: Target, st: Stats | None, now: float, forgive_s: float | None) -> _Speed:
@@ -130,42 +124,25 @@ def _speed(t: Target, st: Stats | None, now: float, forgive_s: float | None) -> 
     the declared priors. Measurements beat declared priors even once old: falling back to a prior would
     send a herd to a backend just dropped for being slow; forgiving lets it back only as a probe."""
     e = st.est if st is not None else None
-    if e is not None and e.ttft.value is not None:
-        prior = t.ttft_ms / 1000 if t.ttft_ms is not None else None
-        seen = e.ttft.view(now, prior, forgive_s) or 0.0
-        tps = (st.tokens_per_s if st is not None else None) or t.tokens_per_s
-        forgiven = seen < e.ttft.value * (1 - FORGIVEN)
-        return _Speed(seen * 1000, tps, age_s=now - e.ttft.at, forgiven=forgiven, good_ms=_ms(e.ttft.good))
-    if e is not None and e.latency.value is not None:
-        seen = e.latency.view(now, None, forgive_s) or 0.0
-        forgiven = seen < e.latency.value * (1 - FORGIVEN)
-        return _Speed(
-            seen * 1000, t.tokens_per_s, seen * 1000, now - e.latency.at, forgiven, _ms(e.latency.good)
-        )
+    if e is not None:
+        ttft = e.ttft
+        if ttft.value is not None:
+            prior = t.ttft_ms / 1000 if t.ttft_ms is not None else None
+            seen = ttft.view(now, prior, forgive_s) or 0.0
+            tps = (st.tokens_per_s if st is not None else None) or t.tokens_per_s
+            good = ttft.good * 1000 if ttft.good is not None else None
+            return seen * 1000, tps, None, now - ttft.at, seen < ttft.value * (1 - FORGIVEN), good
+        lat = e.latency
+        if lat.value is not None:
+            seen = lat.view(now, None, forgive_s) or 0.0
+            good = lat.good * 1000 if lat.good is not None else None
+            ms = seen * 1000
+            return ms, t.tokens_per_s, ms, now - lat.at, seen < lat.value * (1 - FORGIVEN), good
     if st is not None and st.ttft_p50_s is not None and st.ttft_samples > 0:
-        return _Speed(st.ttft_p50_s * 1000, st.tokens_per_s or t.tokens_per_s)
+        return st.ttft_p50_s * 1000, st.tokens_per_s or t.tokens_per_s, None, None, False, None
     if st is not None and st.latency_s is not None:
-        return _Speed(st.latency_s * 1000, t.tokens_per_s, st.latency_s * 1000)
-    return _Speed(t.ttft_ms, t.tokens_per_s)
-
-
-def _ms(seconds: float | None) -> float | None:
-    return seconds * 1000 if seconds is not None else None
-
-
-def _well(view: _View, sp: _Speed, est: Estimate) -> None:
-    """`well_*`: the expectations again, from the last-good figure where it is below the estimate."""
-    good = sp.good_ms
-    if good is None or sp.ttft_ms is None or good >= sp.ttft_ms:
-        view.well_ttft_ms, view.well_ms = view.expected_ttft_ms, view.expected_ms
-        return
-    view.well_ttft_ms = good
-    view.well_ms = _latency(good, sp.tokens_per_s, good if sp.latency_ms is not None else None, est)
-
-
-def _latency(ttft: float | None, tps: float | None, measured: float | None, est: Estimate) -> float:
-    eff_ttft = ttft if ttft is not None else DEFAULT_TTFT_MS
-    return measured or eff_ttft + est.output_tokens / (tps or DEFAULT_TOKENS_PER_S) * 1000.0
+        return st.latency_s * 1000, t.tokens_per_s, st.latency_s * 1000, None, False, None
+    return t.ttft_ms, t.tokens_per_s, None, None, False, None
 
 
 def observe(
@@ -181,24 +158,33 @@ def observe(
     (None: exploration is off, the peak stands until the backend is measured again)."""
     # While something waits on it, the backend is being tried: nothing to forgive until it answers.
     forgive = forgive_s if waiting_ms <= 0 else None
-    sp = _speed(t, st, now, forgive)
-    ttft, measured = sp.ttft_ms, sp.latency_ms
+    sp_ttft, tps, sp_measured, age, forgiven, good = _speed(t, st, now, forgive)
+    # What an attempt should take, before any waiting attempt inflates it: per-try deadlines and stuck
+    # detection are measured against this, not against a hang's own growing wait.
+    # A whole answer: the measured latency where there is one, else the first token plus the generation.
+    expected_ttft = sp_ttft if sp_ttft is not None else DEFAULT_TTFT_MS
+    generation = est.output_tokens / (tps or DEFAULT_TOKENS_PER_S) * 1000.0
+    expected = sp_measured or expected_ttft + generation
+    latency = expected
+    ttft = sp_ttft
     if waiting_ms > (ttft or 0.0):
         # An attempt has waited this long already: the backend is at least this slow right now, and an answer
         # late by d is expected about d later still (what has lasted t tends to last about t more), so a step
         # across a TTFT limit drops the backend before the limit itself has passed.
-        ttft, measured = (waiting_ms if ttft is None else 2 * waiting_ms - ttft), None
+        ttft = waiting_ms if ttft is None else 2 * waiting_ms - ttft
+        latency = ttft + generation
+    # `well_*`: the expectations again, from the last-good figure where it is below the estimate.
+    well_ttft, well = expected_ttft, expected
+    if good is not None and sp_ttft is not None and good < sp_ttft:
+        well_ttft, well = good, (good if sp_measured is not None else None) or good + generation
     cost = (est.input_tokens * t.input_price + est.output_tokens * t.output_price) / 1e6
     energy = joules_per_token(t.hardware, t.joules_per_token) * (
         est.output_tokens + est.input_tokens * PREFILL_ENERGY_SHARE
     )
-    latency = _latency(ttft, sp.tokens_per_s, measured, est)
-    view = _View(ttft, sp.tokens_per_s, latency, cost, energy, age_s=sp.age_s, forgiven=sp.forgiven)
-    # What an attempt should take, before any waiting attempt inflates it: per-try deadlines and stuck
-    # detection are measured against this, not against a hang's own growing wait.
-    view.expected_ttft_ms = sp.ttft_ms if sp.ttft_ms is not None else DEFAULT_TTFT_MS
-    view.expected_ms = _latency(sp.ttft_ms, sp.tokens_per_s, sp.latency_ms, est)
-    _well(view, sp, est)
+    view = _View(
+        ttft, tps, latency, cost, energy, age_s=age, forgiven=forgiven, expected_ttft_ms=expected_ttft,
+        expected_ms=expected, well_ttft_ms=well_ttft, well_ms=well,
+    )  # fmt: skip
     if st is not None:
         _live(view, st, now, forgive)
     if view.forgiven:  # what it would be without forgiving: whether it leads only thanks to its age
@@ -224,26 +210,26 @@ def load_pressure(v: _View, load: LoadSignal | None, now: float) -> None:
 
 
 def _live(view: _View, st: Stats, now: float, forgive_s: float | None) -> None:
-    """Load, failures and rate-limit headroom from the backend's telemetry."""
-    view.fresh = st.samples >= FRESH_SAMPLES
+    """Load, failures and rate-limit headroom from the backend's telemetry. The failure share is the
+    recency-weighted one (decaying with its age when forgiving), else the window's."""
+    view.fresh = fresh = st.samples >= FRESH_SAMPLES
     view.latency_ms *= 1 + st.in_flight / QUEUE_SLOTS
-    view.failure_rate = rate = _failure_rate(st, st.est, now, forgive_s)
-    if st.est is not None and st.est.failure.value is not None and rate < st.est.failure.value - FORGIVEN:
-        view.forgiven = True
+    e = st.est
+    if e is None or e.failure.value is None:
+        view.failure_rate = st.failure_rate if fresh else 0.0
+    else:
+        seen = rate = e.failure.value
+        if forgive_s is not None and forgive_s > 0:
+            rate *= 2.0 ** (-max(0.0, now - e.failure.at) / forgive_s)
+        view.failure_rate = rate
+        if rate < seen - FORGIVEN:
+            view.forgiven = True
+    if st.headroom is None:  # most backends send no rate-limit headers: nothing to project
+        return
     view.remaining = st.requests_remaining(now)
-    limit = st.headroom.requests_limit if st.headroom else None
+    limit = st.headroom.requests_limit
     if view.remaining is not None and limit and view.remaining < LOW_HEADROOM * limit:
         view.demoted = f"rate-limit headroom low: {view.remaining}/{limit} requests left"
-
-
-def _failure_rate(st: Stats, e: Estimates | None, now: float, forgive_s: float | None) -> float:
-    """The recency-weighted failure share (decaying with its age when forgiving), else the window's."""
-    if e is None or e.failure.value is None:
-        return st.failure_rate if st.samples >= FRESH_SAMPLES else 0.0
-    rate = e.failure.value
-    if forgive_s is not None and forgive_s > 0:
-        rate *= 2.0 ** (-max(0.0, now - e.failure.at) / forgive_s)
-    return rate
 
 
 def violation(t: Target, v: _View, c: Constraints, est: Estimate) -> str | None:
@@ -303,7 +289,8 @@ def rank(
     kept, dropped = _screen(targets, est, telemetry, c, now, waiting_ms, stuck_ms, forgive_s, loads)
     if not kept:
         return [], dropped
-    _be_optimistic_about_the_unmeasured(kept)
+    if len(kept) > 1:  # alone, it has no measured one to be put just ahead of
+        _be_optimistic_about_the_unmeasured(kept)
     w = weights or _DEFAULT_WEIGHTS
     denominators = _worst(kept) if objective not in ("cheapest", "fastest", "greenest") else (1.0, 1.0, 1.0)
     scored = [_scored(t, v, _score(objective, v, denominators, w)) for t, v in kept]
@@ -341,20 +328,22 @@ def _screen(
     dropped: list[Dropped] = []
     stats_of = telemetry.get if telemetry else None
     waited = waiting_ms.get if waiting_ms else None
+    speed_limited = c.max_ttft_ms is not None or c.min_tokens_per_s is not None  # else too_slow is None
     for t in targets:
         key = (t.backend, t.model_id)
         st = stats_of(key) if stats_of is not None else None
         v = observe(t, st, est, now, waited(key, 0.0) if waited is not None else 0.0, forgive_s)
         if loads:
             load_pressure(v, loads.get(t.backend), now)
-        stuck = _stuck(key, st, stuck_ms, now)
-        if stuck is not None:
-            v.demoted, v.forgiven, v.raw = stuck, False, None
+        if stuck_ms or (st is not None and st.stuck_since is not None):
+            stuck = _stuck(key, st, stuck_ms, now)
+            if stuck is not None:
+                v.demoted, v.forgiven, v.raw = stuck, False, None
         reason = violation(t, v, c, est)
         if reason is None and st is not None and st.saturated(now):
             reason = "rate limit exhausted until its reset (x-ratelimit / retry-after / learned limit)"
-        slow = too_slow(v, c) if reason is None else None
-        if v.raw is not None and slow is None and reason is None:
+        slow = too_slow(v, c) if reason is None and speed_limited else None
+        if v.raw is not None and slow is None and reason is None and speed_limited:
             v.raw_slow = too_slow(v.raw, c) is not None
         if slow is not None:
             dropped.append(Dropped(t.backend, slow, _scored(t, v, float("inf"))))

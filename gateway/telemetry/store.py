@@ -153,6 +153,9 @@ class _State:
     window_at: float = -float("inf")  # when a snapshot last showed new samples of this key
     window_new: bool = False  # samples added since the snapshot's figures were computed
     est: Estimates = field(default_factory=Estimates.empty)
+    # The copy of `est` the snapshots show (they keep their figures while `est` learns on); None once `est`
+    # has learned since. Between two attempts' ends a key changes only by in-flight counts: no new copy.
+    shown: Estimates | None = None
 
 
 class MemoryStore:
@@ -194,11 +197,13 @@ class MemoryStore:
 
     def record(self, key: Key, sample: Sample) -> None:
         now = self._clock()
-        state = self._state(key)
+        state = self._states.get(key) or self._state(key)
         state.window.add(sample, now)
         learn(state.est, sample, now)
+        state.shown = None
         if sample.outcome == "ok":
-            state.aimd.on_success(state.in_flight)
+            if state.aimd.limit is not None:  # no limit is learned before the first 429
+                state.aimd.on_success(state.in_flight)
         elif sample.outcome == "rate_limited":
             state.aimd.on_rate_limited(state.in_flight, now)
         hr = sample.headroom
@@ -213,7 +218,7 @@ class MemoryStore:
         self._changed.add(key)
 
     def add_in_flight(self, key: Key, delta: int) -> None:
-        state = self._state(key)
+        state = self._states.get(key) or self._state(key)
         state.in_flight = max(0, state.in_flight + delta)
         self._changed.add(key)
 
@@ -261,7 +266,7 @@ class MemoryStore:
                 stats[key] = self._refresh(key, stats.get(key), remote, now)
         self._changed.clear()
         self._cooldowns_changed = False
-        cooldowns = {name: until for name, until in self._cooldowns.items() if until > now}
+        cooldowns = {n: u for n, u in self._cooldowns.items() if u > now} if self._cooldowns else {}
         loads = self._snap.loads
         if self._loads_changed or full:
             self._loads_changed = False
@@ -319,7 +324,9 @@ class MemoryStore:
         else:
             local, limit = state.in_flight, state.aimd.limit
             headroom, headroom_at, retry_at = state.headroom, state.headroom_at, state.retry_at
-            est = state.est.copy()  # the snapshot keeps its figures while the state learns on
+            est = state.shown
+            if est is None:  # the snapshot keeps its figures while the state learns on
+                est = state.shown = state.est.copy()
         if part is None:
             return local, local, limit, headroom, headroom_at, retry_at, est, None
         if part.headroom_at is not None and (headroom_at is None or part.headroom_at > headroom_at):

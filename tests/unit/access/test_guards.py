@@ -287,3 +287,38 @@ def test_no_guards_no_settle_task_and_from_settings() -> None:
         return len(asyncio.all_tasks()) - before
 
     assert asyncio.run(run()) == 0  # MaxCostGuard has nothing to settle: no task per request
+
+
+class KeyedRecording(Recording):
+    keyed = True  # acts only on a virtual key's principal, as the key limits do
+
+
+def test_keyed_guards_alone_are_skipped_for_a_caller_without_a_virtual_key() -> None:
+    journal: list[str] = []
+    kit = Kit(ok, catalog("ab"))
+    rt = runtime(kit, [KeyedRecording("k", journal)])
+
+    async def run() -> Answer | RelayStream:
+        answer = await call(rt, body())
+        await rt.guards.drain()
+        return answer
+
+    assert isinstance(asyncio.run(run()), Answer)
+    assert journal == []  # neither admit nor settle ran: nothing per request for a gateway without keys
+    virtual = Principal("client", "vk-1", key=cast(Any, object()))
+    assert rt.guards.concern(virtual) and not rt.guards.concern(Principal("client", "key-2"))
+    assert not Guards().concern(virtual)
+
+
+def test_a_keyed_guard_beside_an_unkeyed_one_still_runs_in_order() -> None:
+    journal: list[str] = []
+    kit = Kit(ok, catalog("ab"))
+    rt = runtime(kit, [Recording("1", journal), KeyedRecording("k", journal)])
+
+    async def run() -> None:
+        await call(rt, body())
+        await rt.guards.drain()
+
+    asyncio.run(run())
+    assert journal[:2] == ["admit:1:key-2", "admit:k:key-2"]  # the stage runs whole, as before
+    assert sorted(journal[2:]) == ["settle:1", "settle:k"]

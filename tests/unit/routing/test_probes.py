@@ -116,6 +116,26 @@ def test_an_attempt_is_stuck_once_well_past_its_expected_duration() -> None:
     assert w.stuck_ms() == {}
 
 
+def test_a_later_attempt_due_sooner_is_found_stuck_and_an_answered_one_is_not() -> None:
+    """`stuck_ms` skips a backend until its earliest due time: that bound follows every attempt."""
+    clock = Clock()
+    w = Watch(clock)
+    w.started(A, 1, expected_s=5.0)  # due after 20 s
+    clock.t += 0.2
+    w.started(A, 2, expected_s=0.1)  # started later, due sooner: after 1 s
+    clock.t += 1.5
+    assert w.stuck_ms() == {("a", "m"): pytest.approx(1500.0)}
+    w.answered(A, 2)
+    assert w.stuck_ms() == {}  # the one left is due at 20 s
+    clock.t += 18.5
+    assert w.stuck_ms() == {("a", "m"): pytest.approx(20200.0)}
+    w.answered(A, 1)
+    w.started(A, 3, expected_s=0.1)
+    assert w.stuck_ms() == {}
+    clock.t += 1.0
+    assert w.stuck_ms() == {("a", "m"): pytest.approx(1000.0)}
+
+
 def test_probe_allowance_saves_up_a_share_per_request_or_one_per_interval() -> None:
     clock = Clock()
     w = Watch(clock)

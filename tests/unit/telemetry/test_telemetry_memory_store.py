@@ -298,6 +298,25 @@ def test_a_slow_sample_shows_in_the_next_snapshot_and_the_snapshot_keeps_its_cop
     assert (before.ttft.value, after.ttft.value) == (0.25, 0.9)
 
 
+def test_snapshots_share_one_copy_of_the_estimates_until_the_next_sample() -> None:
+    """An in-flight change makes a new snapshot but no new copy of unchanged estimates; a sample does, and
+    the snapshots taken before it keep what they showed."""
+    store, clock = make()
+    store.record(KEY, Sample("ok", duration_s=0.2))
+    first = store.snapshot()[KEY].est
+    store.add_in_flight(KEY, 1)
+    clock.now += 0.001
+    second = store.snapshot()[KEY]
+    assert second.in_flight == 1 and second.est is first  # nothing learned: the same copy
+    store.record(KEY, Sample("ok", duration_s=1.0))  # slower: the peak rises at once
+    third = store.snapshot()[KEY].est
+    assert first is not None and third is not None and third is not first
+    assert (first.latency.value, third.latency.value) == (0.2, 1.0)
+    assert third.latency.at == clock.now and first.latency.at == clock.now - 0.001
+    store.add_in_flight(KEY, -1)
+    assert store.snapshot()[KEY].est is third
+
+
 def test_remote_estimates_and_stuck_attempts_merge_into_the_stats() -> None:
     from gateway.telemetry.estimators import Estimates
     from gateway.telemetry.redis_store import _merge
