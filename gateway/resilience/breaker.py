@@ -119,12 +119,15 @@ class Breakers:
         return False
 
     def weight(self, key: str) -> float:
-        """Share of traffic a recently closed breaker should take (slow start), 1.0 once ramped up."""
+        """Share of traffic a recently closed breaker should take (slow start), 1.0 once ramped up. After a
+        fast trip, or a trial that answered in its expected time, the ramp lasts one `fast_cooldown_s`: a
+        relapse is cheap to notice (the breaker trips again and re-trials at that cadence), while each
+        second of ramp keeps traffic from the backend that should have it."""
         b = self._items.get(key)
         if b is None or b.state != "closed" or self.config.slow_start_s <= 0:
             return 1.0
         cfg = self.config
-        span = min(cfg.slow_start_s, 2 * cfg.fast_cooldown_s) if b.fast else cfg.slow_start_s
+        span = min(cfg.slow_start_s, cfg.fast_cooldown_s) if b.fast else cfg.slow_start_s
         ramp = (self._clock() - b.closed_at) / span
         return 1.0 if ramp >= 1.0 else max(0.1, ramp)
 
@@ -181,16 +184,19 @@ class Breakers:
 
     def _trip(self, b: _Breaker, now: float, fast: bool = False, hang_s: float | None = None) -> bool:
         """Opens: after a fast failure for `fast_cooldown_s` (a trial costs milliseconds: re-trial about
-        every second); after a hang until the next trial at the hang cadence (`hang_gap_s`); else for a
-        cooldown that doubles on each re-open."""
+        twice a second); after a hang until the next trial at the hang cadence (`hang_gap_s` after the
+        failed attempt was sent); else for a cooldown that doubles on each re-open."""
         cfg = self.config
         if fast:
             b.cooldown_s, b.down_since = 0.0, None  # the next slow trip starts the doubling afresh
             wait = cfg.fast_cooldown_s
         elif hang_s is not None:
+            sent = now - hang_s  # when the attempt that timed out was sent
             if b.down_since is None:
-                b.down_since = now - hang_s
-            wait = hang_gap_s(cfg, now - b.down_since)
+                b.down_since = sent
+            # The gap runs from that attempt's start, not its timeout: a trial's own deadline is part of
+            # the gap rather than added to it (a trial ~1 s long and a 1 s gap: one a second, not every 2 s).
+            wait = max(0.0, sent + hang_gap_s(cfg, now - b.down_since) - now)
         else:
             b.cooldown_s = min(cfg.max_cooldown_s, b.cooldown_s * 2 if b.cooldown_s else cfg.cooldown_s)
             wait = b.cooldown_s

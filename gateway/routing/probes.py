@@ -39,6 +39,7 @@ class Watch:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
+        self._began = clock()  # a backend never tried counts as tried now (`pick_probe`)
         self._last_tried: dict[Key, float] = {}
         # Only backends with an attempt waiting; insertion order: the first entry is the oldest.
         # token -> (started, due): past `due` without a first byte, the attempt is stuck.
@@ -125,11 +126,16 @@ class Watch:
             allowance.since = 0
 
     def pick_probe(self, candidates: Sequence[Target], interval_s: float) -> Target | None:
-        """The candidate tried least recently, if that was at least `interval_s` ago (never: right away)."""
+        """The candidate tried least recently, if that was at least `interval_s` ago. These candidates could
+        not win on what is known (a candidate that might is probed by `Router._explore` as a forgiven lead
+        or a trial), so one never tried waits `interval_s` from when this watch began, like the others:
+        the allowance is saved for a backend that could win, and a fresh gateway's first requests follow
+        the objective."""
         if interval_s <= 0 or not candidates:
             return None
         now = self._clock()
-        due = [(self._last_tried.get(t.key, float("-inf")), i) for i, t in enumerate(candidates)]
+        began = self._began
+        due = [(self._last_tried.get(t.key, began), i) for i, t in enumerate(candidates)]
         due = [(last, i) for last, i in due if now - last >= interval_s]
         if not due:
             return None

@@ -123,6 +123,7 @@ class Router:
             ranked = sorted((d.probe for d in dropped if d.probe is not None), key=lambda p: p.latency_ms)
         if not ranked:
             raise _nothing_eligible(body["model"], est, dropped)
+        scored = ranked
         if self.health is not None:
             if probe:  # a transition, kept out of the queries below (explain changes nothing)
                 self.health.sync()
@@ -132,10 +133,13 @@ class Router:
             ranked = _apply_order(ranked, prefs)
         pick = "unmeasured" if ranked[0].ttft_ms is None else "best"
         if probe and explore and not ordered:
-            ranked, pick = self._explore(route, ranked, pick)
+            hold = _sidelined_winner(ranked[0], scored, ranked)
+            ranked, pick = self._explore(route, ranked, pick, hold=hold)
         return Plan(op, route, chosen, est, ranked, dropped, catalog.adapters, pick, endpoint)
 
-    def _explore(self, route: Route, ranked: list[Scored], pick: str) -> tuple[list[Scored], str]:
+    def _explore(
+        self, route: Route, ranked: list[Scored], pick: str, *, hold: bool = False
+    ) -> tuple[list[Scored], str]:
         """Exploration by expected gain, within the route's probe allowance. A candidate that leads only on
         an estimate forgiven with age (it was slow or failing, it is cheaper or was faster when well) is the
         probe with the most to gain: it goes first when the allowance has room, else behind the others.
@@ -143,7 +147,8 @@ class Router:
         Otherwise, now and then, the candidate tried least recently gets one request (it could not win on
         what we know, so only at `probe_interval_s`). A candidate dropped for breaking the request's speed
         constraint is never probed while another may serve: its forgiven estimate must meet the constraint
-        first, which is when it leads here."""
+        first, which is when it leads here. `hold`: a backend that would lead once well is out (its breaker
+        or a cooldown): the allowance is kept for its trial, not spent on one that could not win."""
         allowed = self.watch.may_probe(route.name, route.probe_share, route.probe_interval_s)
         trial = self._trial(ranked) if allowed else None
         if trial is not None:  # a breaker's half-open trial: the cheapest way to learn it is well again
@@ -155,7 +160,7 @@ class Router:
                 return ranked, "probe"
             ranked = [*ranked[1:], ranked[0]]  # not now: where its unforgiven figures would put it, or near
             return ranked, "unmeasured" if ranked[0].ttft_ms is None else "best"
-        if not allowed:
+        if not allowed or hold:
             return ranked, pick
         others = [s for s in ranked[1:] if s.demoted is None]
         target = self.watch.pick_probe([s.target for s in others], route.probe_interval_s)
@@ -355,6 +360,15 @@ def per_try_s(plan: Plan, expected: float | None, left_s: float) -> float:
     if t.per_try_s is not None:
         limit = min(limit, t.per_try_s)
     return max(0.001, min(limit, left_s))
+
+
+def _sidelined_winner(lead: Scored, scored: list[Scored], kept: list[Scored]) -> bool:
+    """Whether a candidate its breaker or a cooldown keeps out of `kept` would lead once well: scored
+    without its failure penalty, it beats the leader."""
+    if len(kept) == len(scored):
+        return False
+    best = lead.score
+    return any(s.score / failure_penalty(s.failure_rate) < best for s in scored if s not in kept)
 
 
 def _nothing_eligible(model: str, est: Estimate, dropped: list[Dropped]) -> GatewayError:

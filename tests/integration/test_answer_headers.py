@@ -18,6 +18,9 @@ from gateway.sim import SimThread
 from tests.integration.conftest import GatewayThread, default_policy
 
 MSG = [{"role": "user", "content": "Say hello"}]
+# A backend that could not win is probed once per probe_interval_s, the first time that long after the
+# gateway began: short enough to wait for, long enough that the next request is not a probe again.
+PROBE_EVERY_S = 2.0
 
 
 @pytest.fixture
@@ -68,10 +71,11 @@ def test_a_probe_says_so_then_the_objective_wins_again(
 ) -> None:
     caplog.set_level(logging.INFO, logger="routeway")
     policy = default_policy(sims)
-    # `fast` was never tried: due at once, then not for 60 s. A route saves its probe share up before its
-    # first probe (a newcomer's first answers follow the objective): a share of 1 allows one at once.
-    policy["routes"][0].update(probe_interval_s=60, probe_share=1.0)
+    # `fast` was never tried: due `probe_interval_s` after the gateway began, then not for as long again. A
+    # route saves its probe share up before its first probe: a share of 1 allows one at once.
+    policy["routes"][0].update(probe_interval_s=PROBE_EVERY_S, probe_share=1.0)
     with GatewayThread(policy, tmp_path, reload_policies=False) as gw:
+        time.sleep(PROBE_EVERY_S)
         first = chat_raw(gw, "pick-probe")
         assert (first.headers["x-routeway-backend"], first.headers["x-routeway-pick"]) == ("fast", "probe")
         assert first.headers["x-routeway-probe"] == "true"
@@ -85,9 +89,10 @@ def test_a_probe_answered_by_a_failover_still_says_it_was_a_probe(sims: SimThrea
     """The request paid for the probe (an upstream attempt) even when another backend answered it: clients
     and benchmarks counting probes by the header see every one."""
     policy = default_policy(sims)
-    policy["routes"][0].update(probe_interval_s=60, probe_share=1.0)
+    policy["routes"][0].update(probe_interval_s=PROBE_EVERY_S, probe_share=1.0)
     sims.control("fast", error_rate=1.0, error_status=503)
     with GatewayThread(policy, tmp_path, reload_policies=False) as gw:
+        time.sleep(PROBE_EVERY_S)
         raw = chat_raw(gw, "probe-failed-over")
     assert (raw.headers["x-routeway-backend"], raw.headers["x-routeway-pick"]) == ("cheap", "fallback")
     assert raw.headers["x-routeway-probe"] == "true"

@@ -120,26 +120,37 @@ def test_fast_failures_retrial_every_fast_cooldown_without_doubling() -> None:
     clock.t += 1
     assert b.admit("k")
     b.success("k")
-    assert b.weight("k") == 0.1  # slow start, over 2 x fast_cooldown_s rather than slow_start_s
-    clock.t += 1
+    assert b.weight("k") == 0.1  # slow start, over fast_cooldown_s rather than slow_start_s
+    clock.t += 0.5
     assert b.weight("k") == 0.5
-    clock.t += 1
+    clock.t += 0.5
     assert b.weight("k") == 1.0
 
 
-def test_by_default_a_fast_failure_is_retrialled_every_half_second_and_ramps_back_over_one() -> None:
+@pytest.mark.parametrize(
+    ("after_s", "weight"),
+    [
+        (0.0, 0.1),  # the floor: a tenth of its traffic at once
+        (0.25, 0.5),
+        (0.45, 0.9),
+        (0.5, 1.0),  # back to its full share one trial interval later
+        (5.0, 1.0),
+    ],
+)
+def test_by_default_a_fast_failure_is_retrialled_every_half_second_and_ramps_back_over_one_interval(
+    after_s: float, weight: float
+) -> None:
     """A 503 in milliseconds costs a trial next to nothing: about twice a second, so a recovered cheap
-    backend is found within ~0.25 s on average, and back to its full share one second later."""
+    backend is found within ~0.25 s on average; the ramp lasts one trial interval (a relapse trips it again
+    and is re-trialled at that cadence), not two: each second of ramp is traffic the backend should have."""
     b, clock = make(consecutive_failures=1)
     assert b.failure("k", fast=True)
     assert b.peek("k") == ("open", 0.5)
     clock.t += 0.5
     assert b.admit("k")
     b.success("k")
-    clock.t += 0.5
-    assert b.weight("k") == 0.5
-    clock.t += 0.5
-    assert b.weight("k") == 1.0
+    clock.t += after_s
+    assert b.weight("k") == pytest.approx(weight)
 
 
 def test_a_hang_after_fast_failures_starts_the_doubling_afresh() -> None:
@@ -175,22 +186,28 @@ def test_a_hung_backend_is_retrialled_at_the_hang_cadence_and_back_off_exponenti
     b, clock = make(consecutive_failures=1, cooldown_s=5, hang_trial_s=1, hang_trial_share=0.25)
     assert b.failure("k", hang_s=2.0) is True  # the outage began 2 s ago, when the attempt was sent
     assert b.hung("k")
-    gaps = []
+    assert b.peek("k") == ("half_open", 0.0)  # a gap (1 s) after that attempt was sent: already over
+    starts = []
     for _ in range(12):
-        gaps.append(b.peek("k")[1])
-        clock.t += gaps[-1]
+        clock.t += b.peek("k")[1]
+        starts.append(clock.t)
         assert b.admit("k")  # the trial, one request (a short deadline: Health.trial_deadline_s)
         clock.t += 1.0  # ...which times out after a second
         assert b.failure("k", hang_s=1.0) is True
-    assert gaps[:3] == [1.0, 1.0, 1.5]  # about a second apart early on: a recovery is found quickly
+    gaps = [later - earlier for earlier, later in zip(starts, starts[1:], strict=False)]
+    # A gap runs from the trial's start, so its own deadline is part of it: one trial a second early on
+    # (the deadline and the 1 s floor overlap; they used to add up to 2 s), a recovery found quickly...
+    assert gaps[:2] == [1.0, 1.0]
     assert all(later >= earlier for earlier, later in zip(gaps, gaps[1:], strict=False))
-    assert gaps[-1] / gaps[-4] > 1.5  # then each gap grows with the outage: exponential in the trials
+    # ...then each gap is a quarter of the outage's age at the last failed trial: x1.25 per trial.
+    assert gaps[-1] == pytest.approx(0.25 * (starts[-2] + 1.0 - 998.0))
+    assert gaps[-1] / gaps[-4] > 1.5
     clock.t += b.peek("k")[1]
     assert b.admit("k")
     b.success("k", prompt=True)
     assert b.peek("k")[0] == "closed" and not b.hung("k")
-    assert b.failure("k", hang_s=1.0) is True  # a new outage starts its cadence afresh
-    assert b.peek("k") == ("open", 1.0)
+    assert b.failure("k", hang_s=0.25) is True  # a new outage starts its cadence afresh
+    assert b.peek("k") == ("open", 0.75)
 
 
 def test_a_slow_failure_that_is_no_hang_keeps_the_doubling_cooldown() -> None:

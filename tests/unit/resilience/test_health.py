@@ -155,21 +155,25 @@ def test_explain_plans_without_adopting_shared_openings_a_request_adopts_them() 
 
 
 @pytest.mark.parametrize(
-    ("outcome", "took_s", "open_s"),
+    ("outcome", "took_s", "state"),
     [
-        ("server", 0.005, 1.0),  # a 503 in milliseconds: re-trialled in a second
-        ("connect", 0.001, 1.0),  # connection refused
-        ("server", 3.0, 5.0),  # a slow 5xx: the doubling cooldown
-        ("timeout", 0.2, 1.0),  # a timeout is never 'fast': the hang cadence, from hang_trial_s
-        ("timeout", 8.0, 2.0),  # ...a quarter of the outage's age, counted from when the attempt began
-        ("protocol", 3.0, 5.0),  # a slow malformed answer is no hang: the doubling cooldown
+        ("server", 0.005, ("open", 1.0)),  # a 503 in milliseconds: re-trialled in a second
+        ("connect", 0.001, ("open", 1.0)),  # connection refused
+        ("server", 3.0, ("open", 5.0)),  # a slow 5xx: the doubling cooldown
+        # A timeout is never 'fast': the hang cadence, hang_trial_s from when the attempt was sent...
+        ("timeout", 0.2, ("open", 0.8)),
+        # ...a quarter of the outage's age (2 s after 8 s), from the same start: already due, a trial now.
+        ("timeout", 8.0, ("half_open", 0.0)),
+        ("protocol", 3.0, ("open", 5.0)),  # a slow malformed answer is no hang: the doubling cooldown
     ],
 )
-def test_what_a_failure_cost_sets_the_retrial_cadence(outcome: str, took_s: float, open_s: float) -> None:
+def test_what_a_failure_cost_sets_the_retrial_cadence(
+    outcome: str, took_s: float, state: tuple[str, float]
+) -> None:
     h, _ = health(consecutive_failures=1, cooldown_s=5, fast_cooldown_s=1, fast_failure_s=0.5)
     rec = AttemptRecord(A, 1, outcome=outcome, duration_s=took_s)
     h.attempt_finished(RequestRecord("r", "chat", "/x"), rec)
-    assert h.breakers.peek(health_key(A)) == ("open", open_s)
+    assert h.breakers.peek(health_key(A)) == pytest.approx(state)
 
 
 def test_a_half_open_breaker_is_trial_ready_until_its_trial_is_taken() -> None:
@@ -205,8 +209,8 @@ def test_a_trial_that_answers_in_time_ramps_back_quickly(
     assert h.admit(A)
     h.attempt_finished(req, AttemptRecord(A, 2, outcome="ok", ttft_s=ttft_s, expected_s=expected_s))
     assert h.trial_deadline_s(A, 0.25) is None  # closed: the route's deadlines again
-    clock.t += 1
-    # A prompt answer ramps over 2 x fast_cooldown_s (half-way after 1 s); otherwise over slow_start_s.
+    clock.t += 0.5
+    # A prompt answer ramps over fast_cooldown_s (half-way after 0.5 s); otherwise over slow_start_s.
     assert h.breakers.weight(health_key(A)) == pytest.approx(0.5 if prompt else 0.1)
 
 

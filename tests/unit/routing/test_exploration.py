@@ -62,3 +62,48 @@ def test_explain_shows_the_forgiven_ranking_and_spends_nothing() -> None:
     lead = plan.ranked[0]
     assert lead.target.backend == "a" and lead.forgiven_lead and lead.age_s == pytest.approx(5.0, abs=1.0)
     assert plan.pick == "best"  # explain plans without probing
+
+
+@pytest.mark.parametrize(
+    ("out", "first", "pick"),
+    [
+        (None, "b", "probe"),  # all well: a backend that could not win gets its probe once per interval
+        ("c", "b", "probe"),  # the dearest is out: it could not win anyway, the probe goes on
+        ("a", "b", "best"),  # the cheapest is out and would lead once well: the allowance waits for its trial
+    ],
+)
+def test_probes_of_backends_that_could_not_win_wait_while_one_that_would_is_out(
+    out: str | None, first: str, pick: str
+) -> None:
+    from gateway.policy.model import Resilience
+    from gateway.resilience.cooldown import health_key
+    from gateway.resilience.health import Health
+    from gateway.routing.probes import Watch
+
+    prices = (("a", 1.0), ("b", 2.0), ("c", 3.0))
+    policy = Policy.model_validate(
+        {
+            "backends": {
+                name: {
+                    "provider": "openai",
+                    "base_url": f"http://{name}",
+                    "models": {
+                        "m": {"id": f"up-{name}", "input_price": price, "output_price": price, "ttft_ms": 100}
+                    },
+                }
+                for name, price in prices
+            },
+            "routes": [{"name": "r", "objective": "cheapest", "probe_share": 1.0, "probe_interval_s": 1}],
+        }
+    )
+    catalog = build_catalog(policy, {})
+    now = [0.0]
+    health = Health(Resilience(), lambda: now[0])
+    router = Router(MockTransport(lambda r: None), Observers(), health=health)
+    router.watch = Watch(lambda: now[0])
+    if out is not None:
+        target = next(t for t in catalog.targets["m"] if t.backend == out)
+        health.breakers.failure(health_key(target), hard=True)  # open for its cooldown
+    now[0] += 1.0  # a probe interval since the gateway began
+    plan = router.plan(catalog, CHAT, BODY)
+    assert (plan.ranked[0].target.backend, plan.pick) == (first, pick)

@@ -37,13 +37,38 @@ def test_oldest_waiting_attempt_is_reported_until_answered() -> None:
 def test_probe_goes_to_the_least_recently_tried_once_per_interval() -> None:
     clock = Clock()
     w = Watch(clock)
-    assert w.pick_probe([B, C], 10) is B  # never tried: due at once
+    clock.t += 10
+    assert w.pick_probe([B, C], 10) is B  # never tried: due an interval after the watch began
     assert w.pick_probe([B, C], 10) is C
     assert w.pick_probe([B, C], 10) is None  # both claimed
     clock.t += 10
     w.started(C, 7)
     assert w.pick_probe([B, C], 10) is B
     assert w.pick_probe([B, C], 0) is None  # 0 turns probing off
+
+
+@pytest.mark.parametrize(
+    ("after_s", "tried", "due"),
+    [
+        (0.0, set(), None),  # a fresh gateway: nothing that could not win is probed at once
+        (9.9, set(), None),
+        (10.0, set(), "b"),  # never tried: as if tried when the watch began
+        (10.0, {"b"}, "c"),  # b was tried just now (at 10 s): c, never tried, is due
+        (15.0, {"b", "c"}, None),  # both tried at 10 s: not again before 20 s
+        (20.0, {"b", "c"}, "b"),
+    ],
+)
+def test_a_never_tried_backend_that_could_not_win_waits_an_interval(
+    after_s: float, tried: set[str], due: str | None
+) -> None:
+    clock = Clock()
+    w = Watch(clock)
+    clock.t += min(after_s, 10.0)
+    for n, t in enumerate(x for x in (B, C) if x.backend in tried):
+        w.started(t, n)
+    clock.t += after_s - min(after_s, 10.0)
+    picked = w.pick_probe([B, C], 10)
+    assert (picked.backend if picked is not None else None) == due
 
 
 def test_waiting_attempt_makes_a_backend_slow_now_and_probeable() -> None:
