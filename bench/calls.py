@@ -83,6 +83,18 @@ def counted(spec: targets.Spec, out: Path, warm: int, n: int, logs: Path) -> dic
     return per
 
 
+def serving(
+    stack: contextlib.ExitStack, logs: Path, revisions: list[str]
+) -> tuple[Path, list[tuple[str, Path]]]:
+    """The bench upstream (started on `stack`), a policy over it, and (label, source root) for this tree
+    and each revision, exported under `logs`: what a per-request counting run needs."""
+    up = targets.upstream(procs.free_port(), slow_events=1, slow_interval=1.0)
+    stack.enter_context(procs.running(up.start(logs)))
+    policy = targets.write_policy(logs / "policy.yaml", up.port)
+    trees = [("this tree", ROOT)] + [(rev, export_revision(rev, logs / f"src-{rev}")) for rev in revisions]
+    return policy, trees
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("revisions", nargs="*", help="git revisions to compare with this tree")
@@ -94,12 +106,7 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         logs = Path(tmp)
-        up = targets.upstream(procs.free_port(), slow_events=1, slow_interval=1.0)
-        stack.enter_context(procs.running(up.start(logs)))
-        policy = targets.write_policy(logs / "policy.yaml", up.port)
-        trees = [("this tree", ROOT)] + [
-            (rev, export_revision(rev, logs / f"src-{rev}")) for rev in args.revisions
-        ]
+        policy, trees = serving(stack, logs, args.revisions)
         for label, src in trees:
             for log in (True, False):
                 name = f"{label}, access log {'on' if log else 'off'}"

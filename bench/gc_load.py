@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 
 from bench import payloads, procs, targets, wrk
-from bench.options import ROOT
-from bench.tracing_cost import export_revision
+from bench.calls import serving
 
 SPY = Path(__file__).parent / "gcspy"
 
@@ -54,12 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         logs = Path(tmp)
-        up = targets.upstream(procs.free_port(), slow_events=1, slow_interval=1.0)
-        stack.enter_context(procs.running(up.start(logs)))
-        policy = targets.write_policy(logs / "policy.yaml", up.port)
-        trees = [("this tree", ROOT)] + [
-            (rev, export_revision(rev, logs / f"src-{rev}")) for rev in args.revisions
-        ]
+        policy, trees = serving(stack, logs, args.revisions)
         for i, (label, src) in enumerate(trees):
             out = logs / f"gc-{i}.json"
             env = {"PYTHONPATH": f"{SPY}:{src}", "GCSPY_OUT": str(out)}
