@@ -54,7 +54,7 @@ def fleet(rt: Runtime, now: float, mono: float) -> list[dict[str, Any]]:
     snap = rt.store.snapshot() if rt.store is not None else None
     for logical, targets in rt.catalog.targets.items():
         for t in targets:
-            key = (t.backend, t.model_id)
+            key = t.key
             row = rows.get(key)
             if row is None:
                 stats = snap.get(key) if snap is not None else None

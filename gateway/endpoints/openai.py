@@ -83,15 +83,13 @@ def common_sampling(body: Body) -> None:
     """The sampling fields' types; a field's checker runs only when the field is there (one call per field
     a request sets, none for those it leaves out: this runs for every request)."""
     require_model(body)
-    stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
+    if "stream" in body:
         optional_bool(body, "stream")
     for key in _INTS:
-        value = body.get(key)
-        if value is not None and (type(value) is not int or value < 1):
+        if key in body:
             optional_int(body, key)
     for key, low, high in _NUMBERS:
-        if body.get(key) is not None:
+        if key in body:
             optional_number(body, key, low, high)
     opts = body.get("stream_options")
     if opts is not None and not isinstance(opts, dict):

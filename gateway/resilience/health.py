@@ -70,8 +70,8 @@ class Health(Observer):
             what = "circuit open" if wait > 0 else "circuit half-open, trial in flight"
             return f"{what}: trials in {wait:.2f}s", max(wait, 0.1), False
         if self._store is not None:
-            cooldowns = self._store.snapshot().cooldowns  # most of the time there are none
-            shared = cooldowns.get(SHARED_PREFIX + key) if cooldowns else None
+            snap = self._store.snapshot()  # most of the time it holds no cooldown: no lookup then
+            shared = snap.cooldown_until(SHARED_PREFIX + key) if snap.cooldowns else None
             left = shared - time.time() if shared is not None else 0.0
             if left > 0:  # opened by another replica; `sync` makes it this replica's too
                 return f"circuit open: trials in {left:.2f}s (opened by another replica)", left, False

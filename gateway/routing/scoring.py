@@ -330,7 +330,7 @@ def _screen(
     waited = waiting_ms.get if waiting_ms else None
     speed_limited = c.max_ttft_ms is not None or c.min_tokens_per_s is not None  # else too_slow is None
     for t in targets:
-        key = (t.backend, t.model_id)
+        key = t.key
         st = stats_of(key) if stats_of is not None else None
         v = observe(t, st, est, now, waited(key, 0.0) if waited is not None else 0.0, forgive_s)
         if loads:

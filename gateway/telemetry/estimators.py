@@ -22,7 +22,6 @@ GOOD_TAU_S = 30.0  # how fast the last-good figure follows a lasting worsening
 FAIL_TAU_S = 1.0  # the failure estimate's memory, by time between samples
 PEAK_HALF_LIFE_S = 1.0  # an unrefreshed peak's excess over the last-good figure halves this often
 MIN_WEIGHT = 1e-4  # the least weight a new sample gets, however soon after the previous one: never 0
-_exp = math.exp
 
 
 @dataclass(slots=True)
@@ -41,21 +40,11 @@ class PeakEwma:
             self.value = self.good = x
             self.at = now
             return
-        # Each figure moves toward the sample by its weight, 1 - e^(-dt/tau) (at least MIN_WEIGHT), where
-        # the sample is on the far side of it; written out, not a helper, as it runs for every attempt.
-        dt = now - self.at
-        if dt < 0.0:
-            dt = 0.0
-        if x >= value:
-            self.value = x
-        else:
-            w = 1.0 - _exp(-dt / tau_s) if tau_s > 0 else 1.0
-            self.value = value + (x - value) * (w if w > MIN_WEIGHT else MIN_WEIGHT)
-        if x <= good:
-            self.good = x
-        else:
-            w = 1.0 - _exp(-dt / good_tau_s) if good_tau_s > 0 else 1.0
-            self.good = good + (x - good) * (w if w > MIN_WEIGHT else MIN_WEIGHT)
+        # Each figure moves toward the sample only where the sample is on its far side: the weight is
+        # computed for that side alone (this runs for every attempt).
+        dt = max(0.0, now - self.at)
+        self.value = x if x >= value else value + (x - value) * _weight(dt, tau_s)
+        self.good = x if x <= good else good + (x - good) * _weight(dt, good_tau_s)
         self.at = now
 
     def censor(self, at_least: float, now: float, *, project: bool = False) -> None:
@@ -106,9 +95,7 @@ class Ewma:
         if self.value is None:
             self.value, self.at = x, now
             return
-        dt = now - self.at  # the weight as in PeakEwma.add, written out
-        w = (1.0 - _exp(-dt / tau_s) if dt > 0.0 else 0.0) if tau_s > 0 else 1.0
-        self.value += (x - self.value) * (w if w > MIN_WEIGHT else MIN_WEIGHT)
+        self.value += (x - self.value) * _weight(max(0.0, now - self.at), tau_s)
         self.at = now
 
     def merge(self, other: Ewma) -> Ewma:
@@ -117,6 +104,12 @@ class Ewma:
         if self.value is None or other.at > self.at:
             return other
         return self
+
+
+def _weight(dt: float, tau_s: float) -> float:
+    """The new sample's weight after `dt` seconds without one, 1 - e^(-dt/tau); never below MIN_WEIGHT, so a
+    sample always counts a little."""
+    return max(MIN_WEIGHT, 1.0 - math.exp(-dt / tau_s)) if tau_s > 0 else 1.0
 
 
 @dataclass(slots=True)

@@ -246,7 +246,7 @@ class MemoryStore:
         now = self._clock()
         if not 0.0 <= now - self._full_at <= self._max_age:  # too old, or the clock went back
             self._full = True
-        elif self._deferred and not 0.0 <= now - self._deferred_since < self._window_every:  # _may_wait
+        elif self._deferred and not self._may_wait(self._deferred_since, now):
             self._changed |= self._deferred
             self._deferred.clear()
             self._deferred_since = float("inf")
