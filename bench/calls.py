@@ -59,6 +59,14 @@ def send(port: int, n: int) -> None:
         conn.close()
 
 
+def spy_report(pid: int, out: Path) -> None:
+    """Stops a spy hook's counting (SIGUSR2; SIGUSR1 started it) and waits up to 10 s for its report."""
+    os.kill(pid, signal.SIGUSR2)
+    deadline = time.monotonic() + 10
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def counted(spec: targets.Spec, out: Path, warm: int, n: int, logs: Path) -> dict[str, float]:
     """Calls per request of one server: the total, and per function (name and file tail)."""
     server = spec.start(logs)
@@ -68,10 +76,7 @@ def counted(spec: targets.Spec, out: Path, warm: int, n: int, logs: Path) -> dic
         time.sleep(0.5)
         send(spec.port, n)
         time.sleep(0.3)  # the access log's batch (50 ms) is part of the work
-        os.kill(server.pid, signal.SIGUSR2)
-        deadline = time.monotonic() + 10
-        while not out.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        spy_report(server.pid, out)
     finally:
         procs.stop(server)
     lines = out.read_text().splitlines()

@@ -15,11 +15,10 @@ import json
 import os
 import signal
 import tempfile
-import time
 from pathlib import Path
 
 from bench import payloads, procs, targets, wrk
-from bench.calls import serving
+from bench.calls import serving, spy_report
 
 SPY = Path(__file__).parent / "gcspy"
 
@@ -30,10 +29,7 @@ def measured(spec: targets.Spec, out: Path, seconds: float, logs: Path) -> str:
         wrk.run(spec.url, payloads.CHAT_BODY, 32, 3.0, logs)
         os.kill(server.pid, signal.SIGUSR1)
         result = wrk.run(spec.url, payloads.CHAT_BODY, 32, seconds, logs)
-        os.kill(server.pid, signal.SIGUSR2)
-        deadline = time.monotonic() + 10
-        while not out.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        spy_report(server.pid, out)
     finally:
         procs.stop(server)
     report = json.loads(out.read_text())
