@@ -62,15 +62,31 @@ def open_loop(
     drain_s: float = 10.0,
 ) -> dict[str, Any]:
     """Runs bench.openloop in its own process on the load core and returns its JSON result."""
-    cmd = [sys.executable, "-m", "bench.openloop", "--port", str(port), "--body-file", str(body)]
-    cmd += ["--rate", f"{rate:g}", "--duration", f"{duration_s:g}", "--warmup", f"{warmup_s:g}"]
-    cmd += ["--drain", f"{drain_s:g}"]
-    timeout = warmup_s + duration_s + 2 * drain_s + 60
+    return _openloop(
+        [port], body, rate, duration_s, ["--warmup", f"{warmup_s:g}", "--drain", f"{drain_s:g}"]
+    )[0]
+
+
+def open_loop_turns(
+    ports: Sequence[int], body: Path, rate: float, duration_s: float, slice_s: float
+) -> list[dict[str, Any]]:
+    """bench.openloop taking turns of `slice_s` seconds between `ports` (`duration_s` of requests each):
+    one result per port, in order, measured over the same stretch of the machine's time."""
+    return _openloop(ports, body, rate, duration_s, ["--slice", f"{slice_s:g}"])
+
+
+def _openloop(
+    ports: Sequence[int], body: Path, rate: float, duration_s: float, extra: list[str]
+) -> list[dict[str, Any]]:
+    cmd = [sys.executable, "-m", "bench.openloop", "--body-file", str(body), "--rate", f"{rate:g}"]
+    cmd += [arg for port in ports for arg in ("--port", str(port))]
+    cmd += ["--duration", f"{duration_s:g}", *extra]
+    timeout = (1.0 + duration_s) * len(ports) + 80
     done = procs.run_pinned(cmd, procs.LOAD_CORE, timeout_s=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"openloop failed ({done.returncode}): {done.stderr[-600:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    data = json.loads(done.stdout.strip().splitlines()[-1])
+    return data if isinstance(data, list) else [data]
 
 
 def fixed_rate(port: int, body: Path, rate: float, opts: Options, label: str) -> dict[str, Any]:

@@ -126,123 +126,144 @@ def request_bytes(host: str, port: int, path: str, body: bytes) -> bytes:
     return head.encode() + body
 
 
+class _Target:
+    """One server's connections and what its requests measured."""
+
+    def __init__(self, host: str, port: int, payload: bytes) -> None:
+        self.pool = _Pool(host, port)
+        self.payload = payload
+        self.latencies: list[float] = []
+        self.ttfbs: list[float] = []
+        self.lags: list[float] = []
+        self.statuses: Counter[str] = Counter()
+        self.errors = 0
+        self.sent = 0
+        self.shed = 0
+
+    async def one(self, scheduled: float) -> None:
+        start = _clock()
+        self.lags.append(start - scheduled)
+        try:
+            conn = await self.pool.acquire()
+            status, first = await conn.send(self.payload)
+        except (OSError, httptools.HttpParserError):
+            self.errors += 1
+            self.statuses["conn-error"] += 1
+            return
+        end = _clock()
+        self.pool.release(conn)
+        self.statuses[str(status)] += 1
+        if status != 200:
+            self.errors += 1
+            return
+        self.latencies.append(end - start)
+        self.ttfbs.append((first or end) - start)
+
+    def result(self, rate: float, send_window: float, timeouts: int) -> OpenLoopResult:
+        latencies, ttfbs, lags = sorted(self.latencies), sorted(self.ttfbs), sorted(self.lags)
+        ms = 1000.0
+        return OpenLoopResult(
+            offered_rps=rate,
+            duration_s=round(send_window, 3),
+            sent=self.sent,
+            completed=len(latencies),
+            errors=self.errors,
+            timeouts=timeouts,
+            shed=self.shed,
+            achieved_rps=round(len(latencies) / send_window, 1) if send_window else 0.0,
+            p50_ms=round(percentile(latencies, 50) * ms, 3),
+            p90_ms=round(percentile(latencies, 90) * ms, 3),
+            p99_ms=round(percentile(latencies, 99) * ms, 3),
+            p999_ms=round(percentile(latencies, 99.9) * ms, 3),
+            max_ms=round((latencies[-1] if latencies else 0.0) * ms, 3),
+            ttfb_p50_ms=round(percentile(ttfbs, 50) * ms, 3),
+            ttfb_p99_ms=round(percentile(ttfbs, 99) * ms, 3),
+            send_lag_p99_ms=round(percentile(lags, 99) * ms, 3),
+            connections=self.pool.opened,
+            statuses=dict(self.statuses),
+        )
+
+
 async def drive(
-    host: str,
-    port: int,
-    payload: bytes,
+    targets: list[_Target],
     rate: float,
     duration_s: float,
     *,
+    slice_s: float = 0.0,
     max_inflight: int = 1024,
     drain_s: float = 10.0,
     prewarm: int = 16,
-) -> OpenLoopResult:
+) -> list[OpenLoopResult]:
     """Request `i` leaves at `t0 + i / rate` whatever happened to earlier ones (a new keep-alive connection
     is opened when none is idle), so a slow server shows up as latency instead of slowing the client down,
-    unlike wrk's closed loop. Latency is timed from the moment a request is written."""
-    pool = _Pool(host, port)
-    warm = [await pool.acquire() for _ in range(prewarm)]
-    pool.idle.extend(warm)
-    latencies: list[float] = []
-    ttfbs: list[float] = []
-    lags: list[float] = []
-    statuses: Counter[str] = Counter()
-    errors = 0
-    inflight: set[asyncio.Task[None]] = set()
+    unlike wrk's closed loop. Latency is timed from the moment a request is written.
 
-    async def one(scheduled: float) -> None:
-        nonlocal errors
-        start = _clock()
-        lags.append(start - scheduled)
-        conn: _Conn | None = None
-        try:
-            conn = await pool.acquire()
-            status, first = await conn.send(payload)
-        except (OSError, httptools.HttpParserError):
-            errors += 1
-            statuses["conn-error"] += 1
-            return
-        end = _clock()
-        pool.release(conn)
-        statuses[str(status)] += 1
-        if status != 200:
-            errors += 1
-            return
-        latencies.append(end - start)
-        ttfbs.append((first or end) - start)
-
-    total = int(rate * duration_s)
-    shed = 0
+    Several targets take turns of `slice_s` seconds each (round-robin, `duration_s` of requests each): a
+    burst of load on the machine, which lasts seconds, then falls on all of them alike instead of on
+    whichever server one long run happened to measure at that moment."""
+    for target in targets:
+        warm = [await target.pool.acquire() for _ in range(prewarm)]
+        target.pool.idle.extend(warm)
+    inflight: dict[asyncio.Task[None], _Target] = {}
+    per_slice = max(1, round(rate * slice_s)) if slice_s > 0 else 1
+    total = int(rate * duration_s) * len(targets)
     t0 = _clock() + 0.01
     i = 0
     while i < total:
         due = min(total, int((_clock() - t0) * rate) + 1)
         while i < due:
+            target = targets[(i // per_slice) % len(targets)]
             if len(inflight) >= max_inflight:
-                shed += 1
+                target.shed += 1
             else:
-                task = asyncio.create_task(one(t0 + i / rate))
-                inflight.add(task)
-                task.add_done_callback(inflight.discard)
+                target.sent += 1
+                task = asyncio.create_task(target.one(t0 + i / rate))
+                inflight[task] = target
+                task.add_done_callback(inflight.pop)
             i += 1
         await asyncio.sleep(max(0.0, t0 + i / rate - _clock()))
-    send_window = _clock() - t0
-    timeouts = 0
+    send_window = (_clock() - t0) / len(targets)
+    timeouts: Counter[_Target] = Counter()
     if inflight:
         _, pending = await asyncio.wait(set(inflight), timeout=drain_s)
-        timeouts = len(pending)
+        timeouts.update(inflight[task] for task in pending)
         for task in pending:
             task.cancel()
-    for conn in pool.idle:
-        if conn.transport is not None:
-            conn.transport.close()
-    latencies.sort()
-    ttfbs.sort()
-    lags.sort()
-    ms = 1000.0
-    return OpenLoopResult(
-        offered_rps=rate,
-        duration_s=round(send_window, 3),
-        sent=total - shed,
-        completed=len(latencies),
-        errors=errors,
-        timeouts=timeouts,
-        shed=shed,
-        achieved_rps=round(len(latencies) / send_window, 1) if send_window else 0.0,
-        p50_ms=round(percentile(latencies, 50) * ms, 3),
-        p90_ms=round(percentile(latencies, 90) * ms, 3),
-        p99_ms=round(percentile(latencies, 99) * ms, 3),
-        p999_ms=round(percentile(latencies, 99.9) * ms, 3),
-        max_ms=round((latencies[-1] if latencies else 0.0) * ms, 3),
-        ttfb_p50_ms=round(percentile(ttfbs, 50) * ms, 3),
-        ttfb_p99_ms=round(percentile(ttfbs, 99) * ms, 3),
-        send_lag_p99_ms=round(percentile(lags, 99) * ms, 3),
-        connections=pool.opened,
-        statuses=dict(statuses),
-    )
+    for target in targets:
+        for conn in target.pool.idle:
+            if conn.transport is not None:
+                conn.transport.close()
+    return [target.result(rate, send_window, timeouts[target]) for target in targets]
 
 
-async def _main(args: argparse.Namespace) -> OpenLoopResult:
+async def _main(args: argparse.Namespace) -> list[OpenLoopResult]:
     body = Path(args.body_file).read_bytes()
-    payload = request_bytes(args.host, args.port, args.path, body)
+
+    def fresh() -> list[_Target]:
+        host, path = args.host, args.path
+        return [_Target(host, port, request_bytes(host, port, path, body)) for port in args.port]
+
     if args.warmup > 0:
-        await drive(args.host, args.port, payload, args.rate, args.warmup, drain_s=args.drain)
-    return await drive(args.host, args.port, payload, args.rate, args.duration, drain_s=args.drain)
+        await drive(fresh(), args.rate, args.warmup, slice_s=args.slice, drain_s=args.drain)
+    return await drive(fresh(), args.rate, args.duration, slice_s=args.slice, drain_s=args.drain)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--port", type=int, action="append", required=True, help="repeat to take turns between servers"
+    )
     parser.add_argument("--path", default="/v1/chat/completions")
     parser.add_argument("--body-file", required=True)
     parser.add_argument("--rate", type=float, required=True, help="requests per second")
-    parser.add_argument("--duration", type=float, required=True, help="seconds of sending")
+    parser.add_argument("--duration", type=float, required=True, help="seconds of sending, per server")
+    parser.add_argument("--slice", type=float, default=0.5, help="seconds per turn when several servers")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds at the same rate, not recorded")
     parser.add_argument("--drain", type=float, default=10.0, help="seconds to wait for late answers")
     args = parser.parse_args()
-    result = uvloop.run(_main(args))
-    print(json.dumps(asdict(result)))
+    results = uvloop.run(_main(args))
+    print(json.dumps(asdict(results[0]) if len(results) == 1 else [asdict(r) for r in results]))
 
 
 if __name__ == "__main__":
