@@ -81,7 +81,10 @@ class Front:
             await _send(send, 500, endpoint.error_body(InternalError()), {})
             return
         if isinstance(answer, Answer):
-            await _send(send, answer.status, answer.body, answer.headers)
+            try:
+                await _send(send, answer.status, answer.body, answer.headers)
+            finally:
+                answer.finished()
         else:
             await answer(scope, receive, send)
 

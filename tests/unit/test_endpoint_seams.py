@@ -48,7 +48,10 @@ async def call(rt: Runtime, spec: EndpointSpec, doc: dict[str, Any]) -> Answer |
     async def read() -> bytes:
         return raw
 
-    return await relay(rt, spec, HEADERS, read)
+    answer = await relay(rt, spec, HEADERS, read)
+    if isinstance(answer, Answer):
+        answer.finished()  # as the front does once the answer is written
+    return answer
 
 
 def events(data: bytes) -> list[tuple[str | None, Any]]:
@@ -149,6 +152,46 @@ def test_the_front_serves_a_spec_it_is_given_with_its_error_body() -> None:
     assert asyncio.run(serve({"model": "m", "text": "hey"})) == (200, {"shout": "LOUD", "asked": "hey"})
     status, doc = asyncio.run(serve({"model": "m"}))
     assert status == 400 and doc["type"] == "error" and doc["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("write_fails", [False, True])
+def test_the_front_finishes_a_request_after_its_answer_is_written(write_fails: bool) -> None:
+    """The observers (metrics, telemetry, access log) run once the bytes are out, off the client's wait;
+    exactly once, also when the write fails because the client left."""
+    kit, rt = kit_for(lambda req: MockReply(200, chat_doc("loud")))
+    app = FastAPI()
+    app.state.runtime = rt
+    front = Front(app, Bodies(10_000, 100_000), {SHOUT.path: SHOUT})
+    finished = kit.finished.reqs  # type: ignore[attr-defined]
+    seen_at_write: list[int] = []
+    messages = [
+        {"type": "http.request", "body": orjson.dumps({"model": "m", "text": "a"}), "more_body": False}
+    ]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await asyncio.Event().wait()
+        raise AssertionError
+
+    async def send(message: dict[str, Any]) -> None:
+        seen_at_write.append(len(finished))
+        if write_fails and message["type"] == "http.response.body":
+            raise ConnectionResetError("the client left")
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": SHOUT.path,
+        "headers": [(b"authorization", HEADERS["authorization"].encode())],
+    }
+    if write_fails:
+        with pytest.raises(ConnectionResetError):
+            asyncio.run(front(scope, receive, send))
+    else:
+        asyncio.run(front(scope, receive, send))
+    assert seen_at_write == [0, 0]  # head and body written before the request was finished
+    assert len(finished) == 1 and finished[0].status == 200
 
 
 # --- adapter-owned framing: named events, 0..n chunks per event, a flush, a clean end without [DONE] ------

@@ -94,7 +94,10 @@ async def call(rt: Runtime, doc: dict[str, Any]) -> Answer | RelayStream:
         return raw
 
     headers = {"authorization": f"Bearer {CLIENT}"}
-    return await relay(rt, CHAT, headers, read)
+    answer = await relay(rt, CHAT, headers, read)
+    if isinstance(answer, Answer):
+        answer.finished()  # as the front does once the answer is written
+    return answer
 
 
 def record(kit: Kit) -> RequestRecord:
