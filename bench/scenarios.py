@@ -11,7 +11,8 @@ serve`), an oracle (straight to the best backend for the true current state, one
 (straight to the sims in turn, one failover), and LiteLLM's latency-based Router where litellm imports in
 bench/.venv or bench/.venv-litellm (bench/litellm_router.py). TTFT is measured by the client. Run:
 `.venv/bin/python -m bench.scenarios` (about 7 minutes; BENCH_QUICK=1 for a smoke run; BENCH_RATE,
-BENCH_DURATION_S, BENCH_ONLY=a,a+hedge,c to choose, BENCH_LITELLM_RATE; BENCH_DOCS=0: stdout only).
+BENCH_DURATION_S, BENCH_ONLY=a,a+hedge,c to choose, BENCH_LITELLM_RATE; BENCH_DOCS=0: stdout only;
+BENCH_TRACE=DIR: each run's requests as JSON).
 Tables go to docs/benchmarks.md between the routing-scenarios markers.
 """
 
@@ -37,7 +38,14 @@ from bench.procs import free_port, wait_port
 from bench.routing import SIM_MAIN, pct, read_stream
 from bench.venvs import BENCH_VENV, LITELLM_VENV
 from gateway.policy.model import BreakerConfig
-from gateway.routing.probes import PROBE_CREDIT_CAP, PROBE_PACE, STUCK_FACTOR, STUCK_MIN_S
+from gateway.routing.probes import (
+    PROBE_CREDIT_CAP,
+    PROBE_PACE,
+    STUCK_FACTOR,
+    STUCK_MIN_S,
+    TRIAL_FACTOR,
+    TRIAL_MIN_S,
+)
 from gateway.routing.router import SLO_HEDGE_MARGIN, SLO_HEDGE_MIN_MARGIN_MS
 from gateway.telemetry import estimators
 
@@ -413,7 +421,9 @@ def settings() -> str:
         f"`probe_share` 0.01 (up to {PROBE_CREDIT_CAP:g} saved, spent at ≤ {PROBE_PACE:g}× the share), "
         f"`probe_interval_s` 10; stuck = {STUCK_FACTOR:g}× the expected duration and ≥ {STUCK_MIN_S:g} s; "
         f"breaker `fast_failure_s` {b.fast_failure_s:g}, `fast_cooldown_s` {b.fast_cooldown_s:g}, "
-        f"`hang_trial_s` {b.hang_trial_s:g}, `hang_trial_share` {b.hang_trial_share:g}; `per_try_factor` 4; "
+        f"`fast_ramp_s` {b.fast_ramp_s:g}, `hang_trial_s` {b.hang_trial_s:g}, `hang_trial_share` "
+        f"{b.hang_trial_share:g}, a hung backend's trial waits {TRIAL_FACTOR:g}× its last-good first byte "
+        f"(≥ {TRIAL_MIN_S:g} s); `per_try_factor` 4; "
         f"(a+hedge) `hedge: {{enabled: true}}`, SLO hedge margin {SLO_HEDGE_MARGIN:.0%} of max_ttft_ms "
         f"(≥ {SLO_HEDGE_MIN_MARGIN_MS:g} ms)."
     )
@@ -436,6 +446,18 @@ def write_doc(text: str) -> None:
     head, rest = doc.split(START, 1)
     tail = rest.split(END, 1)[1]
     DOC.write_text(f"{head}{START}\n<!-- written by `python -m bench.scenarios` -->\n\n{text}\n{END}{tail}")
+
+
+def trace(sc: Scenario, runs: dict[str, list[Result]]) -> None:
+    """BENCH_TRACE=DIR: each run's requests (sent at, backend, probe, ok, TTFT) as DIR/KEY-STRATEGY.json."""
+    folder = os.environ.get("BENCH_TRACE")
+    if not folder:
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for strategy, results in runs.items():
+        rows = [[r.at, r.backend, r.probe, r.ok, r.ttft_s, r.stream] for r in results]
+        name = f"{sc.key}-{strategy}".replace(" ", "").replace("/", "")
+        Path(folder, f"{name}.json").write_bytes(orjson.dumps(rows))
 
 
 def main() -> None:
@@ -488,6 +510,7 @@ def main() -> None:
                 proc.terminate()
                 proc.wait(timeout=10)
             out += table(sc, runs, duration)
+            trace(sc, runs)
     text = "\n".join(out)
     print(text)
     if os.environ.get("BENCH_DOCS", "1") != "0":

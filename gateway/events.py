@@ -98,6 +98,11 @@ class Observer(Protocol):
     (it costs nothing per request; a hook defined with an empty body is still called). A structural
     observer (one that does not subclass) must define all four. Hooks are looked up once, when the
     observer is added to `Observers`.
+
+    One more hook is optional, and called only where an observer defines it (no no-op here, so structural
+    observers need not): `attempt_answered(req, att)`, at the attempt's first byte (non-stream: the whole
+    body) or first event (stream), with `att.ttft_s` set, so what is known then (a stream's TTFT, a
+    breaker trial's verdict) need not wait for the stream's end. See `FirstByte`.
     """
 
     __slots__ = ()
@@ -116,22 +121,36 @@ class Observer(Protocol):
         return None
 
 
+class FirstByte(Protocol):
+    """The optional first-byte hook (see Observer)."""
+
+    def attempt_answered(self, req: RequestRecord, att: AttemptRecord) -> None: ...
+
+
 def _acts(observer: Observer, hook: str) -> bool:
     """False when the observer's hook is the no-op it inherited from Observer."""
     return getattr(getattr(observer, hook), "__func__", None) is not getattr(Observer, hook)
+
+
+def _first_byte(observer: Observer) -> Callable[[RequestRecord, AttemptRecord], None] | None:
+    hook: Callable[[RequestRecord, AttemptRecord], None] | None = getattr(observer, "attempt_answered", None)
+    return hook if callable(hook) else None
 
 
 class Observers:
     """Fans each event out to every observer; an observer that raises is logged and skipped, so it never
     fails the request. Each event calls a tuple of bound methods, rebuilt by `add`."""
 
-    __slots__ = ("_items", "_log", "_req_started", "_att_started", "_att_finished", "_req_finished")
+    __slots__ = (
+        "_items", "_log", "_req_started", "_att_started", "_att_answered", "_att_finished", "_req_finished",
+    )  # fmt: skip
 
     def __init__(self, items: list[Observer] | None = None) -> None:
         self._items: list[Observer] = []
         self._log = logging.getLogger("routeway")
         self._req_started: tuple[Callable[[RequestRecord], None], ...] = ()
         self._att_started: tuple[Callable[[RequestRecord, AttemptRecord, dict[str, str]], None], ...] = ()
+        self._att_answered: tuple[Callable[[RequestRecord, AttemptRecord], None], ...] = ()
         self._att_finished: tuple[Callable[[RequestRecord, AttemptRecord], None], ...] = ()
         self._req_finished: tuple[Callable[[RequestRecord], None], ...] = ()
         for observer in items or ():
@@ -142,6 +161,7 @@ class Observers:
         items = self._items
         self._req_started = tuple(o.request_started for o in items if _acts(o, "request_started"))
         self._att_started = tuple(o.attempt_started for o in items if _acts(o, "attempt_started"))
+        self._att_answered = tuple(h for h in map(_first_byte, items) if h is not None)
         self._att_finished = tuple(o.attempt_finished for o in items if _acts(o, "attempt_finished"))
         self._req_finished = tuple(o.request_finished for o in items if _acts(o, "request_finished"))
 
@@ -163,6 +183,13 @@ class Observers:
                 hook(req, att, headers)
             except Exception:  # noqa: BLE001
                 self._failed(hook, "attempt_started")
+
+    def attempt_answered(self, req: RequestRecord, att: AttemptRecord) -> None:
+        for hook in self._att_answered:
+            try:
+                hook(req, att)
+            except Exception:  # noqa: BLE001
+                self._failed(hook, "attempt_answered")
 
     def attempt_finished(self, req: RequestRecord, att: AttemptRecord) -> None:
         if att.duration_s is None:

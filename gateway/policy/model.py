@@ -224,18 +224,21 @@ class BreakerConfig(_Strict):
     slow_start_s: float = Field(default=10, ge=0, description="traffic ramps up over this after closing")
     auth_cooldown_s: float = Field(default=300, gt=0, description="a backend rejecting its key (401/403)")
     # Failing fast (a 5xx in milliseconds, a refused connection) costs a trial almost nothing: such a trip
-    # re-trials every fast_cooldown_s without doubling, and ramps back over one such interval. Hangs and
+    # re-trials every fast_cooldown_s without doubling, and ramps back over fast_ramp_s. Hangs and
     # timeouts re-trial at the hang cadence below.
     fast_failure_s: float = Field(default=0.5, ge=0, description="a failure quicker than this is 'fast'")
     fast_cooldown_s: float = Field(default=0.5, gt=0)
+    fast_ramp_s: float = Field(
+        default=0.25, gt=0, description="ramp back after a fast trip or a prompt trial (at most slow_start_s)"
+    )
     # A hang (a timeout) costs one request's short deadline to re-trial: a single probe, then failover. Its
     # trials come every hang_trial_share of the outage's age (at least hang_trial_s, at most
-    # max_cooldown_s), counted from the previous trial's start: exponential in the number of trials, and a
-    # recovered backend is found within a quarter of how long it was down. A trial answering in its
-    # expected time ramps back like a fast trip.
-    hang_trial_s: float = Field(default=1.0, gt=0, description="shortest gap between a hung backend's trials")
+    # max_cooldown_s), counted from the previous trial's start: exponential in the number of trials (x1.15
+    # each), and a recovered backend is found within about a sixth of how long it was down. A trial
+    # answering in its expected time ramps back like a fast trip.
+    hang_trial_s: float = Field(default=0.5, gt=0, description="shortest gap between a hung backend's trials")
     hang_trial_share: float = Field(
-        default=0.25, gt=0, le=1, description="gap as a share of the outage's age"
+        default=0.15, gt=0, le=1, description="gap as a share of the outage's age"
     )
 
 

@@ -61,10 +61,14 @@ class Attempt:
         self.record.status, self.record.headers = reply.status, reply.headers
 
     def answered(self) -> None:
-        """The first byte (non-stream) or first event (stream): it no longer counts as waiting."""
+        """The first byte (non-stream) or first event (stream): it no longer counts as waiting, and the
+        observers hear `attempt_answered` (once: a second call, or one after the end, changes nothing)."""
         rec = self.record
+        if rec.ttft_s is not None or self._done:
+            return
         rec.ttft_s = time.monotonic() - rec.started
         self._inflight.answered(rec.target, id(rec))
+        self._observers.attempt_answered(self.req, rec)
 
     def succeeded(self, usage: Usage | None) -> None:
         """A whole answer was read (the connection went back to the pool with it)."""

@@ -120,14 +120,14 @@ class Breakers:
 
     def weight(self, key: str) -> float:
         """Share of traffic a recently closed breaker should take (slow start), 1.0 once ramped up. After a
-        fast trip, or a trial that answered in its expected time, the ramp lasts one `fast_cooldown_s`: a
-        relapse is cheap to notice (the breaker trips again and re-trials at that cadence), while each
-        second of ramp keeps traffic from the backend that should have it."""
+        fast trip, or a trial that answered in its expected time, the ramp lasts `fast_ramp_s`: a relapse
+        is cheap to notice (the breaker trips again and re-trials at `fast_cooldown_s`), while each tenth
+        of a second of ramp keeps traffic from the backend that should have it."""
         b = self._items.get(key)
         if b is None or b.state != "closed" or self.config.slow_start_s <= 0:
             return 1.0
         cfg = self.config
-        span = min(cfg.slow_start_s, cfg.fast_cooldown_s) if b.fast else cfg.slow_start_s
+        span = min(cfg.slow_start_s, cfg.fast_ramp_s) if b.fast else cfg.slow_start_s
         ramp = (self._clock() - b.closed_at) / span
         return 1.0 if ramp >= 1.0 else max(0.1, ramp)
 

@@ -14,7 +14,7 @@ from gateway.providers.credentials import renew_rejected
 from gateway.resilience.breaker import Breakers
 from gateway.resilience.budget import RetryBudget
 from gateway.resilience.cooldown import Cooldowns, health_key
-from gateway.routing.probes import patience_s
+from gateway.routing.probes import patience_s, trial_patience_s
 from gateway.telemetry import TelemetryStore
 
 # Attempt outcomes that say the backend is unwell; the client's own errors and cancellations say nothing.
@@ -23,6 +23,7 @@ BREAKER_FAILURES = frozenset({"connect", "timeout", "server", "protocol"})
 FAST_KINDS = frozenset({"connect", "server"})
 T = TypeVar("T")
 SHARED_PREFIX = "breaker:"  # cooldown names in the shared store
+_CLOSED = "health.closed"  # in AttemptRecord.context: this stream's first event closed its breaker
 
 
 class Health(Observer):
@@ -99,13 +100,12 @@ class Health(Observer):
         return self.breakers.admit(key)
 
     def trial_deadline_s(self, target: Target, expected_s: float | None) -> float | None:
-        """A first-byte deadline for a trial of a backend out for a hang: as long as an attempt may wait
-        before it counts as stuck, so a trial sent into a hang costs about a second, then fails over, and
-        the next trial is not held back by it. None: the route's deadlines apply."""
+        """A first-byte deadline for a trial of a backend out for a hang (`expected_s`: its last-good
+        expectation): `probes.trial_patience_s`, so a trial sent into a hang costs well under a second,
+        then fails over, and the next trial is not held back by it. None: the route's deadlines apply."""
         if not self.breakers.hung(target.health_key):
             return None
-        limit = patience_s(expected_s)
-        return limit if limit != float("inf") else None
+        return trial_patience_s(expected_s)
 
     def trial_ready(self, target: Target) -> bool:
         """Whether the target's breaker waits for a half-open trial that may be sent now (a query)."""
@@ -126,14 +126,19 @@ class Health(Observer):
     def request_started(self, req: RequestRecord) -> None:
         self.budget.note_request()
 
+    def attempt_answered(self, req: RequestRecord, att: AttemptRecord) -> None:
+        """A stream's first event is a half-open trial's verdict: the breaker closes now, not at the stream's
+        end (a stream cut after this still counts as a failure at its end, and demotes the backend)."""
+        if req.stream and self.breakers.peek(att.target.health_key)[0] != "closed" and self._succeeded(att):
+            att.context[_CLOSED] = True  # the failure share restarts once the stream ends well
+
     def attempt_finished(self, req: RequestRecord, att: AttemptRecord) -> None:
         key = att.target.health_key
         kind = att.outcome
         if kind == "ok":
-            was = self.breakers.advance(key)  # a success after the cooldown closes the breaker
-            self.breakers.success(key, prompt=answered_in_time(att))
-            if was != "closed" and self._store is not None:
-                self._store.clear_cooldown(SHARED_PREFIX + key)
+            closed = att.context.pop(_CLOSED, False)
+            if (self._succeeded(att) or closed) and self._store is not None:
+                self._store.recovered(att.target.key)  # the trial proved it: forgiven on evidence
         elif kind in BREAKER_FAILURES or (
             kind == "auth" and att.status == 401 and renew_rejected(att.target)
         ):
@@ -151,6 +156,17 @@ class Health(Observer):
             self.breakers.release(key)
         else:
             self.breakers.release(key)
+
+    def _succeeded(self, att: AttemptRecord) -> bool:
+        """Counts a success; True when it closed the breaker (a half-open trial's verdict)."""
+        key = att.target.health_key
+        was = self.breakers.advance(key)  # a success after the cooldown closes the breaker
+        self.breakers.success(key, prompt=answered_in_time(att))
+        if was == "closed":
+            return False
+        if self._store is not None:
+            self._store.clear_cooldown(SHARED_PREFIX + key)
+        return self.breakers.peek(key)[0] == "closed"
 
     def _share(self, key: str, seconds: float) -> None:
         """Tells the other replicas (through the store) that this breaker opened, and for how long."""

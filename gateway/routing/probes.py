@@ -15,6 +15,11 @@ Key = tuple[str, str]
 # An attempt is stuck once it has waited this many times its expected duration for a first byte...
 STUCK_FACTOR = 4.0
 STUCK_MIN_S = 1.0  # ...and at least this long: a loaded event loop or a cold connection is no hang
+# A trial of a backend out for a hang needs only a first byte within this many times what it took when
+# well (its last-good figure, near its fastest)... A trial sent into a hang stays hung: its deadline, not
+# only the breaker's gap, sets how often a hung backend is re-trialled.
+TRIAL_FACTOR = 3.0
+TRIAL_MIN_S = 0.25  # ...and at least this
 PROBE_CREDIT_CAP = 5.0  # probes a quiet route may save up for a fault (a backend to rediscover)...
 PROBE_PACE = 2.0  # ...and spend at most this many times faster than it earns them (`share` per request)
 
@@ -22,6 +27,14 @@ PROBE_PACE = 2.0  # ...and spend at most this many times faster than it earns th
 def patience_s(expected_s: float | None) -> float:
     """How long an attempt may wait for its first byte before it counts as stuck (inf: no prediction)."""
     return max(STUCK_MIN_S, STUCK_FACTOR * expected_s) if expected_s is not None else float("inf")
+
+
+def trial_patience_s(well_s: float | None) -> float | None:
+    """A hung backend's trial's first-byte deadline: `TRIAL_FACTOR` x its last-good expectation, at least
+    `TRIAL_MIN_S`, never more than `patience_s` (when it would count as stuck); None: no expectation."""
+    if well_s is None:
+        return None
+    return min(patience_s(well_s), max(TRIAL_MIN_S, TRIAL_FACTOR * well_s))
 
 
 @dataclass(slots=True)

@@ -16,6 +16,7 @@ from gateway.telemetry.window import Sample
 # deadline): its wait is a censored figure, "at least this long".
 _CENSORED = frozenset({"cancelled", "timeout"})
 _OPEN = "telemetry.in_flight"  # set in AttemptRecord.context while this attempt counts as in flight
+_EARLY = "telemetry.early"  # set once the estimates learned this stream's first event (`first_byte`)
 
 
 class TelemetryRecorder(Observer):
@@ -36,6 +37,12 @@ class TelemetryRecorder(Observer):
     def attempt_started(self, req: RequestRecord, att: AttemptRecord, headers: dict[str, str]) -> None:
         self._store.add_in_flight(att.target.key, 1)
         att.context[_OPEN] = True
+
+    def attempt_answered(self, req: RequestRecord, att: AttemptRecord) -> None:
+        """A stream's first event: its TTFT reaches the estimates now, not at the stream's end."""
+        if req.stream and att.ttft_s is not None:
+            self._store.first_byte(att.target.key, att.ttft_s)
+            att.context[_EARLY] = True
 
     def attempt_finished(self, req: RequestRecord, att: AttemptRecord) -> None:
         t = att.target
@@ -58,6 +65,7 @@ class TelemetryRecorder(Observer):
             headroom=headroom,
             waited_s=att.duration_s if att.ttft_s is None and att.outcome in _CENSORED else None,
             stream=req.stream,
+            early=att.context.pop(_EARLY, False),
         )
         # Recorded while still counted in flight, so AIMD sees the concurrency the outcome came from.
         self._store.record(key, sample)

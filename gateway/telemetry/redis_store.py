@@ -133,6 +133,14 @@ class RedisStore(MemoryStore):
         super().record(key, sample)
         self._dirty = True
 
+    def first_byte(self, key: Key, ttft_s: float) -> None:
+        super().first_byte(key, ttft_s)
+        self._dirty = True
+
+    def recovered(self, key: Key) -> None:
+        super().recovered(key)
+        self._dirty = True
+
     def add_in_flight(self, key: Key, delta: int) -> None:
         super().add_in_flight(key, delta)
         self._dirty = True

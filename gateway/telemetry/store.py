@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol, TypeVar, overload
 
-from gateway.telemetry.estimators import Estimates
+from gateway.telemetry.estimators import Estimates, Ewma
 from gateway.telemetry.headroom import Headroom
 from gateway.telemetry.loadsignals import LoadSignal
 from gateway.telemetry.window import NEUTRAL, WIDTH, Aimd, Sample, Stats, Window, make_stats
@@ -33,13 +33,21 @@ _Live = tuple[
 _Entry = tuple[Key, list[float], int, Headroom | None, float | None, float | None, Estimates, float | None]
 
 
+def learn_first_byte(est: Estimates, ttft_s: float, now: float) -> None:
+    """A stream's first event: its TTFT, and that the backend answered, are known before its end."""
+    est.failure.add(0.0, now)
+    est.ttft.add(ttft_s, now)
+
+
 def learn(est: Estimates, sample: Sample, now: float) -> None:
-    """Feeds one finished attempt to the recency-weighted estimates."""
+    """Feeds one finished attempt to the recency-weighted estimates (what its first byte did not already
+    say, `Sample.early`: a TTFT is learned once per attempt)."""
     outcome = sample.outcome
     if outcome == "ok":
-        est.failure.add(0.0, now)
-        if sample.ttft_s is not None:
-            est.ttft.add(sample.ttft_s, now)
+        if not sample.early:
+            est.failure.add(0.0, now)
+            if sample.ttft_s is not None:
+                est.ttft.add(sample.ttft_s, now)
         if sample.duration_s is not None and not sample.stream:
             est.latency.add(sample.duration_s, now)
     elif outcome not in NEUTRAL:
@@ -101,6 +109,17 @@ class Snapshot(Mapping[Key, Stats]):
 class TelemetryStore(Protocol):
     def record(self, key: Key, sample: Sample) -> None:
         """Learn from one finished attempt. Sync, never blocks, never raises on a healthy process."""
+        ...
+
+    def first_byte(self, key: Key, ttft_s: float) -> None:
+        """A stream's first event, `ttft_s` after its start: the estimates learn its TTFT now (the attempt's
+        `Sample` then says `early`, so its end does not count it again). Sync, O(1)."""
+        ...
+
+    def recovered(self, key: Key) -> None:
+        """A half-open trial of the backend succeeded (its breaker closed): the failure share restarts from
+        that success, so the failures that opened the breaker stop ranking it down (the breaker's ramp
+        bounds a relapse). Sync, O(1)."""
         ...
 
     def add_in_flight(self, key: Key, delta: int) -> None: ...
@@ -215,6 +234,18 @@ class MemoryStore:
         state.window_new = True
         if sample.outcome not in _GRADUAL:
             state.window_at = -float("inf")  # a failure shows at the next snapshot
+        self._changed.add(key)
+
+    def first_byte(self, key: Key, ttft_s: float) -> None:
+        state = self._states.get(key) or self._state(key)
+        learn_first_byte(state.est, ttft_s, self._clock())
+        state.shown = None
+        self._changed.add(key)
+
+    def recovered(self, key: Key) -> None:
+        state = self._states.get(key) or self._state(key)
+        state.est.failure = Ewma(0.0, self._clock())
+        state.shown = None
         self._changed.add(key)
 
     def add_in_flight(self, key: Key, delta: int) -> None:

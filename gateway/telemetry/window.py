@@ -53,6 +53,9 @@ class Sample:
     # figure, "at least this long", for the TTFT (a stream) or the latency (a whole answer).
     waited_s: float | None = None
     stream: bool = False
+    # The estimates already learned this attempt's TTFT and that it answered, at its first byte
+    # (`TelemetryStore.first_byte`): its end adds only what the first byte could not say.
+    early: bool = False
 
 
 def bucket(ttft_s: float) -> int:

@@ -130,3 +130,23 @@ def test_upstream_time_adds_up_finished_attempts() -> None:
         AttemptRecord(target(), 3, duration_s=0.5),
     ]
     assert req.upstream_s() == 0.75
+
+
+class FirstBytes(Observer):
+    __slots__ = ("calls",)
+
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+
+    def attempt_answered(self, req: RequestRecord, att: AttemptRecord) -> None:
+        self.calls.append(f"answered:{att.ttft_s}")
+
+
+def test_the_first_byte_reaches_observers_that_define_it_and_skips_those_that_do_not() -> None:
+    """`attempt_answered` is optional: a structural observer without it (`Full`) is still accepted."""
+    calls: list[str] = []
+    observers = Observers([Full("full", calls), FirstBytes(calls), AttemptsOnly(calls)])
+    req = RequestRecord("r1", "chat", "/v1/chat/completions", stream=True)
+    att = AttemptRecord(target(), 1, ttft_s=0.25)
+    observers.attempt_answered(req, att)
+    assert calls == ["answered:0.25"]

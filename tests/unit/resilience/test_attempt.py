@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.events import Observers, RequestRecord
+import pytest
+
+from gateway.events import AttemptRecord, Observer, Observers, RequestRecord
 from gateway.providers.base import ProviderError, Usage
 from gateway.resilience.attempt import Attempt
 from gateway.routing.probes import Watch
@@ -65,3 +67,34 @@ def test_a_cut_stream_is_dropped_and_marked_partial() -> None:
     att.replied(reply)
     att.end_stream(False, None)
     assert reply.closed and att.record.partial and ledger.finished_once()
+
+
+class FirstBytes(Observer):
+    def __init__(self) -> None:
+        self.seen: list[float | None] = []
+
+    def attempt_answered(self, req: RequestRecord, att: AttemptRecord) -> None:
+        self.seen.append(att.ttft_s)
+
+
+@pytest.mark.parametrize(
+    ("steps", "heard"),
+    [
+        (("answered",), 1),  # the first byte: observers hear it at once, not at the end
+        (("answered", "answered"), 1),  # a second call (a reader that calls it again) changes nothing
+        (("answered", "end"), 1),
+        (("end", "answered"), 0),  # after the end: too late to be a first byte
+        (("end",), 0),  # never answered
+    ],
+)
+def test_observers_hear_the_first_byte_once(steps: tuple[str, ...], heard: int) -> None:
+    spy = FirstBytes()
+    req = RequestRecord("r", "chat", "/v1/chat/completions", stream=True)
+    att = Attempt(req, target(backend="a"), {}, Watch(), Observers([spy]))
+    for step in steps:
+        if step == "answered":
+            att.answered()
+        else:
+            att.end_stream(False, None)
+    assert len(spy.seen) == heard
+    assert all(t is not None and t >= 0 for t in spy.seen)

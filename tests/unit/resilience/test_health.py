@@ -18,7 +18,7 @@ from gateway.resilience.breaker import Breakers
 from gateway.resilience.cooldown import DEFAULT_WAIT_S, MAX_WAIT_S, Cooldowns, health_key, wait_s
 from gateway.resilience.health import SHARED_PREFIX, Health
 from gateway.resilience.retry import AttemptLog, RetryPolicy, attempt
-from gateway.telemetry import MemoryStore
+from gateway.telemetry import MemoryStore, Sample
 from tests.unit.targets import target
 
 A = target(backend="a")
@@ -160,9 +160,9 @@ def test_explain_plans_without_adopting_shared_openings_a_request_adopts_them() 
         ("server", 0.005, ("open", 1.0)),  # a 503 in milliseconds: re-trialled in a second
         ("connect", 0.001, ("open", 1.0)),  # connection refused
         ("server", 3.0, ("open", 5.0)),  # a slow 5xx: the doubling cooldown
-        # A timeout is never 'fast': the hang cadence, hang_trial_s from when the attempt was sent...
-        ("timeout", 0.2, ("open", 0.8)),
-        # ...a quarter of the outage's age (2 s after 8 s), from the same start: already due, a trial now.
+        # A timeout is never 'fast': the hang cadence, hang_trial_s (0.5 s) from when the attempt was sent...
+        ("timeout", 0.2, ("open", 0.3)),
+        # ...0.15 of the outage's age (1.2 s after 8 s), from the same start: already due, a trial now.
         ("timeout", 8.0, ("half_open", 0.0)),
         ("protocol", 3.0, ("open", 5.0)),  # a slow malformed answer is no hang: the doubling cooldown
     ],
@@ -201,16 +201,16 @@ def test_a_half_open_breaker_is_trial_ready_until_its_trial_is_taken() -> None:
 def test_a_trial_that_answers_in_time_ramps_back_quickly(
     ttft_s: float | None, expected_s: float | None, prompt: bool
 ) -> None:
-    h, clock = health(consecutive_failures=1, hang_trial_s=1, slow_start_s=10, fast_cooldown_s=1)
+    h, clock = health(consecutive_failures=1, hang_trial_s=1, slow_start_s=10, fast_ramp_s=1)
     req = RequestRecord("r", "chat", "/x")
     h.attempt_finished(req, AttemptRecord(A, 1, outcome="timeout", duration_s=2.0))
-    assert h.trial_deadline_s(A, 0.25) == 1.0  # out for a hang: its trial waits as long as stuck patience
+    assert h.trial_deadline_s(A, 0.25) == 0.75  # out for a hang: its trial waits 3x its last-good TTFT
     clock.t += 1
     assert h.admit(A)
     h.attempt_finished(req, AttemptRecord(A, 2, outcome="ok", ttft_s=ttft_s, expected_s=expected_s))
     assert h.trial_deadline_s(A, 0.25) is None  # closed: the route's deadlines again
     clock.t += 0.5
-    # A prompt answer ramps over fast_cooldown_s (half-way after 0.5 s); otherwise over slow_start_s.
+    # A prompt answer ramps over fast_ramp_s (half-way after 0.5 s); otherwise over slow_start_s.
     assert h.breakers.weight(health_key(A)) == pytest.approx(0.5 if prompt else 0.1)
 
 
@@ -222,3 +222,42 @@ def test_only_a_hang_shortens_the_trial_deadline() -> None:
     clock.t += 5
     assert h.trial_deadline_s(A, 0.25) is None
     assert h.trial_deadline_s(B, 0.25) is None  # never failed
+
+
+@pytest.mark.parametrize(
+    ("stream", "end", "closed_at_first_byte", "failure_share_after"),
+    [
+        (True, "ok", True, 0.0),  # the trial's first event closes it; its clean end restarts the share
+        (True, "protocol", True, 1.0),  # cut after its first event: closed, but the end is a failure
+        (False, "ok", False, 0.0),  # a buffered answer: its first byte is its end, the verdict then
+    ],
+)
+def test_a_streams_first_event_is_its_trials_verdict(
+    stream: bool, end: str, closed_at_first_byte: bool, failure_share_after: float
+) -> None:
+    store = MemoryStore(clock=lambda: 2000.0, window_every_s=0)
+    h, clock = health(store, consecutive_failures=1, fast_cooldown_s=0.25)
+    failed = AttemptRecord(A, 1, outcome="server", duration_s=0.01)
+    h.attempt_finished(RequestRecord("r", "chat", "/x"), failed)
+    store.record(A.key, Sample("server"))  # what the telemetry recorder feeds beside it
+    clock.t += 0.25
+    assert h.admit(A)  # the half-open trial
+    req = RequestRecord("t", "chat", "/x", stream=stream)
+    trial = AttemptRecord(A, 1, ttft_s=0.2, expected_s=0.25)
+    h.attempt_answered(req, trial)
+    assert (h.breakers.peek(health_key(A))[0] == "closed") is closed_at_first_byte
+    trial.outcome = end
+    h.attempt_finished(req, trial)
+    est = store.snapshot()[A.key].est
+    assert est is not None and est.failure.value == failure_share_after
+    # A cut counts as the failure it is (one trips it here, as it tripped the trial before first bytes).
+    assert h.breakers.peek(health_key(A))[0] == ("closed" if end == "ok" else "open")
+
+
+def test_a_success_that_is_no_trial_leaves_the_failure_share_to_the_estimate() -> None:
+    store = MemoryStore(clock=lambda: 2000.0, window_every_s=0)
+    h, _ = health(store)
+    store.record(A.key, Sample("server"))
+    h.attempt_finished(RequestRecord("r", "chat", "/x"), AttemptRecord(A, 1, outcome="ok", ttft_s=0.2))
+    est = store.snapshot()[A.key].est
+    assert est is not None and est.failure.value == 1.0  # the recorder's own sample moves it, not Health

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.routing.probes import PROBE_CREDIT_CAP, PROBE_PACE, Watch
+from gateway.routing.probes import PROBE_CREDIT_CAP, PROBE_PACE, Watch, patience_s, trial_patience_s
 from gateway.routing.scoring import Constraints, Estimate, rank
 from tests.unit.targets import target
 
@@ -190,3 +190,22 @@ def test_a_waiting_attempt_inflates_the_ranking_figures_but_not_what_an_attempt_
         200.0,
     )  # 100 ms + 10 tokens at 100/s
     assert (calm[0].expected_ttft_ms, calm[0].expected_ms) == (100.0, 200.0)
+
+
+@pytest.mark.parametrize(
+    ("well_s", "deadline_s"),
+    [
+        (0.25, 0.75),  # 3x a stream's last-good TTFT: a trial into a hang is over in 0.75 s, not 1 s
+        (0.33, 0.99),  # 3x a short answer's last-good duration
+        (0.05, 0.25),  # the floor: a fast backend's trial still gets a quarter second
+        (2.0, 6.0),  # a slow backend: 3x, still under when it would count as stuck (4x)
+        (None, None),  # no expectation: the route's deadlines
+    ],
+)
+def test_a_hung_backends_trial_waits_a_few_times_its_last_good_figure(
+    well_s: float | None, deadline_s: float | None
+) -> None:
+    got = trial_patience_s(well_s)
+    assert got == (None if deadline_s is None else pytest.approx(deadline_s))
+    if got is not None:
+        assert got <= patience_s(well_s)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from gateway.events import AttemptRecord, Observers, RequestRecord
@@ -109,3 +111,46 @@ def test_an_attempt_ended_without_a_first_byte_is_a_censored_figure(
     store = run(stream, setup)
     [(_, sample, _)] = store.samples
     assert sample.waited_s == waited and sample.stream is stream
+
+
+@pytest.mark.parametrize(
+    ("stream", "end", "ttft_at_first_byte", "failure_rises_at_end"),
+    [
+        (True, "ok", True, False),  # learned at the first event; the clean end adds no second TTFT
+        (True, "protocol", True, True),  # cut after the first event: its end still counts as a failure
+        (False, "ok", False, False),  # a buffered body's first byte is its end: nothing learned early
+    ],
+)
+def test_a_streams_ttft_is_learned_once_at_its_first_event(
+    stream: bool, end: str, ttft_at_first_byte: bool, failure_rises_at_end: bool
+) -> None:
+    now = [500.0]
+    store = MemoryStore(clock=lambda: now[0], window_every_s=0)
+    observers = Observers([TelemetryRecorder(store, clock=lambda: now[0])])
+    first = AttemptRecord(TARGET, 1, outcome="server", ttft_s=1.0, duration_s=1.0)
+    req = RequestRecord("r0", "chat", "/v1/chat/completions", stream=True)
+    observers.attempt_started(req, first, {})
+    first.outcome = "ok"
+    observers.attempt_finished(req, first)  # an earlier stream: TTFT 1 s, at 500
+    before = store.snapshot()[KEY].est
+    assert before is not None and before.ttft.value == 1.0
+    req = RequestRecord("r1", "chat", "/v1/chat/completions", stream=stream)
+    att = AttemptRecord(TARGET, 1)
+    observers.attempt_started(req, att, {})
+    now[0] = 500.5
+    att.ttft_s = 0.2
+    observers.attempt_answered(req, att)
+    est = store.snapshot()[KEY].est
+    assert est is not None
+    early = est.ttft.value
+    assert (early != 1.0) is ttft_at_first_byte
+    if ttft_at_first_byte:  # moved toward 0.2 by the weight of 0.5 s since the last sample
+        assert early == pytest.approx(1.0 - 0.8 * (1 - math.exp(-0.5)))
+    now[0] = 500.6
+    att.outcome, att.duration_s, att.output_tokens = end, 0.3, 10
+    observers.attempt_finished(req, att)
+    est = store.snapshot()[KEY].est
+    assert est is not None and est.failure.value is not None
+    if stream:
+        assert est.ttft.value == pytest.approx(early)  # not learned a second time at the end
+    assert (est.failure.value > 0.0) is failure_rises_at_end
