@@ -22,7 +22,6 @@ from gateway.observability.recent import (
     Rows,
 )
 from gateway.providers.base import Target
-from gateway.resilience.health import health_key
 from gateway.routing.hardware import joules_per_token
 from gateway.runtime import Runtime
 from gateway.telemetry import Stats
@@ -65,7 +64,7 @@ def fleet(rt: Runtime, now: float, mono: float) -> list[dict[str, Any]]:
 
 def _fleet_row(rt: Runtime, t: Target, st: Stats | None, now: float, mono: float) -> dict[str, Any]:
     health = rt.router.health
-    state, wait = health.breakers.peek(health_key(t)) if health is not None else ("closed", 0.0)
+    state, wait = health.breakers.peek(t.health_key) if health is not None else ("closed", 0.0)
     tried = rt.router.watch.last_tried(t)
     row: dict[str, Any] = {
         "backend": t.backend,

@@ -28,7 +28,7 @@ from gateway.errors import (
 )
 from gateway.providers.base import FailureKind, ProviderError, Target
 from gateway.resilience.budget import RetryBudget
-from gateway.resilience.cooldown import Cooldowns, health_key, wait_s
+from gateway.resilience.cooldown import Cooldowns, wait_s
 
 R = TypeVar("R")
 
@@ -105,7 +105,7 @@ class _Picker:
         self.tried.append(target)
         if err.kind == "rate_limited":
             # Health (an observer) noted it already when there is a gate; noting again only keeps the later.
-            self.cooldowns.note(health_key(target), err.retry_after)
+            self.cooldowns.note(target.health_key, err.retry_after)
         elif err.kind == "auth":
             self.excluded.add(target.backend)  # a bad key does not get better on a retry
         elif err.kind == "context_length":
@@ -251,7 +251,7 @@ def final_error(
             param="messages",
         )
     if all(e.kind == "rate_limited" for e in errors):
-        waits = [picker.cooldowns.remaining(health_key(t)) for t in picker.tried] if picker else []
+        waits = [picker.cooldowns.remaining(t.health_key) for t in picker.tried] if picker else []
         retry_after = min(waits) if waits else wait_s(last.retry_after)
         return RateLimited(
             f"Every backend is rate-limited; retry after {retry_after:.1f}s. " + _summary(errors),
