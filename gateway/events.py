@@ -99,10 +99,12 @@ class Observer(Protocol):
     observer (one that does not subclass) must define all four. Hooks are looked up once, when the
     observer is added to `Observers`.
 
-    One more hook is optional, and called only where an observer defines it (no no-op here, so structural
-    observers need not): `attempt_answered(req, att)`, at the attempt's first byte (non-stream: the whole
-    body) or first event (stream), with `att.ttft_s` set, so what is known then (a stream's TTFT, a
-    breaker trial's verdict) need not wait for the stream's end. See `FirstByte`.
+    Two more hooks are optional, and called only where an observer defines them (no no-op here, so
+    structural observers need not): `attempt_replied(req, att)`, when the response's status line and headers
+    arrived (`att.status` set; a stream's first event may still be far off), and `attempt_answered(req, att)`,
+    at the attempt's first byte (non-stream: the whole body) or first event (stream), with `att.ttft_s` set,
+    so what is known then (a stream's TTFT, a breaker trial's verdict) need not wait for the stream's end.
+    See `Replied` and `FirstByte`.
     """
 
     __slots__ = ()
@@ -121,6 +123,12 @@ class Observer(Protocol):
         return None
 
 
+class Replied(Protocol):
+    """The optional status-line hook (see Observer)."""
+
+    def attempt_replied(self, req: RequestRecord, att: AttemptRecord) -> None: ...
+
+
 class FirstByte(Protocol):
     """The optional first-byte hook (see Observer)."""
 
@@ -132,8 +140,8 @@ def _acts(observer: Observer, hook: str) -> bool:
     return getattr(getattr(observer, hook), "__func__", None) is not getattr(Observer, hook)
 
 
-def _first_byte(observer: Observer) -> Callable[[RequestRecord, AttemptRecord], None] | None:
-    hook: Callable[[RequestRecord, AttemptRecord], None] | None = getattr(observer, "attempt_answered", None)
+def _optional(observer: Observer, name: str) -> Callable[[RequestRecord, AttemptRecord], None] | None:
+    hook: Callable[[RequestRecord, AttemptRecord], None] | None = getattr(observer, name, None)
     return hook if callable(hook) else None
 
 
@@ -142,7 +150,8 @@ class Observers:
     fails the request. Each event calls a tuple of bound methods, rebuilt by `add`."""
 
     __slots__ = (
-        "_items", "_log", "_req_started", "_att_started", "_att_answered", "_att_finished", "_req_finished",
+        "_items", "_log", "_req_started", "_att_started", "_att_replied", "_att_answered", "_att_finished",
+        "_req_finished",
     )  # fmt: skip
 
     def __init__(self, items: list[Observer] | None = None) -> None:
@@ -150,6 +159,7 @@ class Observers:
         self._log = logging.getLogger("routeway")
         self._req_started: tuple[Callable[[RequestRecord], None], ...] = ()
         self._att_started: tuple[Callable[[RequestRecord, AttemptRecord, dict[str, str]], None], ...] = ()
+        self._att_replied: tuple[Callable[[RequestRecord, AttemptRecord], None], ...] = ()
         self._att_answered: tuple[Callable[[RequestRecord, AttemptRecord], None], ...] = ()
         self._att_finished: tuple[Callable[[RequestRecord, AttemptRecord], None], ...] = ()
         self._req_finished: tuple[Callable[[RequestRecord], None], ...] = ()
@@ -161,7 +171,8 @@ class Observers:
         items = self._items
         self._req_started = tuple(o.request_started for o in items if _acts(o, "request_started"))
         self._att_started = tuple(o.attempt_started for o in items if _acts(o, "attempt_started"))
-        self._att_answered = tuple(h for h in map(_first_byte, items) if h is not None)
+        self._att_replied = tuple(h for o in items if (h := _optional(o, "attempt_replied")) is not None)
+        self._att_answered = tuple(h for o in items if (h := _optional(o, "attempt_answered")) is not None)
         self._att_finished = tuple(o.attempt_finished for o in items if _acts(o, "attempt_finished"))
         self._req_finished = tuple(o.request_finished for o in items if _acts(o, "request_finished"))
 
@@ -183,6 +194,13 @@ class Observers:
                 hook(req, att, headers)
             except Exception:  # noqa: BLE001
                 self._failed(hook, "attempt_started")
+
+    def attempt_replied(self, req: RequestRecord, att: AttemptRecord) -> None:
+        for hook in self._att_replied:
+            try:
+                hook(req, att)
+            except Exception:  # noqa: BLE001
+                self._failed(hook, "attempt_replied")
 
     def attempt_answered(self, req: RequestRecord, att: AttemptRecord) -> None:
         for hook in self._att_answered:

@@ -56,9 +56,12 @@ class Attempt:
         return self._done
 
     def replied(self, reply: Reply) -> None:
-        """The response headers arrived; from here on `close` has a connection to drop."""
+        """The response headers arrived; from here on `close` has a connection to drop. The observers hear
+        `attempt_replied` (a fast-tripped breaker's trial is judged by its status line)."""
         self.reply = reply
-        self.record.status, self.record.headers = reply.status, reply.headers
+        rec = self.record
+        rec.status, rec.headers = reply.status, reply.headers
+        self._observers.attempt_replied(self.req, rec)
 
     def answered(self) -> None:
         """The first byte (non-stream) or first event (stream): it no longer counts as waiting, and the

@@ -143,6 +143,12 @@ class Breakers:
             b.fast, b.down_since = b.fast or prompt, None
             b.window.clear()
 
+    def fast_out(self, key: str) -> bool:
+        """Whether the breaker is out of traffic for fast failures (503s in milliseconds, refused
+        connections): a 2xx status line is then the trial's verdict, without waiting for a first token."""
+        b = self._items.get(key)
+        return b is not None and b.state != "closed" and b.fast and b.down_since is None
+
     def hung(self, key: str) -> bool:
         """Whether the breaker is out of traffic for a hang (its trials should get a short deadline)."""
         b = self._items.get(key)

@@ -23,7 +23,9 @@ BREAKER_FAILURES = frozenset({"connect", "timeout", "server", "protocol"})
 FAST_KINDS = frozenset({"connect", "server"})
 T = TypeVar("T")
 SHARED_PREFIX = "breaker:"  # cooldown names in the shared store
-_CLOSED = "health.closed"  # in AttemptRecord.context: this stream's first event closed its breaker
+# In AttemptRecord.context: this trial closed its breaker, at its status line ("replied": the failure share
+# restarted then) or at a stream's first event ("answered": it restarts once the stream ends well).
+_CLOSED = "health.closed"
 
 
 class Health(Observer):
@@ -126,18 +128,28 @@ class Health(Observer):
     def request_started(self, req: RequestRecord) -> None:
         self.budget.note_request()
 
+    def attempt_replied(self, req: RequestRecord, att: AttemptRecord) -> None:
+        """A backend out for fast failures (503s in milliseconds, refused connections) that answers a trial
+        with a 2xx status line has recovered from what tripped it: the breaker closes now, not a TTFT later
+        at the first event (the answer still counts at its end: failing then reopens the breaker)."""
+        status = att.status or 0
+        if 200 <= status < 300 and self.breakers.fast_out(att.target.health_key) and self._succeeded(att):
+            att.context[_CLOSED] = "replied"
+            if self._store is not None:  # forgiven now: ranked on its price again while it ramps back
+                self._store.recovered(att.target.key)
+
     def attempt_answered(self, req: RequestRecord, att: AttemptRecord) -> None:
         """A stream's first event is a half-open trial's verdict: the breaker closes now, not at the stream's
-        end (a stream cut after this still counts as a failure at its end, and demotes the backend)."""
+        end (a stream cut after this still counts as a failure at its end, and reopens the breaker)."""
         if req.stream and self.breakers.peek(att.target.health_key)[0] != "closed" and self._succeeded(att):
-            att.context[_CLOSED] = True  # the failure share restarts once the stream ends well
+            att.context[_CLOSED] = "answered"  # the failure share restarts once the stream ends well
 
     def attempt_finished(self, req: RequestRecord, att: AttemptRecord) -> None:
         key = att.target.health_key
         kind = att.outcome
         if kind == "ok":
-            closed = att.context.pop(_CLOSED, False)
-            if (self._succeeded(att) or closed) and self._store is not None:
+            closed = att.context.pop(_CLOSED, None)
+            if (self._succeeded(att) or closed == "answered") and self._store is not None:
                 self._store.recovered(att.target.key)  # the trial proved it: forgiven on evidence
         elif kind in BREAKER_FAILURES or (
             kind == "auth" and att.status == 401 and renew_rejected(att.target)
@@ -146,7 +158,8 @@ class Health(Observer):
             took = att.duration_s
             fast = kind in FAST_KINDS and took is not None and took < self.config.breaker.fast_failure_s
             hang_s = took if kind == "timeout" else None
-            if self.breakers.failure(key, fast=fast, hang_s=hang_s):
+            reopen = att.context.pop(_CLOSED, None) is not None  # the trial that closed it failed after all
+            if self.breakers.failure(key, hard=reopen, fast=fast, hang_s=hang_s):
                 self._share(key, self.breakers.peek(key)[1])
         elif kind == "auth":
             self.breakers.force_open(key, self.config.breaker.auth_cooldown_s)

@@ -95,3 +95,40 @@ def test_a_fast_failing_backend_is_retrialled_within_seconds(sims: SimThread, tm
             assert time.monotonic() - began < 5, seen[-20:]  # not the 30 s cooldown of a slow failure
             seen.append(chat(gw).headers["x-routeway-backend"])
             time.sleep(0.02)
+
+
+def _stream_backend(gw: GatewayThread, into: list[str]) -> None:
+    raw = gw.client().chat.completions.with_raw_response.create(
+        model="chat", messages=MSG, max_tokens=2, stream=True
+    )
+    into.append(raw.headers["x-routeway-backend"])
+    for _ in raw.parse():
+        pass
+
+
+def test_a_fast_failed_backend_is_back_at_its_trials_status_line(sims: SimThread, tmp_path: Path) -> None:
+    """A stream trial of a backend out for 503s closes its breaker when its 200 arrives: the next request
+    goes to it while the trial still waits for its first token (1.5 s here), not a TTFT later."""
+    policy = policy_for(sims, probe_interval_s=10)
+    breaker = {"consecutive_failures": 2, "cooldown_s": 30, "fast_cooldown_s": 0.5, "fast_ramp_s": 0.01}
+    policy["resilience"] = {"breaker": breaker}
+    with GatewayThread(policy, tmp_path, reload_policies=False) as gw:
+        sims.control("cheap", error_rate=1.0, error_status=503)
+        for _ in range(4):  # 503s in milliseconds: the breaker opens on a fast failure
+            assert chat(gw).headers["x-routeway-backend"] == "fast"
+        sims.control("cheap", error_rate=0.0, ttft_ms=1500)
+        began = time.monotonic()
+        while True:  # a stream at a time until one is cheap's trial (trials are paced like probes)
+            assert time.monotonic() - began < 8
+            trial: list[str] = []
+            waiting = threading.Thread(target=_stream_backend, args=(gw, trial))
+            waiting.start()
+            time.sleep(0.5)
+            if waiting.is_alive():  # cheap's trial: its first token is 1.5 s away; fast's comes at once
+                break
+            assert trial == ["fast"]
+        sent = time.monotonic()
+        assert chat(gw).headers["x-routeway-backend"] == "cheap"  # sent 0.5 s into the trial
+        waiting.join(timeout=10)
+        assert trial == ["cheap"]
+        assert time.monotonic() - sent < 3  # one cheap answer, not a wait for a breaker first

@@ -142,11 +142,23 @@ class FirstBytes(Observer):
         self.calls.append(f"answered:{att.ttft_s}")
 
 
+class StatusLines(Observer):
+    __slots__ = ("calls",)
+
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+
+    def attempt_replied(self, req: RequestRecord, att: AttemptRecord) -> None:
+        self.calls.append(f"replied:{att.status}")
+
+
 def test_the_first_byte_reaches_observers_that_define_it_and_skips_those_that_do_not() -> None:
-    """`attempt_answered` is optional: a structural observer without it (`Full`) is still accepted."""
+    """`attempt_replied` and `attempt_answered` are optional: a structural observer without them (`Full`)
+    is still accepted, and each reaches only the observers that define it."""
     calls: list[str] = []
-    observers = Observers([Full("full", calls), FirstBytes(calls), AttemptsOnly(calls)])
+    observers = Observers([Full("full", calls), FirstBytes(calls), StatusLines(calls), AttemptsOnly(calls)])
     req = RequestRecord("r1", "chat", "/v1/chat/completions", stream=True)
-    att = AttemptRecord(target(), 1, ttft_s=0.25)
+    att = AttemptRecord(target(), 1, status=200, ttft_s=0.25)
+    observers.attempt_replied(req, att)
     observers.attempt_answered(req, att)
-    assert calls == ["answered:0.25"]
+    assert calls == ["replied:200", "answered:0.25"]

@@ -72,9 +72,23 @@ def test_a_cut_stream_is_dropped_and_marked_partial() -> None:
 class FirstBytes(Observer):
     def __init__(self) -> None:
         self.seen: list[float | None] = []
+        self.statuses: list[int | None] = []
+
+    def attempt_replied(self, req: RequestRecord, att: AttemptRecord) -> None:
+        self.statuses.append(att.status)
 
     def attempt_answered(self, req: RequestRecord, att: AttemptRecord) -> None:
         self.seen.append(att.ttft_s)
+
+
+def test_observers_hear_the_status_line_before_the_first_byte() -> None:
+    spy = FirstBytes()
+    req = RequestRecord("r", "chat", "/v1/chat/completions", stream=True)
+    att = Attempt(req, target(backend="a"), {}, Watch(), Observers([spy]))
+    att.replied(MockReply(200, b""))
+    assert (spy.statuses, spy.seen) == ([200], [])  # the headers: no first byte yet
+    att.answered()
+    assert spy.statuses == [200] and len(spy.seen) == 1
 
 
 @pytest.mark.parametrize(

@@ -254,6 +254,55 @@ def test_a_streams_first_event_is_its_trials_verdict(
     assert h.breakers.peek(health_key(A))[0] == ("closed" if end == "ok" else "open")
 
 
+@pytest.mark.parametrize(
+    ("tripped_by", "status", "closed_at_status_line"),
+    [
+        (AttemptRecord(A, 1, outcome="server", duration_s=0.01), 200, True),  # 503s in ms: a 200 proves it
+        (AttemptRecord(A, 1, outcome="connect", duration_s=0.001), 200, True),  # refused connections
+        (AttemptRecord(A, 1, outcome="server", duration_s=0.01), 500, False),  # an error's status line
+        (AttemptRecord(A, 1, outcome="server", duration_s=3.0), 200, False),  # slow 5xx: the first event
+        (AttemptRecord(A, 1, outcome="timeout", duration_s=2.0), 200, False),  # a hang: the first event
+    ],
+)
+def test_a_fast_tripped_backends_trial_is_judged_by_its_status_line(
+    tripped_by: AttemptRecord, status: int, closed_at_status_line: bool
+) -> None:
+    store = MemoryStore(clock=lambda: 2000.0, window_every_s=0)
+    h, clock = health(store, consecutive_failures=1, cooldown_s=1, hang_trial_s=1, fast_cooldown_s=1)
+    h.attempt_finished(RequestRecord("r", "chat", "/x"), tripped_by)
+    store.record(A.key, Sample(tripped_by.outcome))
+    clock.t += 1
+    assert h.admit(A)  # the half-open trial
+    trial = AttemptRecord(A, 2, status=status, expected_s=0.25)
+    h.attempt_replied(RequestRecord("t", "chat", "/x", stream=True), trial)
+    assert (h.breakers.peek(health_key(A))[0] == "closed") is closed_at_status_line
+    est = store.snapshot()[A.key].est
+    assert est is not None and est.failure.value == (0.0 if closed_at_status_line else 1.0)
+
+
+@pytest.mark.parametrize("verdict_at", ["status line", "first event"])
+def test_a_trial_that_closed_its_breaker_and_then_fails_reopens_it(verdict_at: str) -> None:
+    """Closed on its status line or first event, the trial's later failure reopens the breaker at once
+    (five consecutive failures would otherwise be needed)."""
+    h, clock = health(consecutive_failures=5, fast_cooldown_s=1, cooldown_s=5)
+    for _ in range(5):
+        h.attempt_finished(
+            RequestRecord("r", "chat", "/x"), AttemptRecord(A, 1, outcome="server", duration_s=0.01)
+        )
+    clock.t += 1
+    assert h.admit(A)
+    req = RequestRecord("t", "chat", "/x", stream=True)
+    trial = AttemptRecord(A, 2, status=200, ttft_s=0.2, expected_s=0.25)
+    if verdict_at == "status line":
+        h.attempt_replied(req, trial)
+    else:
+        h.attempt_answered(req, trial)
+    assert h.breakers.peek(health_key(A))[0] == "closed"
+    trial.outcome, trial.duration_s = "protocol", 1.5  # cut mid-stream
+    h.attempt_finished(req, trial)
+    assert h.breakers.peek(health_key(A)) == ("open", 5.0)
+
+
 def test_a_success_that_is_no_trial_leaves_the_failure_share_to_the_estimate() -> None:
     store = MemoryStore(clock=lambda: 2000.0, window_every_s=0)
     h, _ = health(store)
