@@ -39,6 +39,7 @@ class AttemptRecord:
     target: Target
     number: int  # 1-based, in the order tried
     started: float = field(default_factory=time.monotonic)
+    replied_s: float | None = None  # the status line and headers, this long after the start
     ttft_s: float | None = None  # first byte of the body (non-stream) or first SSE event (stream)
     expected_s: float | None = None  # the plan's predicted time to that first byte
     duration_s: float | None = None

@@ -57,10 +57,11 @@ class Attempt:
 
     def replied(self, reply: Reply) -> None:
         """The response headers arrived; from here on `close` has a connection to drop. The observers hear
-        `attempt_replied` (a fast-tripped breaker's trial is judged by its status line)."""
+        `attempt_replied` (a breaker's trial may be judged by its status line)."""
         self.reply = reply
         rec = self.record
         rec.status, rec.headers = reply.status, reply.headers
+        rec.replied_s = time.monotonic() - rec.started
         self._observers.attempt_replied(self.req, rec)
 
     def answered(self) -> None:

@@ -54,6 +54,10 @@ class _Breaker:
     closed_at: float = -1e18  # long ago: no slow start for a backend never opened
     fast: bool = False  # the last trip was on a fast failure: short cooldown, short ramp back
     down_since: float | None = None  # when the first hung attempt of the current outage began
+    trial_at: float = -1e18  # when the latest half-open trial was sent
+    # The failure that tripped it came after a 2xx status line (a hang or cut after the headers), so a
+    # trial's status line proves nothing; True until a local trip says otherwise (another replica's opening).
+    after_ok: bool = True
 
 
 def hang_gap_s(cfg: BreakerConfig, down_s: float) -> float:
@@ -79,6 +83,11 @@ class Breakers:
             b = self._items[key] = _Breaker(_Window(max(1, int(self.config.window_s))))
         return b
 
+    def _hang_trial_due(self, b: _Breaker, now: float) -> bool:
+        """A hung backend's next trial does not wait for the previous one: a trial sent into a hang stays
+        hung however soon the backend recovers, so the next goes a hang gap after it, even while it is out."""
+        return b.down_since is not None and now >= b.trial_at + hang_gap_s(self.config, now - b.down_since)
+
     def _advance(self, b: _Breaker, now: float) -> None:
         """open → half-open once the cooldown is over: only transitions (admit, outcomes) call it."""
         if b.state == "open" and now >= b.open_until:
@@ -103,7 +112,11 @@ class Breakers:
         state, trials = b.state, b.trials_in_flight
         if state == "open" and now >= b.open_until:
             state, trials = "half_open", 0
-        if state == "half_open" and trials >= self.config.half_open_trials:
+        if (
+            state == "half_open"
+            and trials >= self.config.half_open_trials
+            and not self._hang_trial_due(b, now)
+        ):
             return "open", 0.0  # a trial is already under way
         return state, max(0.0, b.open_until - now) if state == "open" else 0.0
 
@@ -112,9 +125,13 @@ class Breakers:
         b = self._items.get(key)
         if b is None or b.state == "closed":  # `_advance` changes only an open breaker
             return True
-        self._advance(b, self._clock())
-        if b.state == "half_open" and b.trials_in_flight < self.config.half_open_trials:
+        now = self._clock()
+        self._advance(b, now)
+        if b.state == "half_open" and (
+            b.trials_in_flight < self.config.half_open_trials or self._hang_trial_due(b, now)
+        ):
             b.trials_in_flight += 1
+            b.trial_at = now
             return True
         return False
 
@@ -143,11 +160,12 @@ class Breakers:
             b.fast, b.down_since = b.fast or prompt, None
             b.window.clear()
 
-    def fast_out(self, key: str) -> bool:
-        """Whether the breaker is out of traffic for fast failures (503s in milliseconds, refused
-        connections): a 2xx status line is then the trial's verdict, without waiting for a first token."""
+    def status_decides(self, key: str) -> bool:
+        """Whether the breaker is out for failures that never had a 2xx status line (an error status, a
+        refused connection, a hang before the headers): a trial's 2xx status line is then its verdict,
+        without waiting a TTFT for its first token."""
         b = self._items.get(key)
-        return b is not None and b.state != "closed" and b.fast and b.down_since is None
+        return b is not None and b.state != "closed" and not b.after_ok
 
     def hung(self, key: str) -> bool:
         """Whether the breaker is out of traffic for a hang (its trials should get a short deadline)."""
@@ -155,24 +173,33 @@ class Breakers:
         return b is not None and b.state != "closed" and b.down_since is not None
 
     def failure(
-        self, key: str, *, hard: bool = False, fast: bool = False, hang_s: float | None = None
+        self,
+        key: str,
+        *,
+        hard: bool = False,
+        fast: bool = False,
+        hang_s: float | None = None,
+        after_ok: bool = False,
     ) -> bool:
         """Counts a failure; returns True when this failure opened the breaker. `fast`: it failed in
         milliseconds (a 503, a refused connection), so re-trialling it is cheap. `hang_s`: it timed out
-        after waiting that long (re-trialled at the hang cadence, `_trip`)."""
+        after waiting that long (re-trialled at the hang cadence, `_trip`). `after_ok`: it failed after a
+        2xx status line (`status_decides`)."""
         b = self._get(key)
         now = self._clock()
         b.window.add(now, False)
         b.consecutive += 1
+        if not hard and b.state == "half_open" and hang_s is not None and now - hang_s < b.trial_at:
+            return False  # sent into the hang before the latest trial, which is still out: that one decides
         if b.state == "half_open" or hard:
-            return self._trip(b, now, fast, hang_s)
+            return self._trip(b, now, fast, hang_s, after_ok)
         if b.state == "open":
             return False
         ok, bad = b.window.totals(now)
         cfg = self.config
         by_rate = ok + bad >= cfg.min_requests and bad / (ok + bad) >= cfg.error_rate
         if b.consecutive >= cfg.consecutive_failures or by_rate:
-            return self._trip(b, now, fast, hang_s)
+            return self._trip(b, now, fast, hang_s, after_ok)
         return False
 
     def release(self, key: str) -> None:
@@ -188,7 +215,9 @@ class Breakers:
         if b.state != "open" or b.open_until < now + seconds:
             b.state, b.open_until, b.trials_in_flight = "open", now + seconds, 0
 
-    def _trip(self, b: _Breaker, now: float, fast: bool = False, hang_s: float | None = None) -> bool:
+    def _trip(
+        self, b: _Breaker, now: float, fast: bool = False, hang_s: float | None = None, after_ok: bool = True
+    ) -> bool:
         """Opens: after a fast failure for `fast_cooldown_s` (a trial costs milliseconds: re-trial about
         twice a second); after a hang until the next trial at the hang cadence (`hang_gap_s` after the
         failed attempt was sent); else for a cooldown that doubles on each re-open."""
@@ -206,7 +235,7 @@ class Breakers:
         else:
             b.cooldown_s = min(cfg.max_cooldown_s, b.cooldown_s * 2 if b.cooldown_s else cfg.cooldown_s)
             wait = b.cooldown_s
-        b.state, b.open_until, b.trials_in_flight, b.fast = "open", now + wait, 0, fast
+        b.state, b.open_until, b.trials_in_flight, b.fast, b.after_ok = "open", now + wait, 0, fast, after_ok
         return True
 
     def states(self) -> dict[str, State]:

@@ -129,11 +129,15 @@ class Health(Observer):
         self.budget.note_request()
 
     def attempt_replied(self, req: RequestRecord, att: AttemptRecord) -> None:
-        """A backend out for fast failures (503s in milliseconds, refused connections) that answers a trial
-        with a 2xx status line has recovered from what tripped it: the breaker closes now, not a TTFT later
-        at the first event (the answer still counts at its end: failing then reopens the breaker)."""
-        status = att.status or 0
-        if 200 <= status < 300 and self.breakers.fast_out(att.target.health_key) and self._succeeded(att):
+        """A backend out for failures that never had a 2xx status line (an error status, a refused
+        connection, a hang before the headers) that answers a trial with one has recovered from what
+        tripped it: the breaker closes now, not a TTFT later at the first event (the answer still counts at
+        its end: failing then reopens the breaker)."""
+        if (
+            _ok(att.status)
+            and self.breakers.status_decides(att.target.health_key)
+            and self._succeeded(att, prompt=_in_time(att.replied_s, att.expected_s))
+        ):
             att.context[_CLOSED] = "replied"
             if self._store is not None:  # forgiven now: ranked on its price again while it ramps back
                 self._store.recovered(att.target.key)
@@ -159,7 +163,7 @@ class Health(Observer):
             fast = kind in FAST_KINDS and took is not None and took < self.config.breaker.fast_failure_s
             hang_s = took if kind == "timeout" else None
             reopen = att.context.pop(_CLOSED, None) is not None  # the trial that closed it failed after all
-            if self.breakers.failure(key, hard=reopen, fast=fast, hang_s=hang_s):
+            if self.breakers.failure(key, hard=reopen, fast=fast, hang_s=hang_s, after_ok=_ok(att.status)):
                 self._share(key, self.breakers.peek(key)[1])
         elif kind == "auth":
             self.breakers.force_open(key, self.config.breaker.auth_cooldown_s)
@@ -170,11 +174,12 @@ class Health(Observer):
         else:
             self.breakers.release(key)
 
-    def _succeeded(self, att: AttemptRecord) -> bool:
-        """Counts a success; True when it closed the breaker (a half-open trial's verdict)."""
+    def _succeeded(self, att: AttemptRecord, prompt: bool | None = None) -> bool:
+        """Counts a success; True when it closed the breaker (a half-open trial's verdict). `prompt`: it
+        answered in its expected time (default: its first byte did, `answered_in_time`)."""
         key = att.target.health_key
         was = self.breakers.advance(key)  # a success after the cooldown closes the breaker
-        self.breakers.success(key, prompt=answered_in_time(att))
+        self.breakers.success(key, prompt=answered_in_time(att) if prompt is None else prompt)
         if was == "closed":
             return False
         if self._store is not None:
@@ -187,9 +192,17 @@ class Health(Observer):
             self._store.set_cooldown(SHARED_PREFIX + key, time.time() + seconds)
 
 
+def _ok(status: int | None) -> bool:
+    return status is not None and 200 <= status < 300
+
+
 def answered_in_time(att: AttemptRecord) -> bool:
     """The attempt's first byte came before it would have counted as stuck: the backend is well."""
-    return att.ttft_s is not None and att.expected_s is not None and att.ttft_s <= patience_s(att.expected_s)
+    return _in_time(att.ttft_s, att.expected_s)
+
+
+def _in_time(took_s: float | None, expected_s: float | None) -> bool:
+    return took_s is not None and expected_s is not None and took_s <= patience_s(expected_s)
 
 
 __all__ = ["BREAKER_FAILURES", "SHARED_PREFIX", "Health", "health_key"]

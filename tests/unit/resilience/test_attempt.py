@@ -87,6 +87,7 @@ def test_observers_hear_the_status_line_before_the_first_byte() -> None:
     att = Attempt(req, target(backend="a"), {}, Watch(), Observers([spy]))
     att.replied(MockReply(200, b""))
     assert (spy.statuses, spy.seen) == ([200], [])  # the headers: no first byte yet
+    assert att.record.replied_s is not None and att.record.replied_s >= 0
     att.answered()
     assert spy.statuses == [200] and len(spy.seen) == 1
 

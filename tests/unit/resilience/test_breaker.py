@@ -219,3 +219,30 @@ def test_a_slow_failure_that_is_no_hang_keeps_the_doubling_cooldown() -> None:
     assert b.admit("k")
     b.failure("k")
     assert b.peek("k") == ("open", 10.0)
+
+
+def test_a_hung_backends_next_trial_does_not_wait_for_the_one_still_out() -> None:
+    """A trial sent into a hang stays hung however soon the backend recovers: the next goes a hang gap after
+    it; the older one's timeout then says nothing the newer cannot, and the newer decides."""
+    b, clock = make(consecutive_failures=1, hang_trial_s=0.5, hang_trial_share=0.15, max_cooldown_s=60)
+    assert b.failure("k", hang_s=4.0) is True  # the outage began 4 s ago: gap 0.6 s, already over
+    assert b.admit("k")  # trial 1 (its deadline is ~1 s)
+    clock.t += 0.3
+    assert b.peek("k") == ("open", 0.0) and not b.admit("k")  # under way, the gap not over
+    clock.t += 0.45  # 0.75 s: past the gap (0.15 x 4.75 s = 0.71 s), trial 1 still out
+    assert b.peek("k") == ("half_open", 0.0)
+    assert b.admit("k")  # trial 2
+    clock.t += 0.3
+    assert b.failure("k", hang_s=1.0) is False  # trial 1 times out: sent before trial 2, which decides
+    assert b.peek("k") == ("open", 0.0)  # still half-open, trial 2 out
+    b.success("k")  # trial 2 answers: the backend is back
+    assert b.peek("k")[0] == "closed"
+
+
+def test_without_a_hang_one_trial_at_a_time() -> None:
+    b, clock = make(consecutive_failures=1, fast_cooldown_s=0.5)
+    assert b.failure("k", fast=True) is True
+    clock.t += 0.5
+    assert b.admit("k")
+    clock.t += 30
+    assert not b.admit("k")  # a trial that never ends (a stream trial still going) holds the slot

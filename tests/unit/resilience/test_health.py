@@ -257,14 +257,18 @@ def test_a_streams_first_event_is_its_trials_verdict(
 @pytest.mark.parametrize(
     ("tripped_by", "status", "closed_at_status_line"),
     [
-        (AttemptRecord(A, 1, outcome="server", duration_s=0.01), 200, True),  # 503s in ms: a 200 proves it
+        # Failures that never had a 2xx status line: a trial's 200 is what was missing.
+        (AttemptRecord(A, 1, outcome="server", status=503, duration_s=0.01), 200, True),  # 503s in ms
         (AttemptRecord(A, 1, outcome="connect", duration_s=0.001), 200, True),  # refused connections
-        (AttemptRecord(A, 1, outcome="server", duration_s=0.01), 500, False),  # an error's status line
-        (AttemptRecord(A, 1, outcome="server", duration_s=3.0), 200, False),  # slow 5xx: the first event
-        (AttemptRecord(A, 1, outcome="timeout", duration_s=2.0), 200, False),  # a hang: the first event
+        (AttemptRecord(A, 1, outcome="server", status=500, duration_s=3.0), 200, True),  # a slow 500
+        (AttemptRecord(A, 1, outcome="timeout", duration_s=2.0), 200, True),  # a hang before the headers
+        (AttemptRecord(A, 1, outcome="server", status=503, duration_s=0.01), 503, False),  # still failing
+        # Failures after a 200: its status line proves nothing, the first event decides.
+        (AttemptRecord(A, 1, outcome="timeout", status=200, duration_s=2.0), 200, False),  # hung after it
+        (AttemptRecord(A, 1, outcome="protocol", status=200, duration_s=0.3), 200, False),  # cut or garbled
     ],
 )
-def test_a_fast_tripped_backends_trial_is_judged_by_its_status_line(
+def test_a_trial_is_judged_by_its_status_line_when_the_failures_had_none(
     tripped_by: AttemptRecord, status: int, closed_at_status_line: bool
 ) -> None:
     store = MemoryStore(clock=lambda: 2000.0, window_every_s=0)
@@ -278,6 +282,25 @@ def test_a_fast_tripped_backends_trial_is_judged_by_its_status_line(
     assert (h.breakers.peek(health_key(A))[0] == "closed") is closed_at_status_line
     est = store.snapshot()[A.key].est
     assert est is not None and est.failure.value == (0.0 if closed_at_status_line else 1.0)
+
+
+@pytest.mark.parametrize(("replied_s", "weight"), [(0.01, 0.5), (1.5, 0.1), (None, 0.1)])
+def test_a_trial_closed_at_a_prompt_status_line_ramps_back_quickly(
+    replied_s: float | None, weight: float
+) -> None:
+    """Out for a hang before the headers: a status line within the trial's patience ramps back over
+    fast_ramp_s (half-way after half of it), one as late as a stuck attempt over slow_start_s."""
+    h, clock = health(consecutive_failures=1, hang_trial_s=1, slow_start_s=10, fast_ramp_s=1)
+    h.attempt_finished(
+        RequestRecord("r", "chat", "/x"), AttemptRecord(A, 1, outcome="timeout", duration_s=2.0)
+    )
+    clock.t += 1
+    assert h.admit(A)
+    trial = AttemptRecord(A, 2, status=200, replied_s=replied_s, expected_s=0.25)
+    h.attempt_replied(RequestRecord("t", "chat", "/x", stream=True), trial)
+    assert h.breakers.peek(health_key(A))[0] == "closed"
+    clock.t += 0.5
+    assert h.breakers.weight(health_key(A)) == pytest.approx(weight)
 
 
 @pytest.mark.parametrize("verdict_at", ["status line", "first event"])
