@@ -215,9 +215,7 @@ class Breakers:
         if b.state != "open" or b.open_until < now + seconds:
             b.state, b.open_until, b.trials_in_flight = "open", now + seconds, 0
 
-    def _trip(
-        self, b: _Breaker, now: float, fast: bool = False, hang_s: float | None = None, after_ok: bool = True
-    ) -> bool:
+    def _trip(self, b: _Breaker, now: float, fast: bool, hang_s: float | None, after_ok: bool) -> bool:
         """Opens: after a fast failure for `fast_cooldown_s` (a trial costs milliseconds: re-trial about
         twice a second); after a hang until the next trial at the hang cadence (`hang_gap_s` after the
         failed attempt was sent); else for a cooldown that doubles on each re-open."""
