@@ -1,5 +1,5 @@
 """Issue 14 over real sockets: a hanging backend costs one per-try deadline and is demoted while its attempts
-are stuck, on every replica through a real Redis; a backend failing fast is re-trialled within seconds."""
+are stuck, on every replica through a real Redis; a backend failing fast is re-trialled within seconds, and a trial's status line brings it back when the failures had none."""
 
 from __future__ import annotations
 
@@ -106,6 +106,26 @@ def _stream_backend(gw: GatewayThread, into: list[str]) -> None:
         pass
 
 
+def _goes_to_cheap_during_its_trial(gw: GatewayThread) -> None:
+    """Streams one at a time until one is cheap's trial (trials are paced like probes), then a request sent
+    0.5 s into it, well before its first token, must go to cheap, and the trial must be cheap's."""
+    began = time.monotonic()
+    while True:
+        assert time.monotonic() - began < 8
+        trial: list[str] = []
+        waiting = threading.Thread(target=_stream_backend, args=(gw, trial))
+        waiting.start()
+        time.sleep(0.5)
+        if waiting.is_alive():  # cheap's trial: its first token is ~1 s away; fast's comes at once
+            break
+        assert trial == ["fast"]
+    sent = time.monotonic()
+    assert chat(gw).headers["x-routeway-backend"] == "cheap"  # sent 0.5 s into the trial
+    waiting.join(timeout=10)
+    assert trial == ["cheap"]
+    assert time.monotonic() - sent < 3  # one cheap answer, not a wait for a breaker first
+
+
 def test_a_fast_failed_backend_is_back_at_its_trials_status_line(sims: SimThread, tmp_path: Path) -> None:
     """A stream trial of a backend out for 503s closes its breaker when its 200 arrives: the next request
     goes to it while the trial still waits for its first token (1.5 s here), not a TTFT later."""
@@ -117,18 +137,20 @@ def test_a_fast_failed_backend_is_back_at_its_trials_status_line(sims: SimThread
         for _ in range(4):  # 503s in milliseconds: the breaker opens on a fast failure
             assert chat(gw).headers["x-routeway-backend"] == "fast"
         sims.control("cheap", error_rate=0.0, ttft_ms=1500)
-        began = time.monotonic()
-        while True:  # a stream at a time until one is cheap's trial (trials are paced like probes)
-            assert time.monotonic() - began < 8
-            trial: list[str] = []
-            waiting = threading.Thread(target=_stream_backend, args=(gw, trial))
-            waiting.start()
-            time.sleep(0.5)
-            if waiting.is_alive():  # cheap's trial: its first token is 1.5 s away; fast's comes at once
-                break
-            assert trial == ["fast"]
-        sent = time.monotonic()
-        assert chat(gw).headers["x-routeway-backend"] == "cheap"  # sent 0.5 s into the trial
-        waiting.join(timeout=10)
-        assert trial == ["cheap"]
-        assert time.monotonic() - sent < 3  # one cheap answer, not a wait for a breaker first
+        _goes_to_cheap_during_its_trial(gw)
+
+
+def test_a_backend_that_hung_before_its_headers_is_back_at_its_trials_status_line(
+    sims: SimThread, tmp_path: Path
+) -> None:
+    """The same after a hang that never sent headers: the trial's 200 is what the hang lacked."""
+    timeouts = {"connect_s": 1, "first_token_s": 2, "idle_s": 2, "total_s": 6}
+    policy = policy_for(sims, probe_interval_s=10, timeouts=timeouts)
+    policy["resilience"] = {"breaker": {"consecutive_failures": 1, "hang_trial_s": 0.5, "fast_ramp_s": 0.01}}
+    with GatewayThread(policy, tmp_path, reload_policies=False) as gw:
+        sims.control("cheap", hang=True)
+        raw = chat(gw)  # cheap's try times out at its per-try deadline, then fast answers
+        assert (raw.headers["x-routeway-backend"], raw.headers["x-routeway-attempts"]) == ("fast", "2")
+        # Slower than declared (400 ms) yet within the trial's patience (3x), so the trial itself passes.
+        sims.control("cheap", hang=False, ttft_ms=900)
+        _goes_to_cheap_during_its_trial(gw)
