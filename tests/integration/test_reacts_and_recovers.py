@@ -1,5 +1,6 @@
 """Issue 14 over real sockets: a hanging backend costs one per-try deadline and is demoted while its attempts
-are stuck, on every replica through a real Redis; a backend failing fast is re-trialled within seconds, and a trial's status line brings it back when the failures had none."""
+are stuck, on every replica through a real Redis; a backend failing fast is re-trialled within seconds; a
+trial's status line brings a backend back when its failures had none."""
 
 from __future__ import annotations
 
