@@ -73,7 +73,7 @@ class RedisKeyStore:
             pass  # the first lookup tries again
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await redis_client.close(self._client)
 
     async def _ready(self) -> None:
         if self._discovered:

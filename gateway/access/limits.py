@@ -281,7 +281,7 @@ class RedisLimiter:
             pass  # the first admit tries again, and falls back if Redis is still away
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await redis_client.close(self.client)
 
     async def _discover(self) -> None:
         async with self._discovery:

@@ -106,11 +106,7 @@ class RedisResponses:
 
     async def close(self) -> None:
         client, self._redis = self._redis, None
-        if client is not None:
-            try:
-                await client.aclose()
-            except redis_client.FAILURES:
-                pass
+        await redis_client.close(client)
 
     async def put(self, rid: str, blob: bytes) -> None:
         await self._call(lambda r: r.set(self._key(rid), blob, px=self._ttl_ms))

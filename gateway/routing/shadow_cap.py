@@ -156,11 +156,7 @@ class RedisCap:
 
     async def close(self) -> None:
         client, self._redis = self._redis, None
-        if client is not None:
-            try:
-                await client.aclose()
-            except redis_client.FAILURES:
-                pass
+        await redis_client.close(client)
 
     async def _call(self, op: Callable[[redis_client.Client], Awaitable[Any]]) -> Any:
         try:

@@ -169,8 +169,7 @@ class RedisStore(MemoryStore):
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task}, timeout=redis_client.CLOSE_S)  # bounded, whatever Redis does
         client, self._redis = self._redis, None
         if client is None:
             return
@@ -179,8 +178,7 @@ class RedisStore(MemoryStore):
             with contextlib.suppress(*_RedisFailure):
                 async with asyncio.timeout(self._timeout_s * 4):
                     await client.hdel(self._replicas_key, self.replica_id)
-        with contextlib.suppress(*_RedisFailure):
-            await client.aclose()
+        await redis_client.close(client)
 
     async def _run(self) -> None:
         while True:
