@@ -179,12 +179,12 @@ class Breakers:
         hard: bool = False,
         fast: bool = False,
         hang_s: float | None = None,
-        after_ok: bool = False,
+        after_ok: bool = True,
     ) -> bool:
         """Counts a failure; returns True when this failure opened the breaker. `fast`: it failed in
         milliseconds (a 503, a refused connection), so re-trialling it is cheap. `hang_s`: it timed out
         after waiting that long (re-trialled at the hang cadence, `_trip`). `after_ok`: it failed after a
-        2xx status line (`status_decides`)."""
+        2xx status line, or nobody said (`status_decides`: then only a first byte is a trial's verdict)."""
         b = self._get(key)
         now = self._clock()
         b.window.add(now, False)

@@ -136,7 +136,7 @@ class Health(Observer):
         if (
             _ok(att.status)
             and self.breakers.status_decides(att.target.health_key)
-            and self._succeeded(att, prompt=_in_time(att.replied_s, att.expected_s))
+            and self._succeeded(att, _in_time(att.replied_s, att.expected_s))
         ):
             att.context[_CLOSED] = "replied"
             if self._store is not None:  # forgiven now: ranked on its price again while it ramps back
@@ -145,7 +145,11 @@ class Health(Observer):
     def attempt_answered(self, req: RequestRecord, att: AttemptRecord) -> None:
         """A stream's first event is a half-open trial's verdict: the breaker closes now, not at the stream's
         end (a stream cut after this still counts as a failure at its end, and reopens the breaker)."""
-        if req.stream and self.breakers.peek(att.target.health_key)[0] != "closed" and self._succeeded(att):
+        if (
+            req.stream
+            and self.breakers.peek(att.target.health_key)[0] != "closed"
+            and self._succeeded(att, answered_in_time(att))
+        ):
             att.context[_CLOSED] = "answered"  # the failure share restarts once the stream ends well
 
     def attempt_finished(self, req: RequestRecord, att: AttemptRecord) -> None:
@@ -153,7 +157,9 @@ class Health(Observer):
         kind = att.outcome
         if kind == "ok":
             closed = att.context.pop(_CLOSED, None)
-            if (self._succeeded(att) or closed == "answered") and self._store is not None:
+            if (
+                self._succeeded(att, answered_in_time(att)) or closed == "answered"
+            ) and self._store is not None:
                 self._store.recovered(att.target.key)  # the trial proved it: forgiven on evidence
         elif kind in BREAKER_FAILURES or (
             kind == "auth" and att.status == 401 and renew_rejected(att.target)
@@ -174,12 +180,12 @@ class Health(Observer):
         else:
             self.breakers.release(key)
 
-    def _succeeded(self, att: AttemptRecord, prompt: bool | None = None) -> bool:
+    def _succeeded(self, att: AttemptRecord, prompt: bool) -> bool:
         """Counts a success; True when it closed the breaker (a half-open trial's verdict). `prompt`: it
-        answered in its expected time (default: its first byte did, `answered_in_time`)."""
+        answered in its expected time."""
         key = att.target.health_key
         was = self.breakers.advance(key)  # a success after the cooldown closes the breaker
-        self.breakers.success(key, prompt=answered_in_time(att) if prompt is None else prompt)
+        self.breakers.success(key, prompt=prompt)
         if was == "closed":
             return False
         if self._store is not None:
